@@ -1,0 +1,30 @@
+//! The wire protocol of referee, shared by the server and the client. It does no I/O.
+//!
+//! # Layout
+//! - [`message`]: control messages, sent as JSON text WebSocket messages.
+//! - [`frame`]: the binary video-frame message: a fixed 32-byte little-endian header and the
+//!   encoded image.
+//! - [`state`]: the session state machine: which client message is legal in which state.
+//! - [`error_code`]: the stable, machine-readable error codes and their WebSocket close codes.
+//! - [`signal`]: the signal file format (timestamped events) and its parser.
+//!
+//! `docs/protocol.md` at the repository root describes the same protocol for people writing a
+//! client in another language.
+
+pub mod error_code;
+pub mod frame;
+pub mod message;
+pub mod signal;
+pub mod state;
+
+pub use error_code::ErrorCode;
+pub use frame::{FrameHeader, FrameHeaderError, FRAME_HEADER_LEN};
+pub use message::{ControlMessage, FrameEncoding, Stage};
+pub use state::{SessionState, Violation};
+
+/// The protocol version this crate speaks. A peer announcing another version is refused with
+/// [`ErrorCode::UnsupportedVersion`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The WebSocket path of the ingest endpoint.
+pub const STREAM_PATH: &str = "/stream";

@@ -1,0 +1,320 @@
+//! Control messages: JSON objects sent as text WebSocket messages, told apart by their `type`
+//! field. Unknown types and unknown fields are rejected.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::ErrorCode;
+
+/// How the frames of a session are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameEncoding {
+    /// Each frame is a baseline or progressive JPEG file (JFIF or EXIF).
+    Jpeg,
+}
+
+impl FrameEncoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrameEncoding::Jpeg => "jpeg",
+        }
+    }
+}
+
+/// A processing stage the server reports progress for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Rebuilding a playable video file from the stored frames.
+    VideoReconstruction,
+    /// Lining the signal events up with the frames and writing the report.
+    Analysis,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::VideoReconstruction => "video_reconstruction",
+            Stage::Analysis => "analysis",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every control message of the protocol, in both directions. The JSON form is an object whose
+/// `type` field names the variant, e.g. `{"type":"ACK","frames_stored":64}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
+pub enum ControlMessage {
+    /// Client → server: opens a session. The first message on a connection.
+    SessionStart {
+        /// The protocol version the client speaks; must equal the server's.
+        protocol_version: u16,
+        /// A short human name for the session, e.g. `phrase04`. Letters, digits, `-` and `_`.
+        name: String,
+        /// The file name of the source video, for the record.
+        source: String,
+        /// Frames per second of the source video (may be fractional, e.g. 29.97).
+        fps: f64,
+        /// Frame width in pixels; every frame must have it.
+        width: u32,
+        /// Frame height in pixels; every frame must have it.
+        height: u32,
+        /// How many frames the client expects to send, when the source knows it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        frame_count: Option<u64>,
+        /// How each frame is encoded.
+        encoding: FrameEncoding,
+        /// The encoder quality (1-100) used, when the client re-encodes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quality: Option<u8>,
+    },
+    /// Server → client: the session exists on disk; frames may be sent.
+    SessionStarted {
+        /// The server-generated session id.
+        session_id: String,
+        /// How many frames the client may have sent but not yet seen acknowledged.
+        window: u32,
+        /// The largest frame payload the server accepts, in bytes.
+        max_frame_bytes: u32,
+    },
+    /// Server → client: the first `frames_stored` frames are written to disk.
+    Ack { frames_stored: u64 },
+    /// Client → server: every frame has been sent.
+    SessionEnd {
+        /// How many frames the client sent in all.
+        frames_sent: u64,
+        /// Whether a `SIGNAL` message follows. When false, processing starts right away.
+        signal_follows: bool,
+    },
+    /// Server → client: every frame is stored; the answer to `SESSION_END`.
+    SessionEnded { frames_stored: u64 },
+    /// Client → server: the text of the signal file.
+    Signal {
+        /// The signal file's name, for the record.
+        file_name: String,
+        /// The whole file, UTF-8.
+        text: String,
+    },
+    /// Server → client: how far a processing stage is.
+    Progress {
+        stage: Stage,
+        /// 0 to 100.
+        percent: f32,
+        /// Units of work done in this stage (frames for `video_reconstruction`).
+        done: u64,
+        /// Units of work in this stage.
+        total: u64,
+    },
+    /// Server → client: processing is done; the last message of a successful session.
+    Complete {
+        session_id: String,
+        frames_stored: u64,
+        /// Seconds of video stored.
+        duration_s: f64,
+        /// Signal events lined up with frames.
+        events: u64,
+        /// The session's directory on the server.
+        directory: String,
+        /// Result files in that directory, e.g. `["video.mp4", "report.json"]`.
+        files: Vec<String>,
+    },
+    /// Either direction: something went wrong.
+    Error {
+        code: ErrorCode,
+        /// What happened and what to do, for a person.
+        message: String,
+        /// True when the sender ends the session (and closes the connection) after this.
+        fatal: bool,
+    },
+}
+
+/// Why a text message is not a valid control message.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("message type {0:?} is not part of protocol version {v}", v = crate::PROTOCOL_VERSION)]
+    UnknownType(String),
+    #[error("malformed control message: {0}")]
+    Malformed(String),
+}
+
+impl DecodeError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::UnknownType(_) => ErrorCode::UnknownMessageType,
+            DecodeError::Malformed(_) => ErrorCode::MalformedMessage,
+        }
+    }
+}
+
+/// Every value the `type` field may take.
+pub const MESSAGE_TYPES: [&str; 9] = [
+    "SESSION_START",
+    "SESSION_STARTED",
+    "ACK",
+    "SESSION_END",
+    "SESSION_ENDED",
+    "SIGNAL",
+    "PROGRESS",
+    "COMPLETE",
+    "ERROR",
+];
+
+impl ControlMessage {
+    /// Parses a text message, telling an unknown `type` apart from other mistakes.
+    pub fn from_json(text: &str) -> Result<Self, DecodeError> {
+        serde_json::from_str(text).map_err(|err| {
+            let value: Option<serde_json::Value> = serde_json::from_str(text).ok();
+            let ty = value
+                .as_ref()
+                .and_then(|v| v.get("type"))
+                .and_then(|t| t.as_str());
+            match ty {
+                Some(ty) if !MESSAGE_TYPES.contains(&ty) => DecodeError::UnknownType(ty.into()),
+                _ => DecodeError::Malformed(err.to_string()),
+            }
+        })
+    }
+
+    /// The JSON text of this message.
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: every map key is a string and every float is
+        // checked finite by the constructors of the fields that hold one.
+        serde_json::to_string(self).unwrap_or_else(|err| {
+            format!(
+                r#"{{"type":"ERROR","code":"internal","message":"cannot encode message: {}","fatal":true}}"#,
+                err.to_string().replace('"', "'")
+            )
+        })
+    }
+
+    /// The value of the `type` field.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ControlMessage::SessionStart { .. } => "SESSION_START",
+            ControlMessage::SessionStarted { .. } => "SESSION_STARTED",
+            ControlMessage::Ack { .. } => "ACK",
+            ControlMessage::SessionEnd { .. } => "SESSION_END",
+            ControlMessage::SessionEnded { .. } => "SESSION_ENDED",
+            ControlMessage::Signal { .. } => "SIGNAL",
+            ControlMessage::Progress { .. } => "PROGRESS",
+            ControlMessage::Complete { .. } => "COMPLETE",
+            ControlMessage::Error { .. } => "ERROR",
+        }
+    }
+
+    /// An `ERROR` message.
+    pub fn error(code: ErrorCode, message: impl Into<String>, fatal: bool) -> Self {
+        ControlMessage::Error {
+            code,
+            message: message.into(),
+            fatal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start() -> ControlMessage {
+        ControlMessage::SessionStart {
+            protocol_version: 1,
+            name: "phrase04".into(),
+            source: "bout.avi".into(),
+            fps: 29.97,
+            width: 640,
+            height: 480,
+            frame_count: Some(1800),
+            encoding: FrameEncoding::Jpeg,
+            quality: Some(90),
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips_through_json() {
+        let all = vec![
+            start(),
+            ControlMessage::SessionStarted {
+                session_id: "20251106_170116_phrase04_k7m2".into(),
+                window: 64,
+                max_frame_bytes: 8 << 20,
+            },
+            ControlMessage::Ack { frames_stored: 64 },
+            ControlMessage::SessionEnd {
+                frames_sent: 1800,
+                signal_follows: true,
+            },
+            ControlMessage::SessionEnded {
+                frames_stored: 1800,
+            },
+            ControlMessage::Signal {
+                file_name: "bout.txt".into(),
+                text: "1.5 touch_left\n".into(),
+            },
+            ControlMessage::Progress {
+                stage: Stage::Analysis,
+                percent: 50.0,
+                done: 1,
+                total: 2,
+            },
+            ControlMessage::Complete {
+                session_id: "x".into(),
+                frames_stored: 3,
+                duration_s: 0.1,
+                events: 1,
+                directory: "/data/x".into(),
+                files: vec!["video.mp4".into()],
+            },
+            ControlMessage::error(ErrorCode::FrameOutOfOrder, "frame 3, expected 2", true),
+        ];
+        assert_eq!(all.len(), MESSAGE_TYPES.len());
+        for msg in all {
+            let json = msg.to_json();
+            assert!(
+                json.contains(&format!("\"type\":\"{}\"", msg.type_name())),
+                "{json}"
+            );
+            assert_eq!(ControlMessage::from_json(&json).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn documented_example_parses() {
+        let json = r#"{"type":"SESSION_START","protocol_version":1,"name":"phrase04",
+            "source":"bout.avi","fps":30.0,"width":640,"height":480,"encoding":"jpeg"}"#;
+        let msg = ControlMessage::from_json(json).unwrap();
+        assert!(matches!(
+            msg,
+            ControlMessage::SessionStart {
+                frame_count: None,
+                quality: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unknown_type_is_told_apart_from_malformed() {
+        let err = ControlMessage::from_json(r#"{"type":"HELLO"}"#).unwrap_err();
+        assert_eq!(err, DecodeError::UnknownType("HELLO".into()));
+        assert_eq!(err.code(), ErrorCode::UnknownMessageType);
+
+        for bad in [
+            "not json",
+            r#"{"frames_stored":1}"#,
+            r#"{"type":"ACK"}"#,
+            r#"{"type":"ACK","frames_stored":"many"}"#,
+            r#"{"type":"ACK","frames_stored":1,"extra":true}"#,
+        ] {
+            let err = ControlMessage::from_json(bad).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::MalformedMessage, "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! The session state machine, as the server sees it: which client message is legal in which
+//! state, and what each one moves the session to.
+//!
+//! ```text
+//!  AwaitingStart --SESSION_START--> Receiving --frame n (n = next)--> Receiving
+//!  Receiving --SESSION_END(signal_follows=true)--> AwaitingSignal --SIGNAL--> Processing
+//!  Receiving --SESSION_END(signal_follows=false)--> Processing
+//!  Processing --(server finishes)--> Complete
+//! ```
+//! Anything else is a [`Violation`], which names the state and the message.
+
+use thiserror::Error;
+
+use crate::{ControlMessage, ErrorCode, PROTOCOL_VERSION};
+
+/// The largest frame width or height accepted in `SESSION_START`.
+pub const MAX_DIMENSION: u32 = 16_384;
+/// The longest session name accepted in `SESSION_START`.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Where a session is in the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Connected; waiting for `SESSION_START`.
+    AwaitingStart,
+    /// Frames are arriving; `next_frame` is the index the next one must carry.
+    Receiving { next_frame: u64 },
+    /// `SESSION_END` arrived and announced a signal; waiting for `SIGNAL`.
+    AwaitingSignal { frames: u64 },
+    /// The server is processing the session; the client only listens.
+    Processing { frames: u64 },
+    /// Processing finished; nothing more is accepted.
+    Complete { frames: u64 },
+}
+
+/// What arrived from the client.
+#[derive(Debug, Clone, Copy)]
+pub enum Incoming<'a> {
+    Control(&'a ControlMessage),
+    Frame { index: u64 },
+}
+
+/// A message that breaks the protocol in the current state.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum Violation {
+    #[error("frame {index} arrived before SESSION_START: send SESSION_START first")]
+    FrameBeforeStart { index: u64 },
+    #[error("SESSION_START arrived in state {state}: this connection already has a session")]
+    AlreadyStarted { state: &'static str },
+    #[error("frame {got} arrived in state {state}, but the next frame must be {expected}: send frames in order, starting at 0")]
+    FrameOutOfOrder {
+        state: &'static str,
+        expected: u64,
+        got: u64,
+    },
+    #[error("{message} (a text message) arrived in state {state}, where a binary frame or SESSION_END is expected")]
+    UnexpectedText {
+        state: &'static str,
+        message: &'static str,
+    },
+    #[error("binary frame {index} arrived in state {state}, where {expected} is expected")]
+    UnexpectedBinary {
+        state: &'static str,
+        index: u64,
+        expected: &'static str,
+    },
+    #[error("{message} is not allowed in state {state}{hint}")]
+    NotAllowed {
+        state: &'static str,
+        message: &'static str,
+        hint: &'static str,
+    },
+    #[error("SESSION_END says {sent} frames were sent, but the server received {received}")]
+    FrameCountMismatch { sent: u64, received: u64 },
+    #[error("SESSION_START asks for protocol version {got}; this server speaks version {PROTOCOL_VERSION}")]
+    UnsupportedVersion { got: u16 },
+    #[error("SESSION_START is invalid: {0}")]
+    InvalidStart(String),
+}
+
+impl Violation {
+    /// The error code an `ERROR` message reports this violation with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Violation::FrameBeforeStart { .. } => ErrorCode::FrameBeforeStart,
+            Violation::AlreadyStarted { .. } => ErrorCode::AlreadyStarted,
+            Violation::FrameOutOfOrder { .. } => ErrorCode::FrameOutOfOrder,
+            Violation::UnexpectedText { .. } => ErrorCode::UnexpectedText,
+            Violation::UnexpectedBinary { .. } => ErrorCode::UnexpectedBinary,
+            Violation::NotAllowed { .. } => ErrorCode::UnexpectedMessage,
+            Violation::FrameCountMismatch { .. } => ErrorCode::FrameCountMismatch,
+            Violation::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+            Violation::InvalidStart(_) => ErrorCode::InvalidSessionStart,
+        }
+    }
+}
+
+impl SessionState {
+    /// The state's name as logs, errors and the HTTP API show it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SessionState::AwaitingStart => "awaiting_start",
+            SessionState::Receiving { .. } => "receiving",
+            SessionState::AwaitingSignal { .. } => "awaiting_signal",
+            SessionState::Processing { .. } => "processing",
+            SessionState::Complete { .. } => "complete",
+        }
+    }
+
+    /// Applies a client message: on success the state has moved on; on a violation it is
+    /// unchanged.
+    pub fn accept(&mut self, incoming: Incoming<'_>) -> Result<(), Violation> {
+        use ControlMessage as M;
+        use SessionState as S;
+        let state = self.name();
+        let next = match (*self, incoming) {
+            (S::AwaitingStart, Incoming::Control(start @ M::SessionStart { .. })) => {
+                validate_start(start)?;
+                S::Receiving { next_frame: 0 }
+            }
+            (S::AwaitingStart, Incoming::Frame { index }) => {
+                return Err(Violation::FrameBeforeStart { index })
+            }
+            (_, Incoming::Control(M::SessionStart { .. })) => {
+                return Err(Violation::AlreadyStarted { state })
+            }
+            (S::Receiving { next_frame }, Incoming::Frame { index }) => {
+                if index != next_frame {
+                    return Err(Violation::FrameOutOfOrder {
+                        state,
+                        expected: next_frame,
+                        got: index,
+                    });
+                }
+                S::Receiving {
+                    next_frame: next_frame + 1,
+                }
+            }
+            (
+                S::Receiving { next_frame },
+                Incoming::Control(M::SessionEnd {
+                    frames_sent,
+                    signal_follows,
+                }),
+            ) => {
+                if *frames_sent != next_frame {
+                    return Err(Violation::FrameCountMismatch {
+                        sent: *frames_sent,
+                        received: next_frame,
+                    });
+                }
+                if *signal_follows {
+                    S::AwaitingSignal { frames: next_frame }
+                } else {
+                    S::Processing { frames: next_frame }
+                }
+            }
+            (S::Receiving { .. }, Incoming::Control(msg)) if is_client_message(msg) => {
+                return Err(Violation::UnexpectedText {
+                    state,
+                    message: msg.type_name(),
+                })
+            }
+            (S::AwaitingSignal { frames }, Incoming::Control(M::Signal { .. })) => {
+                S::Processing { frames }
+            }
+            (S::AwaitingSignal { .. }, Incoming::Frame { index }) => {
+                return Err(Violation::UnexpectedBinary {
+                    state,
+                    index,
+                    expected: "SIGNAL",
+                })
+            }
+            (S::Processing { .. } | S::Complete { .. }, Incoming::Frame { index }) => {
+                return Err(Violation::UnexpectedBinary {
+                    state,
+                    index,
+                    expected: "no message",
+                })
+            }
+            (_, Incoming::Control(msg)) => {
+                let hint = if is_client_message(msg) {
+                    match self {
+                        S::AwaitingStart => ": send SESSION_START first",
+                        S::AwaitingSignal { .. } => ": send SIGNAL",
+                        _ => ": the session no longer takes messages",
+                    }
+                } else {
+                    ": only the server sends it"
+                };
+                return Err(Violation::NotAllowed {
+                    state,
+                    message: msg.type_name(),
+                    hint,
+                });
+            }
+        };
+        *self = next;
+        Ok(())
+    }
+
+    /// The server finished processing.
+    pub fn finish_processing(&mut self) {
+        if let SessionState::Processing { frames } = *self {
+            *self = SessionState::Complete { frames };
+        }
+    }
+}
+
+/// Messages a client may send (in some state). `ERROR` is handled by the server before the state
+/// machine: a client's `ERROR` ends the session in any state.
+fn is_client_message(msg: &ControlMessage) -> bool {
+    matches!(
+        msg,
+        ControlMessage::SessionStart { .. }
+            | ControlMessage::SessionEnd { .. }
+            | ControlMessage::Signal { .. }
+    )
+}
+
+/// Checks the values of a `SESSION_START`.
+fn validate_start(msg: &ControlMessage) -> Result<(), Violation> {
+    let ControlMessage::SessionStart {
+        protocol_version,
+        name,
+        fps,
+        width,
+        height,
+        quality,
+        ..
+    } = msg
+    else {
+        return Ok(());
+    };
+    if *protocol_version != PROTOCOL_VERSION {
+        return Err(Violation::UnsupportedVersion {
+            got: *protocol_version,
+        });
+    }
+    let invalid = |why: String| Err(Violation::InvalidStart(why));
+    if !valid_name(name) {
+        return invalid(format!(
+            "name {name:?} must be 1 to {MAX_NAME_LEN} letters, digits, '-' or '_'"
+        ));
+    }
+    if !(fps.is_finite() && *fps > 0.0 && *fps <= 1000.0) {
+        return invalid(format!("fps {fps} must be more than 0 and at most 1000"));
+    }
+    for (what, v) in [("width", width), ("height", height)] {
+        if *v == 0 || *v > MAX_DIMENSION {
+            return invalid(format!("{what} {v} must be 1 to {MAX_DIMENSION} pixels"));
+        }
+    }
+    if let Some(q) = quality {
+        if !(1..=100).contains(q) {
+            return invalid(format!("quality {q} must be 1 to 100"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` is acceptable as a session name: 1 to 64 ASCII letters, digits, `-` or `_`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Turns any text (e.g. a file stem) into a valid session name.
+pub fn sanitize_name(text: &str) -> String {
+    let mut name: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_NAME_LEN)
+        .collect();
+    if name.is_empty() {
+        name.push_str("session");
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FrameEncoding;
+
+    fn start() -> ControlMessage {
+        ControlMessage::SessionStart {
+            protocol_version: PROTOCOL_VERSION,
+            name: "phrase04".into(),
+            source: "bout.avi".into(),
+            fps: 30.0,
+            width: 640,
+            height: 480,
+            frame_count: None,
+            encoding: FrameEncoding::Jpeg,
+            quality: Some(90),
+        }
+    }
+
+    fn end(frames_sent: u64, signal_follows: bool) -> ControlMessage {
+        ControlMessage::SessionEnd {
+            frames_sent,
+            signal_follows,
+        }
+    }
+
+    fn signal() -> ControlMessage {
+        ControlMessage::Signal {
+            file_name: "s.txt".into(),
+            text: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_whole_session_with_signal() {
+        let mut s = SessionState::AwaitingStart;
+        s.accept(Incoming::Control(&start())).unwrap();
+        for index in 0..3 {
+            s.accept(Incoming::Frame { index }).unwrap();
+        }
+        s.accept(Incoming::Control(&end(3, true))).unwrap();
+        assert_eq!(s, SessionState::AwaitingSignal { frames: 3 });
+        s.accept(Incoming::Control(&signal())).unwrap();
+        assert_eq!(s, SessionState::Processing { frames: 3 });
+        s.finish_processing();
+        assert_eq!(s, SessionState::Complete { frames: 3 });
+    }
+
+    #[test]
+    fn without_signal_processing_starts_at_session_end() {
+        let mut s = SessionState::Receiving { next_frame: 2 };
+        s.accept(Incoming::Control(&end(2, false))).unwrap();
+        assert_eq!(s, SessionState::Processing { frames: 2 });
+    }
+
+    #[test]
+    fn illegal_messages_name_state_and_message_and_leave_state_alone() {
+        let (start, signal, ack) = (start(), signal(), ControlMessage::Ack { frames_stored: 1 });
+        let (end4, end5) = (end(4, true), end(5, true));
+        let cases: Vec<(SessionState, Incoming, ErrorCode, &str)> = vec![
+            (
+                SessionState::AwaitingStart,
+                Incoming::Frame { index: 0 },
+                ErrorCode::FrameBeforeStart,
+                "frame 0 arrived before SESSION_START",
+            ),
+            (
+                SessionState::Receiving { next_frame: 5 },
+                Incoming::Control(&start),
+                ErrorCode::AlreadyStarted,
+                "state receiving",
+            ),
+            (
+                SessionState::Receiving { next_frame: 5 },
+                Incoming::Frame { index: 7 },
+                ErrorCode::FrameOutOfOrder,
+                "frame 7 arrived in state receiving, but the next frame must be 5",
+            ),
+            (
+                SessionState::Receiving { next_frame: 5 },
+                Incoming::Frame { index: 4 },
+                ErrorCode::FrameOutOfOrder,
+                "must be 5",
+            ),
+            (
+                SessionState::Receiving { next_frame: 5 },
+                Incoming::Control(&signal),
+                ErrorCode::UnexpectedText,
+                "SIGNAL (a text message) arrived in state receiving",
+            ),
+            (
+                SessionState::Receiving { next_frame: 5 },
+                Incoming::Control(&end4),
+                ErrorCode::FrameCountMismatch,
+                "says 4 frames were sent, but the server received 5",
+            ),
+            (
+                SessionState::AwaitingSignal { frames: 5 },
+                Incoming::Frame { index: 5 },
+                ErrorCode::UnexpectedBinary,
+                "binary frame 5 arrived in state awaiting_signal, where SIGNAL is expected",
+            ),
+            (
+                SessionState::AwaitingSignal { frames: 5 },
+                Incoming::Control(&end5),
+                ErrorCode::UnexpectedMessage,
+                "SESSION_END is not allowed in state awaiting_signal: send SIGNAL",
+            ),
+            (
+                SessionState::AwaitingStart,
+                Incoming::Control(&signal),
+                ErrorCode::UnexpectedMessage,
+                "SIGNAL is not allowed in state awaiting_start: send SESSION_START first",
+            ),
+            (
+                SessionState::AwaitingStart,
+                Incoming::Control(&ack),
+                ErrorCode::UnexpectedMessage,
+                "ACK is not allowed in state awaiting_start: only the server sends it",
+            ),
+            (
+                SessionState::Processing { frames: 5 },
+                Incoming::Control(&signal),
+                ErrorCode::UnexpectedMessage,
+                "state processing",
+            ),
+            (
+                SessionState::Processing { frames: 5 },
+                Incoming::Frame { index: 5 },
+                ErrorCode::UnexpectedBinary,
+                "state processing",
+            ),
+        ];
+        for (state, incoming, code, text) in cases {
+            let mut s = state;
+            let err = s.accept(incoming).unwrap_err();
+            assert_eq!(err.code(), code, "{err}");
+            assert!(
+                err.to_string().contains(text),
+                "{err:?} should contain {text:?}, is: {err}"
+            );
+            assert_eq!(s, state, "a violation must not move the state");
+        }
+    }
+
+    #[test]
+    fn session_start_values_are_checked() {
+        let with = |f: &dyn Fn(&mut ControlMessage)| {
+            let mut m = start();
+            f(&mut m);
+            SessionState::AwaitingStart
+                .accept(Incoming::Control(&m))
+                .unwrap_err()
+        };
+        let set = |m: &mut ControlMessage, field: &str| {
+            if let ControlMessage::SessionStart {
+                protocol_version,
+                name,
+                fps,
+                width,
+                quality,
+                ..
+            } = m
+            {
+                match field {
+                    "version" => *protocol_version = 2,
+                    "name" => *name = "../etc".into(),
+                    "fps" => *fps = f64::NAN,
+                    "width" => *width = 0,
+                    _ => *quality = Some(0),
+                }
+            }
+        };
+        assert_eq!(
+            with(&|m| set(m, "version")).code(),
+            ErrorCode::UnsupportedVersion
+        );
+        for field in ["name", "fps", "width", "quality"] {
+            let err = with(&|m| set(m, field));
+            assert_eq!(err.code(), ErrorCode::InvalidSessionStart, "{field}");
+        }
+    }
+
+    #[test]
+    fn names_are_sanitized() {
+        assert_eq!(sanitize_name("bout 3 (final).avi"), "bout_3__final__avi");
+        assert_eq!(sanitize_name(""), "session");
+        assert!(valid_name(&sanitize_name(&"x".repeat(200))));
+    }
+}
