@@ -1,1 +1,76 @@
-fn main() {}
+//! The `referee-server` binary: parses flags, sets up logging, serves until Ctrl-C or SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use referee_server::{serve, AppState, Config};
+use tracing_subscriber::EnvFilter;
+
+fn init_logging() {
+    // REFEREE_LOG_LEVEL (e.g. `debug`) wins over RUST_LOG; the default is `info`.
+    let filter = std::env::var("REFEREE_LOG_LEVEL")
+        .ok()
+        .and_then(|level| EnvFilter::try_new(level.to_lowercase()).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("Shutting down");
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let data_dir = config.data_dir.clone();
+    let state = AppState::new(config).context("cannot open the data directory")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}: is another server using the port? Choose another with --listen"))?;
+    tracing::info!(
+        "referee-server {} listening on {} (WebSocket ingest at ws://{}/stream), data in {}",
+        env!("CARGO_PKG_VERSION"),
+        listener.local_addr().unwrap_or(listen),
+        listener.local_addr().unwrap_or(listen),
+        data_dir.display()
+    );
+    serve(listener, state, shutdown_signal())
+        .await
+        .context("server failed")
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    init_logging();
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

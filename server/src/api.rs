@@ -1,0 +1,76 @@
+//! The HTTP API: health and session state, as JSON.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::store::{SessionMeta, StoreError};
+use crate::AppState;
+
+/// `GET /health`: the server is up.
+pub async fn health(State(app): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "ok",
+        "active_sessions": app.live.len(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// `GET /api/sessions`: every session, newest first.
+pub async fn list_sessions(State(app): State<AppState>) -> Response {
+    let store = Arc::clone(&app.store);
+    match tokio::task::spawn_blocking(move || store.list()).await {
+        Ok(Ok(stored)) => {
+            let sessions: Vec<SessionMeta> = stored
+                .into_iter()
+                .map(|meta| app.live.get(&meta.id).unwrap_or(meta))
+                .collect();
+            Json(json!({ "sessions": sessions })).into_response()
+        }
+        Ok(Err(err)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage_failed",
+            err.to_string(),
+        ),
+        Err(err) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            err.to_string(),
+        ),
+    }
+}
+
+/// `GET /api/sessions/{id}`: one session's state, counters and times.
+pub async fn get_session(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    if let Some(meta) = app.live.get(&id) {
+        return Json(meta).into_response();
+    }
+    let store = Arc::clone(&app.store);
+    let lookup = id.clone();
+    match tokio::task::spawn_blocking(move || store.load_meta(&lookup)).await {
+        Ok(Ok(meta)) => Json(meta).into_response(),
+        Ok(Err(StoreError::NotFound(_))) => error(
+            StatusCode::NOT_FOUND,
+            "session_not_found",
+            format!("no session {id:?}: list sessions with GET /api/sessions"),
+        ),
+        Ok(Err(err)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage_failed",
+            err.to_string(),
+        ),
+        Err(err) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            err.to_string(),
+        ),
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: String) -> Response {
+    (status, Json(json!({ "code": code, "message": message }))).into_response()
+}

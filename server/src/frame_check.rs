@@ -1,0 +1,58 @@
+//! Checks that a frame's payload is an image of the announced encoding and size, by reading
+//! its header only (the image is not decoded).
+
+use std::io::Cursor;
+
+use image::{ImageFormat, ImageReader};
+use referee_protocol::FrameEncoding;
+
+/// Returns why `payload` is not a `width`×`height` image in `encoding`, if it is not.
+pub fn check_payload(
+    payload: &[u8],
+    encoding: FrameEncoding,
+    width: u32,
+    height: u32,
+) -> Result<(), String> {
+    match encoding {
+        FrameEncoding::Jpeg => {
+            if !payload.starts_with(&[0xFF, 0xD8, 0xFF]) {
+                return Err(
+                    "the payload is not a JPEG image (it does not start with FF D8 FF)".into(),
+                );
+            }
+            let (w, h) = ImageReader::with_format(Cursor::new(payload), ImageFormat::Jpeg)
+                .into_dimensions()
+                .map_err(|e| format!("the JPEG header cannot be read: {e}"))?;
+            if (w, h) != (width, height) {
+                return Err(format!(
+                    "the JPEG is {w}x{h}, but SESSION_START announced {width}x{height}"
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg(w: u32, h: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(w, h, image::Rgb([10, 200, 30]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn accepts_the_announced_size_only() {
+        let j = jpeg(32, 16);
+        assert!(check_payload(&j, FrameEncoding::Jpeg, 32, 16).is_ok());
+        let err = check_payload(&j, FrameEncoding::Jpeg, 640, 480).unwrap_err();
+        assert!(err.contains("32x16"), "{err}");
+        let err = check_payload(b"GIF89a....", FrameEncoding::Jpeg, 32, 16).unwrap_err();
+        assert!(err.contains("not a JPEG"), "{err}");
+        let err = check_payload(&j[..6], FrameEncoding::Jpeg, 32, 16).unwrap_err();
+        assert!(err.contains("cannot be read"), "{err}");
+    }
+}

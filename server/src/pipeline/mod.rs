@@ -1,0 +1,169 @@
+//! The processing pipeline that runs after a session's upload: `video_reconstruction`, then
+//! `analysis`. It runs on a blocking thread (never on the async runtime), reports progress
+//! through a channel, and records the outcome in the session's metadata, whether or not a
+//! client is still listening.
+
+mod analysis;
+mod reconstruct;
+
+use std::sync::Arc;
+
+use referee_protocol::signal::SignalTrack;
+use referee_protocol::Stage;
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::live::LiveSession;
+use crate::store::{now_rfc3339, SessionMeta, SessionStatus, SessionStore, StoreError};
+
+pub use analysis::{frame_for_time, Report, REPORT_FILE};
+
+/// What the pipeline tells the connection that started it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PipelineEvent {
+    Progress {
+        stage: Stage,
+        percent: f32,
+        done: u64,
+        total: u64,
+    },
+    Complete {
+        meta: Box<SessionMeta>,
+        events: u64,
+        directory: String,
+    },
+    Failed {
+        stage: Stage,
+        message: String,
+    },
+}
+
+/// Why a stage failed.
+#[derive(Debug, Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("OpenCV: {0}")]
+    OpenCv(#[from] opencv::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Reports a stage's progress: to the client (dropped if the channel is full: a slow client
+/// never holds processing up) and to the live metadata the HTTP API shows.
+struct Reporter<'a> {
+    stage: Stage,
+    total: u64,
+    last_percent: Option<u32>,
+    events: &'a mpsc::Sender<PipelineEvent>,
+    live: &'a LiveSession,
+}
+
+impl Reporter<'_> {
+    fn update(&mut self, done: u64) {
+        let percent = if self.total == 0 {
+            100.0
+        } else {
+            (done as f32 * 100.0 / self.total as f32).min(100.0)
+        };
+        // Whole percents only: at most 101 messages per stage.
+        let whole = percent as u32;
+        if self.last_percent == Some(whole) {
+            return;
+        }
+        self.last_percent = Some(whole);
+        self.live.update(|m| {
+            m.stage = Some(self.stage);
+            m.percent = Some(percent);
+        });
+        let _ = self.events.try_send(PipelineEvent::Progress {
+            stage: self.stage,
+            percent,
+            done,
+            total: self.total,
+        });
+    }
+}
+
+/// Runs every stage for `live`'s session. Blocking: call it from a blocking thread.
+pub fn run(
+    store: Arc<dyn SessionStore>,
+    live: Arc<LiveSession>,
+    signal: Option<SignalTrack>,
+    events: mpsc::Sender<PipelineEvent>,
+) {
+    let id = live.id().to_string();
+    let mut stage = Stage::VideoReconstruction;
+    let outcome = (|| -> Result<(u64, Vec<String>), StageError> {
+        let meta = live.snapshot();
+        let scratch = store.scratch_dir(&id)?;
+        let mut frames = store.frame_source(&id)?;
+        let mut reporter = Reporter {
+            stage,
+            total: frames.len(),
+            last_percent: None,
+            events: &events,
+            live: &live,
+        };
+        reporter.update(0);
+        let video = reconstruct::reconstruct(&meta, frames.as_mut(), &scratch, &mut reporter)?;
+        store.put_result_file(&id, &video.file_name, &video.path)?;
+        tracing::info!(
+            "Session {id}: video_reconstruction complete: {} ({} frames, {})",
+            video.file_name,
+            frames.len(),
+            video.codec
+        );
+
+        stage = Stage::Analysis;
+        let event_count = signal.as_ref().map_or(0, |s| s.events.len() as u64);
+        let mut reporter = Reporter {
+            stage,
+            total: event_count,
+            last_percent: None,
+            events: &events,
+            live: &live,
+        };
+        reporter.update(0);
+        let timestamps = frames.timestamps();
+        let report = Report::build(&meta, &timestamps, signal.as_ref(), &video.file_name);
+        reporter.update(event_count);
+        let json = serde_json::to_vec_pretty(&report)
+            .map_err(|e| StageError::Other(format!("cannot encode the report: {e}")))?;
+        store.put_result(&id, REPORT_FILE, &json)?;
+        Ok((event_count, vec![video.file_name, REPORT_FILE.to_string()]))
+    })();
+
+    let (meta, event) = match outcome {
+        Ok((event_count, results)) => {
+            let meta = live.update(|m| {
+                m.status = SessionStatus::Complete;
+                m.stage = None;
+                m.percent = None;
+                m.results = results;
+                m.completed_at = Some(now_rfc3339());
+            });
+            tracing::info!("Session {id}: processing complete");
+            let event = PipelineEvent::Complete {
+                meta: Box::new(meta.clone()),
+                events: event_count,
+                directory: store.location(&id),
+            };
+            (meta, event)
+        }
+        Err(err) => {
+            let message = format!("stage {stage} failed: {err}");
+            tracing::warn!("Session {id}: processing failed: {message}");
+            let meta = live.update(|m| {
+                m.status = SessionStatus::Failed;
+                m.error = Some(message.clone());
+            });
+            (meta, PipelineEvent::Failed { stage, message })
+        }
+    };
+    if let Err(err) = store.save_meta(&meta) {
+        tracing::error!("Session {id}: cannot record the outcome of processing: {err}");
+    }
+    // The client may be gone; processing has finished either way.
+    let _ = events.blocking_send(event);
+}

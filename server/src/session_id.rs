@@ -1,0 +1,48 @@
+//! Session ids: readable (date, time, name) plus a short random suffix, e.g.
+//! `20251106_170116_phrase04_k7m2x`.
+
+use rand::Rng;
+use time::OffsetDateTime;
+
+/// The suffix alphabet: letters and digits without the look-alikes 0 O 1 I l.
+const ALPHABET: &[u8] = b"23456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ";
+const SUFFIX_LEN: usize = 5;
+
+/// A new id for a session named `name` (already a valid session name) created at `now`.
+pub fn generate(name: &str, now: OffsetDateTime) -> String {
+    let mut rng = rand::rng();
+    let suffix: String = (0..SUFFIX_LEN)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!(
+        "{:04}{:02}{:02}_{:02}{:02}{:02}_{name}_{suffix}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn readable_prefix_and_unambiguous_suffix() {
+        let id = generate("phrase04", datetime!(2025-11-06 17:01:16 UTC));
+        assert!(id.starts_with("20251106_170116_phrase04_"), "{id}");
+        let suffix = &id["20251106_170116_phrase04_".len()..];
+        assert_eq!(suffix.len(), SUFFIX_LEN);
+        assert!(suffix.chars().all(|c| !"0O1Il".contains(c)), "{suffix}");
+        assert!(referee_protocol::state::valid_name(&id));
+    }
+
+    #[test]
+    fn ids_differ() {
+        let now = OffsetDateTime::now_utc();
+        assert_ne!(generate("a", now), generate("a", now));
+    }
+}

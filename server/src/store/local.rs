@@ -1,0 +1,145 @@
+//! [`LocalStore`]: sessions in a data directory on local disk, the embedded default.
+//!
+//! ```text
+//! DATA_DIR/sessions/<id>/session.json   metadata (SessionMeta), replaced atomically
+//!                       frames.log      frame messages as received
+//!                       frames.idx      index of frames.log
+//!                       signal.txt      the signal file
+//!                       video.mp4, report.json, ...   results
+//!                       tmp/            scratch space for processing
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use referee_protocol::state::valid_name;
+
+use super::frame_log::{FrameLogReader, FrameLogWriter};
+use super::{io_error, FrameSink, FrameSource, SessionMeta, SessionStore, StoreError};
+
+const META_FILE: &str = "session.json";
+const SIGNAL_FILE: &str = "signal.txt";
+
+/// Sessions stored under a local data directory.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    sessions: PathBuf,
+}
+
+impl LocalStore {
+    /// Uses `data_dir`, creating it if needed.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let sessions = data_dir.join("sessions");
+        fs::create_dir_all(&sessions).map_err(|source| StoreError::Io {
+            id: String::from("-"),
+            what: "cannot create the data directory",
+            path: sessions.clone(),
+            source,
+        })?;
+        Ok(Self { sessions })
+    }
+
+    /// The directory of session `id`, if `id` is a well-formed id (no path tricks).
+    fn dir(&self, id: &str) -> Result<PathBuf, StoreError> {
+        if !valid_name(id) {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        Ok(self.sessions.join(id))
+    }
+
+    fn existing_dir(&self, id: &str) -> Result<PathBuf, StoreError> {
+        let dir = self.dir(id)?;
+        if dir.join(META_FILE).is_file() {
+            Ok(dir)
+        } else {
+            Err(StoreError::NotFound(id.to_string()))
+        }
+    }
+
+    /// Writes `bytes` to `dir/name` atomically (temporary file, sync, rename).
+    fn write_atomic(id: &str, dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let mut file = fs::File::create(&tmp).map_err(io_error(id, "cannot create", &tmp))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_data())
+            .map_err(io_error(id, "cannot write", &tmp))?;
+        fs::rename(&tmp, &path).map_err(io_error(id, "cannot replace", &path))
+    }
+}
+
+impl SessionStore for LocalStore {
+    fn create(&self, meta: &SessionMeta) -> Result<(), StoreError> {
+        let dir = self.dir(&meta.id)?;
+        fs::create_dir(&dir).map_err(io_error(&meta.id, "cannot create", &dir))?;
+        self.save_meta(meta)
+    }
+
+    fn save_meta(&self, meta: &SessionMeta) -> Result<(), StoreError> {
+        let dir = self.dir(&meta.id)?;
+        let json = serde_json::to_vec_pretty(meta).map_err(|e| StoreError::Corrupt {
+            id: meta.id.clone(),
+            path: dir.join(META_FILE),
+            detail: format!("cannot encode metadata: {e}"),
+        })?;
+        Self::write_atomic(&meta.id, &dir, META_FILE, &json)
+    }
+
+    fn load_meta(&self, id: &str) -> Result<SessionMeta, StoreError> {
+        let path = self.existing_dir(id)?.join(META_FILE);
+        let bytes = fs::read(&path).map_err(io_error(id, "cannot read", &path))?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            id: id.to_string(),
+            path,
+            detail: e.to_string(),
+        })
+    }
+
+    fn list(&self) -> Result<Vec<SessionMeta>, StoreError> {
+        let entries =
+            fs::read_dir(&self.sessions).map_err(io_error("-", "cannot list", &self.sessions))?;
+        let mut all = Vec::new();
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            match self.load_meta(&id) {
+                Ok(meta) => all.push(meta),
+                // A directory being created, or not a session: skip it, but say so.
+                Err(err) => tracing::debug!("skipping {}: {err}", entry.path().display()),
+            }
+        }
+        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        Ok(all)
+    }
+
+    fn frame_sink(&self, id: &str) -> Result<Box<dyn FrameSink>, StoreError> {
+        Ok(Box::new(FrameLogWriter::open(id, &self.existing_dir(id)?)?))
+    }
+
+    fn frame_source(&self, id: &str) -> Result<Box<dyn FrameSource>, StoreError> {
+        Ok(Box::new(FrameLogReader::open(id, &self.existing_dir(id)?)?))
+    }
+
+    fn put_signal(&self, id: &str, text: &str) -> Result<(), StoreError> {
+        Self::write_atomic(id, &self.existing_dir(id)?, SIGNAL_FILE, text.as_bytes())
+    }
+
+    fn put_result_file(&self, id: &str, name: &str, from: &Path) -> Result<(), StoreError> {
+        let to = self.existing_dir(id)?.join(name);
+        fs::rename(from, &to).map_err(io_error(id, "cannot move a result to", &to))
+    }
+
+    fn put_result(&self, id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        Self::write_atomic(id, &self.existing_dir(id)?, name, bytes)
+    }
+
+    fn scratch_dir(&self, id: &str) -> Result<PathBuf, StoreError> {
+        let dir = self.existing_dir(id)?.join("tmp");
+        fs::create_dir_all(&dir).map_err(io_error(id, "cannot create", &dir))?;
+        Ok(dir)
+    }
+
+    fn location(&self, id: &str) -> String {
+        self.sessions.join(id).display().to_string()
+    }
+}

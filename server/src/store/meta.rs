@@ -1,0 +1,85 @@
+//! The metadata record of a session, stored as `session.json` and shown by the HTTP API.
+
+use referee_protocol::{FrameEncoding, Stage};
+use serde::{Deserialize, Serialize};
+
+/// Where a session is, as stored and as the HTTP API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// Frames are arriving.
+    Receiving,
+    /// Every frame is stored; waiting for the signal file.
+    AwaitingSignal,
+    /// The processing pipeline is running.
+    Processing,
+    /// Processing finished; results are available.
+    Complete,
+    /// Processing failed; `error` says why.
+    Failed,
+    /// The connection ended before the upload finished; the stored frames are kept.
+    Interrupted,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Receiving => "receiving",
+            SessionStatus::AwaitingSignal => "awaiting_signal",
+            SessionStatus::Processing => "processing",
+            SessionStatus::Complete => "complete",
+            SessionStatus::Failed => "failed",
+            SessionStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Everything known about a session, apart from its frames.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionMeta {
+    pub id: String,
+    pub name: String,
+    /// The source video's file name, as the client announced it.
+    pub source: String,
+    pub fps: f64,
+    pub width: u32,
+    pub height: u32,
+    pub encoding: FrameEncoding,
+    pub quality: Option<u8>,
+    /// Frames the client expected to send, if it knew.
+    pub frames_expected: Option<u64>,
+    pub status: SessionStatus,
+    /// The running or last processing stage.
+    pub stage: Option<Stage>,
+    /// Percent done of `stage`.
+    pub percent: Option<f32>,
+    /// Frames durably stored.
+    pub frames_stored: u64,
+    /// Bytes of frame payload stored.
+    pub bytes_stored: u64,
+    /// The signal file's name, once received.
+    pub signal_file: Option<String>,
+    /// Result files, once processing is complete.
+    pub results: Vec<String>,
+    /// Why the session failed or was interrupted.
+    pub error: Option<String>,
+    /// RFC 3339 times.
+    pub created_at: String,
+    pub updated_at: String,
+    pub ended_at: Option<String>,
+    pub completed_at: Option<String>,
+}
+
+impl SessionMeta {
+    /// Duration of the stored video in seconds.
+    pub fn duration_s(&self) -> f64 {
+        self.frames_stored as f64 / self.fps
+    }
+}
+
+/// The current time as RFC 3339 (UTC).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| String::from("unknown"))
+}

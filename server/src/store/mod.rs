@@ -1,0 +1,103 @@
+//! Where sessions live: one interface, [`SessionStore`], so that a shared object store can back
+//! several servers later; [`LocalStore`] (a data directory on local disk) is the embedded
+//! default.
+//!
+//! A session is a metadata record ([`SessionMeta`]), an append-only frame log with its index,
+//! the signal file, and the result files that processing produces.
+
+mod frame_log;
+mod local;
+mod meta;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use referee_protocol::FrameHeader;
+use thiserror::Error;
+
+pub use frame_log::{FrameLogReader, FrameLogWriter, StoredFrame};
+pub use local::LocalStore;
+pub use meta::{now_rfc3339, SessionMeta, SessionStatus};
+
+/// A storage failure, naming the session and the file involved.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("session {0} does not exist")]
+    NotFound(String),
+    #[error("session {id}: {what} {path}: {source}")]
+    Io {
+        id: String,
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the frame writer thread stopped unexpectedly: {0}")]
+    WriterStopped(String),
+    #[error("session {id}: {path} is corrupt: {detail}")]
+    Corrupt {
+        id: String,
+        path: PathBuf,
+        detail: String,
+    },
+}
+
+/// Maps an `io::Error` on `path` of session `id` to a [`StoreError`] saying what failed.
+fn io_error(id: &str, what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let (id, path) = (id.to_string(), path.to_path_buf());
+    move |source| StoreError::Io {
+        id,
+        what,
+        path,
+        source,
+    }
+}
+
+/// Appends frames to a session as they arrive.
+pub trait FrameSink: Send {
+    /// Appends one frame message (header and payload, as received). Buffered: it is durable
+    /// only after [`FrameSink::sync`].
+    fn append(&mut self, header: &FrameHeader, message: &Bytes) -> Result<(), StoreError>;
+    /// Makes every appended frame durable (written and flushed to the disk).
+    fn sync(&mut self) -> Result<(), StoreError>;
+}
+
+/// Reads a session's stored frames back, in order.
+pub trait FrameSource: Send {
+    /// How many frames are stored.
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Presentation timestamps of all frames, in microseconds, in index order.
+    fn timestamps(&self) -> Vec<i64>;
+    /// Reads frame `index` (its payload, checked against its CRC32C).
+    fn read(&mut self, index: u64) -> Result<StoredFrame, StoreError>;
+}
+
+/// The storage of sessions. Every method blocks: call it from a blocking context (a processing
+/// thread, or `tokio::task::spawn_blocking`).
+pub trait SessionStore: Send + Sync + 'static {
+    /// Creates a new session with its metadata; fails if the id exists.
+    fn create(&self, meta: &SessionMeta) -> Result<(), StoreError>;
+    /// Replaces a session's metadata atomically.
+    fn save_meta(&self, meta: &SessionMeta) -> Result<(), StoreError>;
+    fn load_meta(&self, id: &str) -> Result<SessionMeta, StoreError>;
+    /// Every session's metadata, newest first.
+    fn list(&self) -> Result<Vec<SessionMeta>, StoreError>;
+    /// Opens the session's frame log for appending.
+    fn frame_sink(&self, id: &str) -> Result<Box<dyn FrameSink>, StoreError>;
+    /// Opens the session's stored frames for reading.
+    fn frame_source(&self, id: &str) -> Result<Box<dyn FrameSource>, StoreError>;
+    /// Stores the signal file's text.
+    fn put_signal(&self, id: &str, text: &str) -> Result<(), StoreError>;
+    /// Stores a result file of the session, moving it from a local scratch path.
+    fn put_result_file(&self, id: &str, name: &str, from: &Path) -> Result<(), StoreError>;
+    /// Stores a result file of the session from bytes.
+    fn put_result(&self, id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// A local directory where processing may write temporary files for this session.
+    fn scratch_dir(&self, id: &str) -> Result<PathBuf, StoreError>;
+    /// Where the session's results can be found, for people (a directory path or a URL).
+    fn location(&self, id: &str) -> String;
+}
