@@ -131,9 +131,9 @@ fn describe(e: &SignalEvent) -> String {
 /// decimal are cut off.
 fn parse_time(text: &str) -> Result<u64, SignalErrorKind> {
     let bad = || SignalErrorKind::BadTime(text.to_string());
-    if text.starts_with('-') {
+    if let Some(magnitude) = text.strip_prefix('-') {
         // Negative only if the rest is a valid time; otherwise it is simply unreadable.
-        return match parse_time(&text[1..]) {
+        return match parse_time(magnitude) {
             Ok(_) => Err(SignalErrorKind::NegativeTime(text.to_string())),
             Err(_) => Err(bad()),
         };

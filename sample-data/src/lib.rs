@@ -1,1 +1,497 @@
-//! placeholder
+//! Makes the synthetic sample session of referee: a small video with moving content and a
+//! visible frame counter, and a signal file of timestamped events.
+//!
+//! Everything is deterministic: the same [`SyntheticVideo`] always draws the same frames, so
+//! the sample files can be regenerated at will (`cargo run -p referee-sample-data --bin
+//! make-sample`).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use opencv::core::{self, Mat, Point, Rect, Scalar, Size};
+use opencv::prelude::*;
+use opencv::{imgproc, videoio};
+use thiserror::Error;
+
+/// A synthetic video to draw: `frames` frames of `width` x `height` pixels at `fps`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SyntheticVideo {
+    pub frames: u32,
+    pub fps: f64,
+    pub width: i32,
+    pub height: i32,
+}
+
+impl SyntheticVideo {
+    /// The sample bout: 640x480, 30 fps, 150 frames (5 s).
+    pub const BOUT: SyntheticVideo = SyntheticVideo {
+        frames: 150,
+        fps: 30.0,
+        width: 640,
+        height: 480,
+    };
+
+    /// The video's duration in seconds.
+    pub fn duration_s(&self) -> f64 {
+        f64::from(self.frames) / self.fps
+    }
+}
+
+/// The events of the sample bout's signal file: seconds from the start of the video, then the
+/// event name and its `key=value` fields.
+pub const BOUT_EVENTS: [(f64, &str); 6] = [
+    (0.0, "start"),
+    (1.2, "touch_left score=1-0"),
+    (2.533, "touch_right score=1-1"),
+    (3.1, "halt"),
+    (4.0, "touch_left score=2-1"),
+    (4.8, "end"),
+];
+
+/// Why a sample file could not be made.
+#[derive(Debug, Error)]
+pub enum SampleError {
+    #[error("invalid synthetic video: {0}")]
+    InvalidSpec(String),
+    #[error("{path}: unsupported video extension (use .avi for MJPG or .mp4 for mp4v)")]
+    UnsupportedExtension { path: PathBuf },
+    #[error("{path}: OpenCV could not open a video writer for fourcc {fourcc} (is the codec available?)")]
+    WriterNotOpened { path: PathBuf, fourcc: String },
+    #[error("{path}: OpenCV could not open the written video for reading")]
+    ReaderNotOpened { path: PathBuf },
+    #[error("{path}: wrote {expected} frames but {actual} could be read back")]
+    FrameCountMismatch {
+        path: PathBuf,
+        expected: u32,
+        actual: u32,
+    },
+    #[error("{path}: frame {index} reads back as {actual_width}x{actual_height}, expected {expected_width}x{expected_height}")]
+    FrameSizeMismatch {
+        path: PathBuf,
+        index: u32,
+        expected_width: i32,
+        expected_height: i32,
+        actual_width: i32,
+        actual_height: i32,
+    },
+    #[error("{path}: {what}: {source}")]
+    OpenCv {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: opencv::Error,
+    },
+    #[error("{path}: invalid signal event at {time} s ({event:?}): {why}")]
+    InvalidEvent {
+        path: PathBuf,
+        time: f64,
+        event: String,
+        why: &'static str,
+    },
+    #[error("{path}: cannot write: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Writes `spec` as a video file at `path`. The container and codec follow the extension:
+/// `.avi` is Motion-JPEG (`MJPG`), `.mp4` is MPEG-4 Part 2 (`mp4v`). After writing, the file
+/// is read back and every frame is checked to be there, with the right size.
+pub fn write_video(path: &Path, spec: &SyntheticVideo) -> Result<(), SampleError> {
+    check_spec(spec)?;
+    let fourcc_chars = fourcc_for(path)?;
+    let cv = |what: &'static str| {
+        move |source: opencv::Error| SampleError::OpenCv {
+            path: path.to_path_buf(),
+            what,
+            source,
+        }
+    };
+    let [a, b, c, d] = fourcc_chars;
+    let fourcc = videoio::VideoWriter::fourcc(a, b, c, d).map_err(cv("fourcc"))?;
+    let size = Size::new(spec.width, spec.height);
+    let mut writer = videoio::VideoWriter::new(path, fourcc, spec.fps, size, true)
+        .map_err(cv("opening the video writer"))?;
+    if !writer.is_opened().map_err(cv("opening the video writer"))? {
+        return Err(SampleError::WriterNotOpened {
+            path: path.to_path_buf(),
+            fourcc: fourcc_chars.iter().collect(),
+        });
+    }
+    let background = draw_background(spec).map_err(cv("drawing the background"))?;
+    for index in 0..spec.frames {
+        let frame = draw_frame(spec, &background, index).map_err(cv("drawing a frame"))?;
+        writer.write(&frame).map_err(cv("writing a frame"))?;
+    }
+    writer.release().map_err(cv("closing the video writer"))?;
+    drop(writer);
+    verify_video(path, spec)
+}
+
+/// Reads the video at `path` back and checks it has `spec.frames` frames of the right size.
+pub fn verify_video(path: &Path, spec: &SyntheticVideo) -> Result<(), SampleError> {
+    let cv = |what: &'static str| {
+        move |source: opencv::Error| SampleError::OpenCv {
+            path: path.to_path_buf(),
+            what,
+            source,
+        }
+    };
+    let mut capture = videoio::VideoCapture::from_file(path, videoio::CAP_ANY)
+        .map_err(cv("opening the video for reading"))?;
+    if !capture
+        .is_opened()
+        .map_err(cv("opening the video for reading"))?
+    {
+        return Err(SampleError::ReaderNotOpened {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut frame = Mat::default();
+    let mut count: u32 = 0;
+    while capture.read(&mut frame).map_err(cv("reading a frame"))? {
+        if frame.empty() {
+            break;
+        }
+        if frame.cols() != spec.width || frame.rows() != spec.height {
+            return Err(SampleError::FrameSizeMismatch {
+                path: path.to_path_buf(),
+                index: count,
+                expected_width: spec.width,
+                expected_height: spec.height,
+                actual_width: frame.cols(),
+                actual_height: frame.rows(),
+            });
+        }
+        count += 1;
+    }
+    if count != spec.frames {
+        return Err(SampleError::FrameCountMismatch {
+            path: path.to_path_buf(),
+            expected: spec.frames,
+            actual: count,
+        });
+    }
+    Ok(())
+}
+
+/// The text of a signal file holding `events` (seconds, then `EVENT [key=value ...]`), one a
+/// line with millisecond times, after a comment line.
+pub fn signal_text(events: &[(f64, &str)]) -> String {
+    let mut text = String::from("# referee sample signal: TIME EVENT [key=value ...]\n");
+    for (time, event) in events {
+        // Writing to a String cannot fail.
+        let _ = writeln!(text, "{time:.3} {event}");
+    }
+    text
+}
+
+/// Writes a signal file at `path` holding `events` (see [`signal_text`]). Times must be finite,
+/// not negative and in order; each event must be one line starting with a name.
+pub fn write_signal(path: &Path, events: &[(f64, &str)]) -> Result<(), SampleError> {
+    let mut previous = 0.0_f64;
+    for &(time, event) in events {
+        let invalid = |why| SampleError::InvalidEvent {
+            path: path.to_path_buf(),
+            time,
+            event: event.to_string(),
+            why,
+        };
+        if !time.is_finite() || time < 0.0 {
+            return Err(invalid(
+                "the time must be a finite number of seconds, not negative",
+            ));
+        }
+        if time < previous {
+            return Err(invalid("events must be in time order"));
+        }
+        let first = event.split_whitespace().next().unwrap_or_default();
+        if first.is_empty() || first.contains('=') || event.contains('\n') || event.contains('#') {
+            return Err(invalid("the event must be one line: NAME [key=value ...]"));
+        }
+        previous = time;
+    }
+    std::fs::write(path, signal_text(events)).map_err(|source| SampleError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn check_spec(spec: &SyntheticVideo) -> Result<(), SampleError> {
+    if spec.frames == 0 {
+        return Err(SampleError::InvalidSpec("frames must be at least 1".into()));
+    }
+    if !(spec.fps.is_finite() && spec.fps > 0.0) {
+        return Err(SampleError::InvalidSpec(format!(
+            "fps {} must be a positive number",
+            spec.fps
+        )));
+    }
+    if spec.width < 16 || spec.height < 16 || spec.width > 8192 || spec.height > 8192 {
+        return Err(SampleError::InvalidSpec(format!(
+            "size {}x{} must be 16 to 8192 pixels each way",
+            spec.width, spec.height
+        )));
+    }
+    Ok(())
+}
+
+fn fourcc_for(path: &Path) -> Result<[char; 4], SampleError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("avi") => Ok(['M', 'J', 'P', 'G']),
+        Some("mp4") => Ok(['m', 'p', '4', 'v']),
+        _ => Err(SampleError::UnsupportedExtension {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
+/// A small deterministic hash of a pixel position, for a fixed "grain" texture.
+fn grain(x: u32, y: u32) -> u8 {
+    let mut v = x.wrapping_mul(0x9E37_79B1) ^ y.wrapping_mul(0x85EB_CA77);
+    v ^= v >> 15;
+    v = v.wrapping_mul(0x2C1B_3C6D);
+    v ^= v >> 12;
+    (v & 0x1F) as u8
+}
+
+/// The still background: a colour gradient with a fixed grain and the lines of a piste.
+fn draw_background(spec: &SyntheticVideo) -> opencv::Result<Mat> {
+    let (w, h) = (spec.width, spec.height);
+    let mut mat = Mat::new_rows_cols_with_default(h, w, core::CV_8UC3, Scalar::all(0.0))?;
+    {
+        let data = mat.data_bytes_mut()?;
+        let (wu, hu) = (w.unsigned_abs(), h.unsigned_abs());
+        for (i, px) in data.chunks_exact_mut(3).enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            let (x, y) = (i % wu, i / wu);
+            let g = grain(x, y);
+            // BGR: blue grows left to right, green top to bottom, red is grain around a mid tone.
+            px[0] = (40 + x * 150 / wu) as u8 ^ (g & 0x07);
+            px[1] = (60 + y * 120 / hu) as u8 ^ (g & 0x07);
+            px[2] = 70 + g * 2;
+        }
+    }
+    // The piste: a darker strip with the centre line and the en-garde lines.
+    let strip_top = h * 3 / 5;
+    let strip_h = h / 5;
+    imgproc::rectangle(
+        &mut mat,
+        Rect::new(0, strip_top, w, strip_h),
+        Scalar::new(70.0, 80.0, 90.0, 0.0),
+        imgproc::FILLED,
+        imgproc::LINE_8,
+        0,
+    )?;
+    let thickness = (w / 320).max(1);
+    for x in [w / 2, w / 2 - w / 8, w / 2 + w / 8] {
+        imgproc::line(
+            &mut mat,
+            Point::new(x, strip_top),
+            Point::new(x, strip_top + strip_h),
+            Scalar::new(230.0, 230.0, 230.0, 0.0),
+            thickness,
+            imgproc::LINE_8,
+            0,
+        )?;
+    }
+    Ok(mat)
+}
+
+/// Frame `index`: the background with a moving bar, a moving disc and the frame counter.
+fn draw_frame(spec: &SyntheticVideo, background: &Mat, index: u32) -> opencv::Result<Mat> {
+    let (w, h) = (spec.width, spec.height);
+    let mut mat = background.try_clone()?;
+    let progress = if spec.frames > 1 {
+        f64::from(index) / f64::from(spec.frames - 1)
+    } else {
+        0.0
+    };
+
+    // A vertical bar sweeping left to right, wrapping around.
+    let bar_w = (w / 32).max(2);
+    let step = (w / 90).max(1);
+    let bar_x = (i64::from(index) * i64::from(step) % i64::from(w)) as i32;
+    imgproc::rectangle(
+        &mut mat,
+        Rect::new(bar_x, 0, bar_w, h),
+        Scalar::new(40.0, 200.0, 240.0, 0.0),
+        imgproc::FILLED,
+        imgproc::LINE_8,
+        0,
+    )?;
+
+    // A disc crossing the frame from left to right on a gentle arc, with an outline.
+    let radius = (h / 12).max(3);
+    let cx = radius + ((f64::from(w - 2 * radius)) * progress).round() as i32;
+    let arc = (progress * std::f64::consts::PI).sin();
+    let cy = h / 2 - ((f64::from(h) / 4.0) * arc).round() as i32;
+    imgproc::circle(
+        &mut mat,
+        Point::new(cx, cy),
+        radius,
+        Scalar::new(60.0, 60.0, 220.0, 0.0),
+        imgproc::FILLED,
+        imgproc::LINE_AA,
+        0,
+    )?;
+    imgproc::circle(
+        &mut mat,
+        Point::new(cx, cy),
+        radius,
+        Scalar::new(255.0, 255.0, 255.0, 0.0),
+        (radius / 8).max(1),
+        imgproc::LINE_AA,
+        0,
+    )?;
+
+    // The frame counter, large, on a dark box in the top-left corner.
+    let text = format!("{index:04}");
+    let font = imgproc::FONT_HERSHEY_SIMPLEX;
+    let scale = f64::from(h) / 160.0;
+    let thickness = (h / 80).max(1);
+    let mut baseline = 0;
+    let size = imgproc::get_text_size(&text, font, scale, thickness, &mut baseline)?;
+    let margin = (h / 40).max(1);
+    let box_w = (size.width + 2 * margin).min(w);
+    let box_h = (size.height + baseline + 2 * margin).min(h);
+    imgproc::rectangle(
+        &mut mat,
+        Rect::new(0, 0, box_w, box_h),
+        Scalar::new(20.0, 20.0, 20.0, 0.0),
+        imgproc::FILLED,
+        imgproc::LINE_8,
+        0,
+    )?;
+    imgproc::put_text(
+        &mut mat,
+        &text,
+        Point::new(margin, margin + size.height),
+        font,
+        scale,
+        Scalar::new(255.0, 255.0, 255.0, 0.0),
+        thickness,
+        imgproc::LINE_AA,
+        false,
+    )?;
+
+    // The time, smaller, under the counter.
+    let time = format!("t={:.3}s", f64::from(index) / spec.fps);
+    imgproc::put_text(
+        &mut mat,
+        &time,
+        Point::new(margin, (box_h + margin + size.height / 2).min(h - 1)),
+        font,
+        scale / 3.0,
+        Scalar::new(255.0, 255.0, 255.0, 0.0),
+        (thickness / 2).max(1),
+        imgproc::LINE_AA,
+        false,
+    )?;
+    Ok(mat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn avi_round_trip_has_every_frame_at_the_right_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.avi");
+        let spec = SyntheticVideo {
+            frames: 10,
+            fps: 25.0,
+            width: 64,
+            height: 48,
+        };
+        write_video(&path, &spec).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > 0);
+
+        // Read it back independently of write_video's own check.
+        let mut capture = videoio::VideoCapture::from_file(&path, videoio::CAP_ANY).unwrap();
+        assert!(capture.is_opened().unwrap());
+        let mut frame = Mat::default();
+        let mut count = 0;
+        while capture.read(&mut frame).unwrap() && !frame.empty() {
+            assert_eq!((frame.cols(), frame.rows()), (64, 48));
+            count += 1;
+        }
+        assert_eq!(count, 10);
+
+        // Asking for more frames than the file holds is reported with path and counts.
+        let err = verify_video(&path, &SyntheticVideo { frames: 11, ..spec }).unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.contains("tiny.avi") && shown.contains("wrote 11 frames but 10"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn frames_are_deterministic_and_move() {
+        let spec = SyntheticVideo {
+            frames: 10,
+            fps: 25.0,
+            width: 64,
+            height: 48,
+        };
+        let bg = draw_background(&spec).unwrap();
+        let a = draw_frame(&spec, &bg, 3).unwrap();
+        let b = draw_frame(&spec, &bg, 3).unwrap();
+        let c = draw_frame(&spec, &bg, 4).unwrap();
+        assert_eq!(a.data_bytes().unwrap(), b.data_bytes().unwrap());
+        assert_ne!(a.data_bytes().unwrap(), c.data_bytes().unwrap());
+    }
+
+    #[test]
+    fn bad_specs_and_extensions_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = SyntheticVideo {
+            frames: 0,
+            ..SyntheticVideo::BOUT
+        };
+        assert!(matches!(
+            write_video(&dir.path().join("x.avi"), &spec),
+            Err(SampleError::InvalidSpec(_))
+        ));
+        assert!(matches!(
+            write_video(&dir.path().join("x.mkv"), &SyntheticVideo::BOUT),
+            Err(SampleError::UnsupportedExtension { .. })
+        ));
+    }
+
+    #[test]
+    fn signal_file_has_one_event_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bout.txt");
+        write_signal(&path, &BOUT_EVENTS).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            lines,
+            [
+                "0.000 start",
+                "1.200 touch_left score=1-0",
+                "2.533 touch_right score=1-1",
+                "3.100 halt",
+                "4.000 touch_left score=2-1",
+                "4.800 end",
+            ]
+        );
+        // Every event lies within the sample video.
+        assert!(BOUT_EVENTS
+            .iter()
+            .all(|(t, _)| *t < SyntheticVideo::BOUT.duration_s()));
+
+        assert!(write_signal(&path, &[(1.0, "a"), (0.5, "b")]).is_err());
+        assert!(write_signal(&path, &[(-1.0, "a")]).is_err());
+        assert!(write_signal(&path, &[(1.0, "score=1-0")]).is_err());
+    }
+}

@@ -1,1 +1,66 @@
-fn main() {}
+//! `make-sample [--out-dir DIR]`: writes the sample session, `bout.mp4` (640x480, 30 fps,
+//! 150 frames, mp4v) and `bout.txt` (its signal file), into DIR (default: this crate's folder).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use referee_sample_data::{write_signal, write_video, SyntheticVideo, BOUT_EVENTS};
+
+const USAGE: &str = "usage: make-sample [--out-dir DIR]\n\n\
+Writes bout.mp4 (640x480, 30 fps, 150 frames, mp4v) and bout.txt (its signal file) into DIR\n\
+(default: the sample-data folder of the source tree).";
+
+fn main() -> Result<()> {
+    let out_dir = parse_args(std::env::args().skip(1))?;
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create the output folder {}", out_dir.display()))?;
+
+    let spec = SyntheticVideo::BOUT;
+    let video = out_dir.join("bout.mp4");
+    write_video(&video, &spec).with_context(|| format!("writing {}", video.display()))?;
+    report(
+        &video,
+        &format!(
+            "{} frames, {}x{} at {} fps ({:.1} s), mp4v",
+            spec.frames,
+            spec.width,
+            spec.height,
+            spec.fps,
+            spec.duration_s()
+        ),
+    )?;
+
+    let signal = out_dir.join("bout.txt");
+    write_signal(&signal, &BOUT_EVENTS).with_context(|| format!("writing {}", signal.display()))?;
+    report(&signal, &format!("{} events", BOUT_EVENTS.len()))?;
+    Ok(())
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<PathBuf> {
+    let mut out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--out-dir" => match args.next() {
+                Some(dir) => out_dir = PathBuf::from(dir),
+                None => bail!("--out-dir needs a folder\n\n{USAGE}"),
+            },
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => match other.strip_prefix("--out-dir=") {
+                Some(dir) => out_dir = PathBuf::from(dir),
+                None => bail!("unknown argument {other:?}\n\n{USAGE}"),
+            },
+        }
+    }
+    Ok(out_dir)
+}
+
+fn report(path: &Path, what: &str) -> Result<()> {
+    let bytes = std::fs::metadata(path)
+        .with_context(|| format!("cannot stat {}", path.display()))?
+        .len();
+    println!("wrote {} ({bytes} bytes): {what}", path.display());
+    Ok(())
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the system packages referee builds against: OpenCV (with its FFmpeg backend) and
+# clang/libclang for the opencv crate's bindings. Does nothing when they are already there.
+set -euo pipefail
+
+need=()
+pkg-config --exists opencv4 2>/dev/null || need+=(libopencv-dev)
+command -v clang >/dev/null 2>&1 || need+=(clang)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "Installing system packages: ${need[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  sudo="sudo"
+fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null

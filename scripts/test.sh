@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs what the build needs, then runs every test of the workspace: unit tests of each
+# crate and the end-to-end tests (a real server on port 0, the real client binary).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+# The end-to-end tests run the client binary: build every binary first.
+cargo build --workspace --bins
+cargo test --workspace "$@"
