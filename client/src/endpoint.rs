@@ -1,0 +1,66 @@
+//! Turns the server address the user typed into the WebSocket URL of the ingest endpoint.
+
+use referee_protocol::STREAM_PATH;
+use url::Url;
+
+use crate::error::ClientError;
+
+/// The WebSocket URL for `server`: `http` becomes `ws` and `https` becomes `wss`; an empty
+/// path (or `/`) becomes [`STREAM_PATH`], any other path is kept.
+pub fn stream_url(server: &str) -> Result<Url, ClientError> {
+    let invalid = |reason: &str| ClientError::InvalidUrl {
+        url: server.to_string(),
+        reason: reason.to_string(),
+    };
+    let mut url = Url::parse(server).map_err(|err| invalid(&err.to_string()))?;
+    let scheme = match url.scheme() {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        _ => return Err(invalid("the scheme must be http, https, ws or wss")),
+    };
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("it names no host"));
+    }
+    url.set_scheme(scheme)
+        .map_err(|()| invalid("cannot use it as a WebSocket URL"))?;
+    if url.path().is_empty() || url.path() == "/" {
+        url.set_path(STREAM_PATH);
+    }
+    url.set_fragment(None);
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_becomes_ws_and_the_path_defaults_to_stream() {
+        let cases = [
+            ("http://server:8080", "ws://server:8080/stream"),
+            ("http://server:8080/", "ws://server:8080/stream"),
+            ("https://server", "wss://server/stream"),
+            ("ws://127.0.0.1:9000", "ws://127.0.0.1:9000/stream"),
+            ("wss://server:8443/", "wss://server:8443/stream"),
+            (
+                "ws://server:8080/custom/path",
+                "ws://server:8080/custom/path",
+            ),
+            (
+                "http://server:8080/ingest?x=1#top",
+                "ws://server:8080/ingest?x=1",
+            ),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(stream_url(given).unwrap().as_str(), expected, "{given}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_bare_hosts_are_refused_with_the_url() {
+        for bad in ["ftp://server", "server:8080", "", "http://"] {
+            let err = stream_url(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+}

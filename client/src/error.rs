@@ -1,0 +1,100 @@
+//! Everything that can stop the client, each message saying what happened and what to do.
+
+use std::io;
+use std::path::PathBuf;
+
+use referee_protocol::signal::SignalError;
+use referee_protocol::{ErrorCode, FrameHeaderError};
+use thiserror::Error;
+use url::Url;
+
+/// Why a streaming session failed.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The server address is not a URL the client can use.
+    #[error(
+        "invalid server URL {url:?}: {reason}: write it as http://HOST:PORT or ws://HOST:PORT"
+    )]
+    InvalidUrl { url: String, reason: String },
+
+    /// The video file is missing or cannot be read.
+    #[error("cannot read video {}", path.display())]
+    VideoUnreadable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// OpenCV cannot open or decode the video.
+    #[error("cannot decode video {}: {reason}: is it a video format OpenCV can read?", path.display())]
+    VideoFormat { path: PathBuf, reason: String },
+
+    /// The video opens but yields no frame.
+    #[error("video {} has no frame OpenCV can decode", path.display())]
+    NoFrames { path: PathBuf },
+
+    /// OpenCV failed while decoding or JPEG-encoding a frame.
+    #[error("video {}, frame {index}: {reason}", path.display())]
+    FrameFailed {
+        path: PathBuf,
+        index: u64,
+        reason: String,
+    },
+
+    /// The signal file is missing or cannot be read as UTF-8 text.
+    #[error("cannot read signal file {}", path.display())]
+    SignalUnreadable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The signal file has a mistake; the parser's message names the line.
+    #[error("signal file {}", path.display())]
+    SignalInvalid {
+        path: PathBuf,
+        #[source]
+        source: SignalError,
+    },
+
+    /// No WebSocket connection could be opened.
+    #[error("cannot connect to {url}: {reason}: is the server running?")]
+    Connect { url: Url, reason: String },
+
+    /// No session opened within `--connect-timeout`; `hint` says which step did not finish.
+    #[error("no SESSION_STARTED from {url} within {secs} s: {hint}")]
+    HandshakeTimeout {
+        url: Url,
+        secs: u64,
+        hint: &'static str,
+    },
+
+    /// The server reported a fatal error.
+    #[error("server error {code}: {message}")]
+    Server { code: ErrorCode, message: String },
+
+    /// A frame is larger than the server accepts.
+    #[error("frame {index} is {size} bytes as JPEG, more than the server's limit of {limit} bytes: lower --quality")]
+    FrameTooLarge { index: u64, size: usize, limit: u32 },
+
+    /// The connection ended before the session opened.
+    #[error("connection to {url} lost before the session started: {reason}")]
+    Disconnected { url: Url, reason: String },
+
+    /// The connection ended in the middle of a session.
+    #[error("connection lost ({reason}) after the server acknowledged {acked} of {sent} frames of session {session_id}: run the client again to send a new session")]
+    ConnectionLost {
+        session_id: String,
+        acked: u64,
+        sent: u64,
+        reason: String,
+    },
+
+    /// The server sent something this client does not expect at this point.
+    #[error("protocol error: {0}: are the client and the server the same version?")]
+    Protocol(String),
+
+    /// A frame message could not be built.
+    #[error(transparent)]
+    FrameHeader(#[from] FrameHeaderError),
+}
