@@ -28,6 +28,8 @@ use crate::store::{now_rfc3339, SessionMeta, SessionStatus, SessionStore, StoreE
 use crate::writer::{FrameWriter, Stored};
 use crate::{frame_check, session_id, AppState};
 
+/// How long to wait for the client's answer to our close before dropping the connection.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Progress messages queued for a client; when full, intermediate progress is dropped.
 const PROGRESS_QUEUE: usize = 32;
 /// Log a line every this many frames received.
@@ -51,7 +53,11 @@ where
     let mut conn = Connection {
         app,
         remote,
-        peer: Peer { sink, open: true },
+        peer: Peer {
+            sink,
+            open: true,
+            close_sent: false,
+        },
         state: SessionState::AwaitingStart,
         session: None,
         pipeline: None,
@@ -70,7 +76,24 @@ where
             break;
         }
     }
+    let close_sent = conn.peer.close_sent;
     conn.close_session().await;
+    if close_sent {
+        // The closing handshake: read (and drop) what the client still sends until its close
+        // arrives, so that our ERROR and close are not lost to a TCP reset. If the stream can
+        // no longer be read (e.g. after an oversized message), keep the connection open for
+        // the linger time all the same, for the client to read what we sent.
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            loop {
+                match stream.next().await {
+                    Some(Ok(Message::Close(_))) => break,
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => pending::<()>().await,
+                }
+            }
+        })
+        .await;
+    }
 }
 
 async fn next_stored(writer: Option<&mut FrameWriter>) -> Option<Stored> {
@@ -102,6 +125,7 @@ enum Event {
 struct Peer<S> {
     sink: S,
     open: bool,
+    close_sent: bool,
 }
 
 impl<S> Peer<S>
@@ -132,8 +156,9 @@ where
             code,
             reason: reason.into(),
         };
-        if let Err(err) = self.sink.send(Message::Close(Some(frame))).await {
-            tracing::debug!("cannot send close: the client is gone ({err})");
+        match self.sink.send(Message::Close(Some(frame))).await {
+            Ok(()) => self.close_sent = true,
+            Err(err) => tracing::debug!("cannot send close: the client is gone ({err})"),
         }
     }
 }
@@ -687,7 +712,7 @@ where
     }
 
     /// Called once the connection has ended, however it ended.
-    async fn close_session(mut self) {
+    async fn close_session(&mut self) {
         let Some(mut session) = self.session.take() else {
             tracing::info!(
                 "Connection from {} ended before SESSION_START: {}",

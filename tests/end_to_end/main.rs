@@ -1,1 +1,7 @@
-//! End-to-end tests.
+//! End-to-end tests: the real server on port 0, the real client binary, raw WebSocket peers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod client_errors;
+mod disconnects;
+mod streaming;

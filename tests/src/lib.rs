@@ -1,1 +1,372 @@
-//! placeholder
+//! The end-to-end test harness: a real server on port 0 with a temporary data directory, the
+//! real client binary, a raw WebSocket peer for misbehaving clients, and a minimal HTTP GET.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use referee_protocol::{ControlMessage, ErrorCode};
+use referee_server::store::{LocalStore, SessionStore};
+use referee_server::{AppState, Config};
+use tokio::net::TcpStream as AsyncTcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A real server on 127.0.0.1 and a free port, with its own runtime and temporary data
+/// directory. Stops when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    /// Starts a server whose configuration `adjust` may change (limits, window...).
+    pub fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(
+            "127.0.0.1:0".parse().unwrap(),
+            data_dir.path().to_path_buf(),
+        );
+        adjust(&mut config);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let state = AppState::new(config).unwrap();
+                referee_server::serve(listener, state, async {
+                    let _ = shutdown_rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Self {
+            addr,
+            data_dir,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/stream", self.addr)
+    }
+
+    /// The server's store, to read what it stored.
+    pub fn store(&self) -> LocalStore {
+        LocalStore::open(self.data_dir.path()).unwrap()
+    }
+
+    /// The directory of a session.
+    pub fn session_dir(&self, id: &str) -> PathBuf {
+        self.data_dir.path().join("sessions").join(id)
+    }
+
+    /// `GET path` as JSON, with the status code.
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, body) = http_get(self.addr, path);
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Waits until session `id` has `status` (as the HTTP API shows it), returning its JSON.
+    pub fn wait_for_status(&self, id: &str, status: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, json) = self.get_json(&format!("/api/sessions/{id}"));
+            if json["status"] == status {
+                return json;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "session {id} never reached status {status}; last seen: {json}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The ids of every session, newest first.
+    pub fn session_ids(&self) -> Vec<String> {
+        self.store()
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET: the status code and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The path of a binary of this workspace, built next to the test executable.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins`",
+        path.display()
+    );
+    path
+}
+
+/// Runs the real `referee-client` with `args`, without a terminal.
+pub fn run_client(args: &[&str]) -> ClientRun {
+    let output = Command::new(workspace_binary("referee-client"))
+        .args(args)
+        .env("REFEREE_LOG_LEVEL", "info")
+        .output()
+        .unwrap();
+    ClientRun::from(output)
+}
+
+/// What a client run did.
+pub struct ClientRun {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for ClientRun {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl ClientRun {
+    pub fn assert_success(&self) {
+        assert_eq!(self.code, Some(0), "client failed:\n{}", self.transcript());
+    }
+
+    pub fn assert_failure(&self) {
+        assert_ne!(
+            self.code,
+            Some(0),
+            "client should fail:\n{}",
+            self.transcript()
+        );
+    }
+
+    pub fn transcript(&self) -> String {
+        format!("--- stdout\n{}--- stderr\n{}", self.stdout, self.stderr)
+    }
+
+    /// The session id from the `Session started: ID` line.
+    pub fn session_id(&self) -> String {
+        self.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Session started: "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no session id in the output:\n{}", self.transcript()))
+            .to_string()
+    }
+}
+
+/// A raw WebSocket peer, to play a client that misbehaves.
+pub struct RawClient {
+    ws: WebSocketStream<MaybeTlsStream<AsyncTcpStream>>,
+}
+
+/// What a raw client saw when the server closed the connection.
+#[derive(Debug)]
+pub struct Closed {
+    pub errors: Vec<(ErrorCode, String, bool)>,
+    pub close_code: Option<u16>,
+}
+
+impl RawClient {
+    pub async fn connect(server: &TestServer) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .unwrap();
+        Self { ws }
+    }
+
+    pub async fn send(&mut self, msg: &ControlMessage) {
+        self.ws.send(Message::text(msg.to_json())).await.unwrap();
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    pub async fn send_binary(&mut self, bytes: impl Into<bytes::Bytes>) {
+        self.ws.send(Message::Binary(bytes.into())).await.unwrap();
+    }
+
+    /// The next control message from the server.
+    pub async fn recv(&mut self) -> ControlMessage {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("no message from the server within 30 s")
+                .expect("the connection ended")
+                .unwrap();
+            match msg {
+                Message::Text(text) => return ControlMessage::from_json(text.as_str()).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a control message, got {other:?}"),
+            }
+        }
+    }
+
+    /// Sends a SESSION_START and returns the session id from SESSION_STARTED.
+    pub async fn start(&mut self, width: u32, height: u32) -> String {
+        self.send(&start_message("raw", width, height)).await;
+        match self.recv().await {
+            ControlMessage::SessionStarted { session_id, .. } => session_id,
+            other => panic!("expected SESSION_STARTED, got {other:?}"),
+        }
+    }
+
+    /// Reads until the server closes: every ERROR it sent and the close code.
+    pub async fn until_closed(mut self) -> Closed {
+        let mut errors = Vec::new();
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("the server did not close the connection within 30 s");
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    if let Ok(ControlMessage::Error {
+                        code,
+                        message,
+                        fatal,
+                    }) = ControlMessage::from_json(text.as_str())
+                    {
+                        errors.push((code, message, fatal));
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Closed {
+                        errors,
+                        close_code: frame.map(|f| u16::from(f.code)),
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => {
+                    return Closed {
+                        errors,
+                        close_code: None,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the TCP connection without a close handshake.
+    pub fn drop_connection(self) {
+        drop(self.ws);
+    }
+}
+
+/// A SESSION_START for a `width`×`height` JPEG session at 30 fps.
+pub fn start_message(name: &str, width: u32, height: u32) -> ControlMessage {
+    ControlMessage::SessionStart {
+        protocol_version: referee_protocol::PROTOCOL_VERSION,
+        name: name.into(),
+        source: format!("{name}.avi"),
+        fps: 30.0,
+        width,
+        height,
+        frame_count: None,
+        encoding: referee_protocol::FrameEncoding::Jpeg,
+        quality: Some(90),
+    }
+}
+
+/// Makes a synthetic video (`.avi`, MJPEG) in `dir` and returns its path.
+pub fn make_video(
+    dir: &Path,
+    name: &str,
+    frames: u32,
+    fps: f64,
+    width: i32,
+    height: i32,
+) -> PathBuf {
+    let path = dir.join(name);
+    let spec = referee_sample_data::SyntheticVideo {
+        frames,
+        fps,
+        width,
+        height,
+    };
+    referee_sample_data::write_video(&path, &spec).unwrap();
+    path
+}
+
+/// The JPEG frames the client sends for `video` at `quality`, made with the client's own
+/// library.
+pub fn client_frames(video: &Path, quality: u8) -> Vec<Vec<u8>> {
+    let mut source = referee_client::source::VideoSource::open(video, quality).unwrap();
+    let mut frames = Vec::new();
+    while let Some(frame) = source.next_frame().unwrap() {
+        assert_eq!(frame.index, frames.len() as u64);
+        frames.push(frame.jpeg);
+    }
+    frames
+}

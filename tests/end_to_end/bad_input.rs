@@ -1,0 +1,311 @@
+//! Every kind of bad input gets a clear ERROR with its code and a close code that fits, and
+//! the server goes on serving others.
+
+use referee_protocol::frame::encode_frame;
+use referee_protocol::{ControlMessage, ErrorCode};
+use referee_tests::{client_frames, make_video, start_message, Closed, RawClient, TestServer};
+
+const W: u32 = 160;
+const H: u32 = 120;
+
+fn jpegs(n: u32) -> Vec<Vec<u8>> {
+    let work = tempfile::tempdir().unwrap();
+    client_frames(
+        &make_video(work.path(), "v.avi", n, 30.0, W as i32, H as i32),
+        90,
+    )
+}
+
+fn frame(index: u64, jpeg: &[u8]) -> bytes::Bytes {
+    encode_frame(index, 0, 0, jpeg).unwrap()
+}
+
+/// Checks the connection ended with one fatal ERROR of `code` and the matching close code,
+/// and that the server then serves a complete new session.
+async fn assert_refused(server: &TestServer, closed: Closed, code: ErrorCode, text: &str) {
+    assert_eq!(closed.errors.len(), 1, "{closed:?}");
+    let (got, message, fatal) = &closed.errors[0];
+    assert_eq!(*got, code, "{message}");
+    assert!(fatal);
+    assert!(
+        message.contains(text),
+        "{message:?} should contain {text:?}"
+    );
+    assert_eq!(closed.close_code, Some(code.close_code()), "{closed:?}");
+
+    let mut raw = RawClient::connect(server).await;
+    raw.start(W, H).await;
+    let jpeg = &jpegs(1)[0];
+    raw.send_binary(frame(0, jpeg)).await;
+    raw.send(&ControlMessage::SessionEnd {
+        frames_sent: 1,
+        signal_follows: false,
+    })
+    .await;
+    loop {
+        match raw.recv().await {
+            ControlMessage::Complete { frames_stored, .. } => {
+                assert_eq!(frames_stored, 1);
+                break;
+            }
+            ControlMessage::Error { code, message, .. } => panic!("{code}: {message}"),
+            _ => {}
+        }
+    }
+}
+
+async fn started(server: &TestServer) -> RawClient {
+    let mut raw = RawClient::connect(server).await;
+    raw.start(W, H).await;
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_where_a_frame_is_expected() {
+    let server = TestServer::start();
+    let mut raw = started(&server).await;
+    raw.send(&ControlMessage::Signal {
+        file_name: "s.txt".into(),
+        text: "1.0 a\n".into(),
+    })
+    .await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::UnexpectedText,
+        "SIGNAL (a text message) arrived in state receiving",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_where_text_is_expected() {
+    let server = TestServer::start();
+    let jpeg = &jpegs(1)[0];
+    let mut raw = started(&server).await;
+    raw.send_binary(frame(0, jpeg)).await;
+    raw.send(&ControlMessage::SessionEnd {
+        frames_sent: 1,
+        signal_follows: true,
+    })
+    .await;
+    raw.send_binary(frame(1, jpeg)).await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::UnexpectedBinary,
+        "where SIGNAL is expected",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_message_type() {
+    let server = TestServer::start();
+    let mut raw = RawClient::connect(&server).await;
+    raw.send_text(r#"{"type":"HELLO"}"#).await;
+    let closed = raw.until_closed().await;
+    assert_refused(&server, closed, ErrorCode::UnknownMessageType, "\"HELLO\"").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json() {
+    let server = TestServer::start();
+    let mut raw = RawClient::connect(&server).await;
+    raw.send_text("{\"type\": \"SESSION_START\", ").await;
+    let closed = raw.until_closed().await;
+    assert_refused(&server, closed, ErrorCode::MalformedMessage, "malformed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_before_session_start() {
+    let server = TestServer::start();
+    let mut raw = RawClient::connect(&server).await;
+    raw.send_binary(frame(0, &jpegs(1)[0])).await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::FrameBeforeStart,
+        "send SESSION_START first",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_index_out_of_order() {
+    let server = TestServer::start();
+    let js = jpegs(3);
+    let mut raw = started(&server).await;
+    raw.send_binary(frame(0, &js[0])).await;
+    raw.send_binary(frame(2, &js[2])).await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::FrameOutOfOrder,
+        "frame 2 arrived in state receiving, but the next frame must be 1",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_larger_than_the_limit() {
+    let server = TestServer::start_with(|c| c.max_frame_bytes = 20_000);
+    let mut raw = started(&server).await;
+    raw.send_binary(frame(0, &[0xFFu8; 30_000])).await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::FrameTooLarge,
+        "limit of 20000 bytes",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crc_mismatch() {
+    let server = TestServer::start();
+    let mut raw = started(&server).await;
+    let mut bad = frame(0, &jpegs(1)[0]).to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55;
+    raw.send_binary(bad).await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::ChecksumMismatch,
+        "frame 0: CRC32C",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_that_is_not_a_jpeg() {
+    let server = TestServer::start();
+    let mut raw = started(&server).await;
+    raw.send_binary(frame(0, b"GIF89a definitely not a jpeg"))
+        .await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::InvalidFramePayload,
+        "frame 0: the payload is not a JPEG",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jpeg_of_another_size_than_announced() {
+    let server = TestServer::start();
+    let mut raw = RawClient::connect(&server).await;
+    raw.send(&start_message("wrongsize", 640, 480)).await;
+    raw.recv().await;
+    raw.send_binary(frame(0, &jpegs(1)[0])).await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::InvalidFramePayload,
+        "the JPEG is 160x120, but SESSION_START announced 640x480",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_session_start() {
+    let server = TestServer::start();
+    let mut raw = started(&server).await;
+    raw.send(&start_message("again", W, H)).await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::AlreadyStarted,
+        "already has a session",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_message_too_large() {
+    let server = TestServer::start_with(|c| c.max_signal_bytes = 1_000);
+    let mut raw = started(&server).await;
+    raw.send_text(&"x".repeat(200_000)).await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::MessageTooLarge,
+        "larger than the server's limit",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_larger_than_the_websocket_limit() {
+    let server = TestServer::start_with(|c| {
+        c.max_frame_bytes = 10_000;
+        c.max_signal_bytes = 1_000;
+    });
+    let mut raw = started(&server).await;
+    raw.send_binary(vec![0u8; 1_000_000]).await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::MessageTooLarge,
+        "larger than the server's limit",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_end_with_the_wrong_frame_count() {
+    let server = TestServer::start();
+    let mut raw = started(&server).await;
+    raw.send_binary(frame(0, &jpegs(1)[0])).await;
+    raw.send(&ControlMessage::SessionEnd {
+        frames_sent: 5,
+        signal_follows: false,
+    })
+    .await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::FrameCountMismatch,
+        "says 5 frames were sent, but the server received 1",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_signal_file() {
+    let server = TestServer::start();
+    let mut raw = started(&server).await;
+    raw.send_binary(frame(0, &jpegs(1)[0])).await;
+    raw.send(&ControlMessage::SessionEnd {
+        frames_sent: 1,
+        signal_follows: true,
+    })
+    .await;
+    raw.send(&ControlMessage::Signal {
+        file_name: "bad.txt".into(),
+        text: "0.0 start\nsoon touch\n".into(),
+    })
+    .await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::InvalidSignal,
+        "line 2 (\"soon touch\")",
+    )
+    .await;
+}

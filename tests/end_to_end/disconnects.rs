@@ -1,0 +1,167 @@
+//! A client that goes away at any point leaves the server healthy, the session and its frames
+//! on disk, marked interrupted (or, during processing, processed to the end).
+
+use referee_protocol::frame::encode_frame;
+use referee_protocol::ControlMessage;
+use referee_server::store::SessionStore;
+use referee_tests::{client_frames, make_video, run_client, RawClient, TestServer};
+
+fn frames(width: i32, height: i32, n: u32) -> Vec<Vec<u8>> {
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "v.avi", n, 30.0, width, height);
+    client_frames(&video, 90)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_right_after_session_start_keeps_the_session_and_the_server_serving() {
+    let server = TestServer::start();
+    let mut raw = RawClient::connect(&server).await;
+    let id = raw.start(160, 120).await;
+    raw.drop_connection();
+
+    let meta = tokio::task::block_in_place(|| server.wait_for_status(&id, "interrupted"));
+    assert_eq!(meta["frames_stored"], 0);
+    assert!(server.session_dir(&id).join("session.json").is_file());
+    let (status, health) = server.get_json("/health");
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+
+    // The server goes on serving a whole new session.
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "next.avi", 3, 30.0, 160, 120);
+    let run = tokio::task::block_in_place(|| {
+        run_client(&[&server.http_url(), "--video", video.to_str().unwrap()])
+    });
+    run.assert_success();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_mid_frames_keeps_every_acknowledged_frame() {
+    let server = TestServer::start();
+    let jpegs = frames(160, 120, 6);
+    let mut raw = RawClient::connect(&server).await;
+    let id = raw.start(160, 120).await;
+    for (i, jpeg) in jpegs.iter().enumerate().take(4) {
+        raw.send_binary(encode_frame(i as u64, i as i64 * 33_333, 0, jpeg).unwrap())
+            .await;
+    }
+    // Wait until the server has stored all four, then vanish.
+    let mut stored = 0;
+    while stored < 4 {
+        if let ControlMessage::Ack { frames_stored } = raw.recv().await {
+            stored = frames_stored;
+        }
+    }
+    raw.drop_connection();
+
+    let meta = tokio::task::block_in_place(|| server.wait_for_status(&id, "interrupted"));
+    assert_eq!(meta["frames_stored"], 4);
+    assert!(
+        meta["error"].as_str().unwrap().contains("state receiving"),
+        "{meta}"
+    );
+    let mut source = server.store().frame_source(&id).unwrap();
+    assert_eq!(source.len(), 4);
+    for (i, jpeg) in jpegs.iter().enumerate().take(4) {
+        assert!(source.read(i as u64).unwrap().payload == jpeg[..]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_after_session_end_keeps_the_frames() {
+    let server = TestServer::start();
+    let jpegs = frames(160, 120, 2);
+    let mut raw = RawClient::connect(&server).await;
+    let id = raw.start(160, 120).await;
+    for (i, jpeg) in jpegs.iter().enumerate() {
+        raw.send_binary(encode_frame(i as u64, 0, 0, jpeg).unwrap())
+            .await;
+    }
+    raw.send(&ControlMessage::SessionEnd {
+        frames_sent: 2,
+        signal_follows: true,
+    })
+    .await;
+    loop {
+        if let ControlMessage::SessionEnded { frames_stored } = raw.recv().await {
+            assert_eq!(frames_stored, 2);
+            break;
+        }
+    }
+    raw.drop_connection();
+    let meta = tokio::task::block_in_place(|| server.wait_for_status(&id, "interrupted"));
+    assert_eq!(meta["frames_stored"], 2);
+    assert!(
+        meta["error"].as_str().unwrap().contains("awaiting_signal"),
+        "{meta}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_during_processing_still_completes_the_session() {
+    let server = TestServer::start();
+    let jpegs = frames(160, 120, 30);
+    let mut raw = RawClient::connect(&server).await;
+    let id = raw.start(160, 120).await;
+    for (i, jpeg) in jpegs.iter().enumerate() {
+        raw.send_binary(encode_frame(i as u64, (i as i64 * 1_000_000) / 30, 0, jpeg).unwrap())
+            .await;
+    }
+    raw.send(&ControlMessage::SessionEnd {
+        frames_sent: 30,
+        signal_follows: true,
+    })
+    .await;
+    loop {
+        if let ControlMessage::SessionEnded { .. } = raw.recv().await {
+            break;
+        }
+    }
+    raw.send(&ControlMessage::Signal {
+        file_name: "s.txt".into(),
+        text: "0.5 touch_left\n".into(),
+    })
+    .await;
+    raw.drop_connection();
+
+    let meta = tokio::task::block_in_place(|| server.wait_for_status(&id, "complete"));
+    assert_eq!(meta["frames_stored"], 30);
+    let report = std::fs::read_to_string(server.session_dir(&id).join("report.json")).unwrap();
+    assert!(report.contains("touch_left"), "{report}");
+}
+
+#[test]
+fn a_client_killed_mid_stream_leaves_an_interrupted_session() {
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "long.avi", 600, 30.0, 640, 480);
+    let mut child = std::process::Command::new(referee_tests::workspace_binary("referee-client"))
+        .args([&server.http_url(), "--video", video.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill the client once the server has some of its frames.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let id = loop {
+        let (_, list) = server.get_json("/api/sessions");
+        if let Some(s) = list["sessions"].as_array().and_then(|a| a.first()) {
+            if s["frames_stored"].as_u64().unwrap_or(0) > 0 {
+                break s["id"].as_str().unwrap().to_string();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client never stored a frame"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let meta = server.wait_for_status(&id, "interrupted");
+    let frames = meta["frames_stored"].as_u64().unwrap();
+    assert!(frames > 0);
+    // Whatever was acknowledged is on disk and readable.
+    let mut source = server.store().frame_source(&id).unwrap();
+    assert!(source.len() >= frames);
+    source.read(frames - 1).unwrap();
+}
