@@ -58,7 +58,7 @@ pub enum ClientError {
     },
 
     /// No WebSocket connection could be opened.
-    #[error("cannot connect to {url}: {reason}: is the server running?")]
+    #[error("cannot connect to {url}: {reason}")]
     Connect { url: Url, reason: String },
 
     /// No session opened within `--connect-timeout`; `hint` says which step did not finish.

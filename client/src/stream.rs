@@ -346,6 +346,12 @@ fn unexpected(message: &ControlMessage, expected: &str) -> ClientError {
     ))
 }
 
+/// Whether an I/O error of the connection comes from TLS (e.g. an untrusted certificate).
+fn is_tls_error(err: &std::io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+}
+
 fn describe_connect_error(err: tungstenite::Error) -> String {
     match err {
         tungstenite::Error::Http(response) => format!(
@@ -355,7 +361,10 @@ fn describe_connect_error(err: tungstenite::Error) -> String {
         tungstenite::Error::Url(UrlError::TlsFeatureNotEnabled) => {
             "this build of referee-client has no TLS support: use ws:// or http://".into()
         }
-        other => other.to_string(),
+        tungstenite::Error::Io(io) if is_tls_error(&io) => format!(
+            "TLS failed ({io}): check that the server's certificate is valid for this host name and that its CA is in this machine's trust store (update-ca-certificates)"
+        ),
+        other => format!("{other}: is the server running?"),
     }
 }
 

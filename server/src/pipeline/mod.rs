@@ -161,6 +161,9 @@ pub fn run(
             (meta, PipelineEvent::Failed { stage, message })
         }
     };
+    if let Err(err) = store.remove_scratch(&id) {
+        tracing::warn!("Session {id}: {err}");
+    }
     if let Err(err) = store.save_meta(&meta) {
         tracing::error!("Session {id}: cannot record the outcome of processing: {err}");
     }

@@ -139,6 +139,16 @@ impl SessionStore for LocalStore {
         Ok(dir)
     }
 
+    fn remove_scratch(&self, id: &str) -> Result<(), StoreError> {
+        let dir = self.existing_dir(id)?.join("tmp");
+        match fs::remove_dir_all(&dir) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                Err(io_error(id, "cannot remove", &dir)(err))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn location(&self, id: &str) -> String {
         self.sessions.join(id).display().to_string()
     }

@@ -98,6 +98,8 @@ pub trait SessionStore: Send + Sync + 'static {
     fn put_result(&self, id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
     /// A local directory where processing may write temporary files for this session.
     fn scratch_dir(&self, id: &str) -> Result<PathBuf, StoreError>;
+    /// Removes the scratch directory once processing is over.
+    fn remove_scratch(&self, id: &str) -> Result<(), StoreError>;
     /// Where the session's results can be found, for people (a directory path or a URL).
     fn location(&self, id: &str) -> String;
 }
