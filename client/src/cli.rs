@@ -41,6 +41,19 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub connect_timeout: u64,
+
+    /// Bearer token the server asks for (also from REFEREE_TOKEN).
+    #[arg(long, env = "REFEREE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Continue session SESSION_ID, started by this client before it stopped, with the same
+    /// video and signal file: frames the server already has are not sent again.
+    #[arg(long, value_name = "SESSION_ID")]
+    pub resume: Option<String>,
+
+    /// Reconnection attempts after a dropped connection (per outage, with backoff).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub retries: u32,
 }
 
 /// Accepts a session name the server will take.

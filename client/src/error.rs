@@ -81,14 +81,19 @@ pub enum ClientError {
     #[error("connection to {url} lost before the session started: {reason}")]
     Disconnected { url: Url, reason: String },
 
-    /// The connection ended in the middle of a session.
-    #[error("connection lost ({reason}) after the server acknowledged {acked} of {sent} frames of session {session_id}: run the client again to send a new session")]
+    /// The connection ended in the middle of a session and could not be resumed.
+    #[error("connection lost ({reason}) after the server stored {acked} of {sent} frames of session {session_id}; resuming failed {attempts} times: run the same command with --resume {session_id} when the server is reachable")]
     ConnectionLost {
         session_id: String,
         acked: u64,
         sent: u64,
+        attempts: u32,
         reason: String,
     },
+
+    /// The saved state of a session (for --resume) cannot be read or written.
+    #[error("resume state {}: {reason}", path.display())]
+    ResumeState { path: PathBuf, reason: String },
 
     /// The server sent something this client does not expect at this point.
     #[error("protocol error: {0}: are the client and the server the same version?")]
@@ -97,4 +102,21 @@ pub enum ClientError {
     /// A frame message could not be built.
     #[error(transparent)]
     FrameHeader(#[from] FrameHeaderError),
+}
+
+impl ClientError {
+    /// Whether a new connection may get past this error: the connection broke, or the server
+    /// went away for a while.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Connect { .. }
+            | ClientError::HandshakeTimeout { .. }
+            | ClientError::Disconnected { .. } => true,
+            ClientError::Server { code, .. } => matches!(
+                code,
+                ErrorCode::ServerShuttingDown | ErrorCode::Timeout | ErrorCode::ServerBusy
+            ),
+            _ => false,
+        }
+    }
 }

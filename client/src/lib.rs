@@ -6,8 +6,11 @@
 //! - [`source`]: reads the video and JPEG-encodes its frames (the only module that links
 //!   OpenCV).
 //! - [`signal`]: reads and checks the signal file.
-//! - [`stream`]: the WebSocket session, frames sent within the server's window.
-//! - [`window`]: the count of frames sent and acknowledged.
+//! - [`stream`]: one WebSocket connection.
+//! - [`upload`]: the session over one connection or several: frames sent within the
+//!   server's window, resumed after a dropped connection.
+//! - [`window`]: frames sent and acknowledged, and those kept to send again.
+//! - [`saved`]: the state files that let `--resume` continue after a restart.
 //! - [`progress`]: the progress bar or lines, and the processing stages.
 //! - [`error`]: [`ClientError`], everything that can stop a session.
 //!
@@ -18,9 +21,11 @@ pub mod cli;
 pub mod endpoint;
 pub mod error;
 pub mod progress;
+pub mod saved;
 pub mod signal;
 pub mod source;
 pub mod stream;
+pub mod upload;
 pub mod window;
 
 use std::path::Path;
@@ -36,7 +41,7 @@ pub use crate::error::ClientError;
 use crate::progress::Progress;
 use crate::signal::SignalFile;
 use crate::source::{EncodedFrame, VideoSource};
-use crate::stream::Session;
+use crate::upload::{Link, Upload};
 
 /// How many encoded frames may wait between the encoder thread and the sender. Bounds memory:
 /// when the sender waits for ACKs, the encoder blocks once this many JPEGs are queued.
@@ -83,19 +88,19 @@ pub async fn run(args: Args) -> Result<Summary, ClientError> {
         encoding: FrameEncoding::Jpeg,
         quality: Some(args.quality),
     };
-    let limit = Duration::from_secs(args.connect_timeout);
-    let mut session = Session::start(&url, &start, limit).await?;
-
+    let link = Link {
+        url,
+        token: args.token.clone(),
+        connect_timeout: Duration::from_secs(args.connect_timeout),
+        retries: args.retries,
+    };
+    let upload = match &args.resume {
+        Some(id) => Upload::resume_saved(link, id, signal).await?,
+        None => Upload::start(link, &start, signal).await?,
+    };
     let mut progress = Progress::new(info.frame_count, args.verbose);
     let mut frames = spawn_encoder(source);
-    session.send_frames(&mut frames, &mut progress).await?;
-    session.end(signal.is_some(), &mut progress).await?;
-    if let Some(signal) = &signal {
-        session.send_signal(signal, &progress).await?;
-    }
-    let summary = session.wait_complete(&mut progress).await?;
-    session.close().await;
-    Ok(summary)
+    upload.run(&mut frames, &mut progress).await
 }
 
 /// Sets up logging to stderr: debug with `--verbose`, otherwise the level in

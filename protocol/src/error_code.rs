@@ -49,8 +49,24 @@ pub enum ErrorCode {
     ProcessingFailed,
     /// The client could not read its source video any further.
     SourceFailed,
-    /// The server is shutting down; the client may come back later.
+    /// The server is shutting down; the client may resume the session later.
     ServerShuttingDown,
+    /// The digest in `SESSION_END` does not match the frames the server stored.
+    DigestMismatch,
+    /// `SESSION_RESUME` names a session this server does not have.
+    SessionNotFound,
+    /// `SESSION_RESUME` carries a wrong resume token.
+    ResumeRefused,
+    /// The session can no longer be resumed (its grace period is over).
+    ResumeExpired,
+    /// Another connection resumed this session; this one is closed.
+    SessionTakenOver,
+    /// The server has too many sessions (in all, or from this client); try again later.
+    ServerBusy,
+    /// The session exceeds the disk space allowed per session.
+    SessionTooLarge,
+    /// The server's disk is nearly full; it refuses new sessions and frames.
+    DiskFull,
     /// A peer did not answer in time.
     Timeout,
     /// Anything else: a bug. The message says what happened.
@@ -72,12 +88,15 @@ impl ErrorCode {
             FrameTooLarge | MessageTooLarge => 1009,
             // 1001: going away.
             ServerShuttingDown | SourceFailed => 1001,
+            // 1013: try again later.
+            ServerBusy | DiskFull => 1013,
             // 1011: the server met an unexpected condition.
             StorageFailed | ProcessingFailed | Internal => 1011,
             // 1008: policy violation (a message breaking the protocol's rules).
             UnknownMessageType | FrameBeforeStart | FrameOutOfOrder | AlreadyStarted
             | UnexpectedMessage | UnsupportedVersion | InvalidSessionStart | FrameCountMismatch
-            | Timeout => 1008,
+            | Timeout | DigestMismatch | SessionNotFound | ResumeRefused | ResumeExpired
+            | SessionTakenOver | SessionTooLarge => 1008,
         }
     }
 
@@ -106,6 +125,14 @@ impl ErrorCode {
             ProcessingFailed => "processing_failed",
             SourceFailed => "source_failed",
             ServerShuttingDown => "server_shutting_down",
+            DigestMismatch => "digest_mismatch",
+            SessionNotFound => "session_not_found",
+            ResumeRefused => "resume_refused",
+            ResumeExpired => "resume_expired",
+            SessionTakenOver => "session_taken_over",
+            ServerBusy => "server_busy",
+            SessionTooLarge => "session_too_large",
+            DiskFull => "disk_full",
             Timeout => "timeout",
             Internal => "internal",
         }
@@ -129,6 +156,9 @@ mod tests {
             ErrorCode::MalformedMessage,
             ErrorCode::ServerShuttingDown,
             ErrorCode::Internal,
+            ErrorCode::DigestMismatch,
+            ErrorCode::SessionTakenOver,
+            ErrorCode::DiskFull,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

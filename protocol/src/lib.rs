@@ -7,10 +7,12 @@
 //! - [`state`]: the session state machine: which client message is legal in which state.
 //! - [`error_code`]: the stable, machine-readable error codes and their WebSocket close codes.
 //! - [`signal`]: the signal file format (timestamped events) and its parser.
+//! - [`digest`]: the digest of a session's frames that `SESSION_END` carries.
 //!
 //! `docs/protocol.md` at the repository root describes the same protocol for people writing a
 //! client in another language.
 
+pub mod digest;
 pub mod error_code;
 pub mod frame;
 pub mod message;
@@ -19,7 +21,7 @@ pub mod state;
 
 pub use error_code::ErrorCode;
 pub use frame::{FrameHeader, FrameHeaderError, FRAME_HEADER_LEN};
-pub use message::{ControlMessage, FrameEncoding, Stage};
+pub use message::{ControlMessage, FrameEncoding, ResumedState, Stage};
 pub use state::{SessionState, Violation};
 
 /// The protocol version this crate speaks. A peer announcing another version is refused with

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::digest::FrameDigest;
 use crate::ErrorCode;
 
 /// How the frames of a session are encoded.
@@ -20,6 +21,16 @@ impl FrameEncoding {
             FrameEncoding::Jpeg => "jpeg",
         }
     }
+}
+
+/// Where a resumed session stands (the `state` of `SESSION_RESUMED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumedState {
+    Receiving,
+    AwaitingSignal,
+    Processing,
+    Complete,
 }
 
 /// A processing stage the server reports progress for.
@@ -83,6 +94,30 @@ pub enum ControlMessage {
         window: u32,
         /// The largest frame payload the server accepts, in bytes.
         max_frame_bytes: u32,
+        /// The secret that `SESSION_RESUME` must present to continue this session on
+        /// another connection. Keep it private.
+        resume_token: String,
+        /// Seconds a dropped session stays resumable.
+        resume_grace_s: u64,
+    },
+    /// Client → server: continues a session after a dropped connection. The first message on
+    /// a connection, instead of `SESSION_START`.
+    SessionResume {
+        protocol_version: u16,
+        session_id: String,
+        resume_token: String,
+    },
+    /// Server → client: the session is attached to this connection again.
+    SessionResumed {
+        session_id: String,
+        /// Where the session is: `receiving` (send frames from `frames_stored` on),
+        /// `awaiting_signal` (send SIGNAL), `processing` (wait for COMPLETE) or `complete`
+        /// (COMPLETE follows).
+        state: ResumedState,
+        /// Frames durably stored: the index of the next frame to send.
+        frames_stored: u64,
+        window: u32,
+        max_frame_bytes: u32,
     },
     /// Server → client: the first `frames_stored` frames are written to disk.
     Ack { frames_stored: u64 },
@@ -92,6 +127,8 @@ pub enum ControlMessage {
         frames_sent: u64,
         /// Whether a `SIGNAL` message follows. When false, processing starts right away.
         signal_follows: bool,
+        /// The digest of every frame sent, in order (see [`crate::digest`]).
+        digest: FrameDigest,
     },
     /// Server → client: every frame is stored; the answer to `SESSION_END`.
     SessionEnded { frames_stored: u64 },
@@ -154,9 +191,11 @@ impl DecodeError {
 }
 
 /// Every value the `type` field may take.
-pub const MESSAGE_TYPES: [&str; 9] = [
+pub const MESSAGE_TYPES: [&str; 11] = [
     "SESSION_START",
     "SESSION_STARTED",
+    "SESSION_RESUME",
+    "SESSION_RESUMED",
     "ACK",
     "SESSION_END",
     "SESSION_ENDED",
@@ -199,6 +238,8 @@ impl ControlMessage {
         match self {
             ControlMessage::SessionStart { .. } => "SESSION_START",
             ControlMessage::SessionStarted { .. } => "SESSION_STARTED",
+            ControlMessage::SessionResume { .. } => "SESSION_RESUME",
+            ControlMessage::SessionResumed { .. } => "SESSION_RESUMED",
             ControlMessage::Ack { .. } => "ACK",
             ControlMessage::SessionEnd { .. } => "SESSION_END",
             ControlMessage::SessionEnded { .. } => "SESSION_ENDED",
@@ -245,11 +286,26 @@ mod tests {
                 session_id: "20251106_170116_phrase04_k7m2".into(),
                 window: 64,
                 max_frame_bytes: 8 << 20,
+                resume_token: "q8Wd3kTz".into(),
+                resume_grace_s: 600,
+            },
+            ControlMessage::SessionResume {
+                protocol_version: 1,
+                session_id: "20251106_170116_phrase04_k7m2".into(),
+                resume_token: "q8Wd3kTz".into(),
+            },
+            ControlMessage::SessionResumed {
+                session_id: "20251106_170116_phrase04_k7m2".into(),
+                state: ResumedState::Receiving,
+                frames_stored: 128,
+                window: 64,
+                max_frame_bytes: 8 << 20,
             },
             ControlMessage::Ack { frames_stored: 64 },
             ControlMessage::SessionEnd {
                 frames_sent: 1800,
                 signal_follows: true,
+                digest: FrameDigest::of([1, 2, 3]),
             },
             ControlMessage::SessionEnded {
                 frames_stored: 1800,

@@ -6,6 +6,7 @@
 //!  Receiving --SESSION_END(signal_follows=true)--> AwaitingSignal --SIGNAL--> Processing
 //!  Receiving --SESSION_END(signal_follows=false)--> Processing
 //!  Processing --(server finishes)--> Complete
+//!  AwaitingStart --SESSION_RESUME--> (the state of the stored session, set by the server)
 //! ```
 //! Anything else is a [`Violation`], which names the state and the message.
 
@@ -45,7 +46,7 @@ pub enum Incoming<'a> {
 pub enum Violation {
     #[error("frame {index} arrived before SESSION_START: send SESSION_START first")]
     FrameBeforeStart { index: u64 },
-    #[error("SESSION_START arrived in state {state}: this connection already has a session")]
+    #[error("SESSION_START or SESSION_RESUME arrived in state {state}: this connection already has a session")]
     AlreadyStarted { state: &'static str },
     #[error("frame {got} arrived in state {state}, but the next frame must be {expected}: send frames in order, starting at 0")]
     FrameOutOfOrder {
@@ -118,10 +119,20 @@ impl SessionState {
                 validate_start(start)?;
                 S::Receiving { next_frame: 0 }
             }
+            (
+                S::AwaitingStart,
+                Incoming::Control(M::SessionResume {
+                    protocol_version, ..
+                }),
+            ) => {
+                check_version(*protocol_version)?;
+                // The server moves the state to where the stored session is.
+                S::AwaitingStart
+            }
             (S::AwaitingStart, Incoming::Frame { index }) => {
                 return Err(Violation::FrameBeforeStart { index })
             }
-            (_, Incoming::Control(M::SessionStart { .. })) => {
+            (_, Incoming::Control(M::SessionStart { .. } | M::SessionResume { .. })) => {
                 return Err(Violation::AlreadyStarted { state })
             }
             (S::Receiving { next_frame }, Incoming::Frame { index }) => {
@@ -141,6 +152,7 @@ impl SessionState {
                 Incoming::Control(M::SessionEnd {
                     frames_sent,
                     signal_follows,
+                    ..
                 }),
             ) => {
                 if *frames_sent != next_frame {
@@ -213,6 +225,7 @@ fn is_client_message(msg: &ControlMessage) -> bool {
     matches!(
         msg,
         ControlMessage::SessionStart { .. }
+            | ControlMessage::SessionResume { .. }
             | ControlMessage::SessionEnd { .. }
             | ControlMessage::Signal { .. }
     )
@@ -232,11 +245,7 @@ fn validate_start(msg: &ControlMessage) -> Result<(), Violation> {
     else {
         return Ok(());
     };
-    if *protocol_version != PROTOCOL_VERSION {
-        return Err(Violation::UnsupportedVersion {
-            got: *protocol_version,
-        });
-    }
+    check_version(*protocol_version)?;
     let invalid = |why: String| Err(Violation::InvalidStart(why));
     if !valid_name(name) {
         return invalid(format!(
@@ -257,6 +266,14 @@ fn validate_start(msg: &ControlMessage) -> Result<(), Violation> {
         }
     }
     Ok(())
+}
+
+fn check_version(got: u16) -> Result<(), Violation> {
+    if got == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(Violation::UnsupportedVersion { got })
+    }
 }
 
 /// Whether `name` is acceptable as a session name: 1 to 64 ASCII letters, digits, `-` or `_`.
@@ -310,6 +327,7 @@ mod tests {
         ControlMessage::SessionEnd {
             frames_sent,
             signal_follows,
+            digest: crate::digest::FrameDigest::of([]),
         }
     }
 

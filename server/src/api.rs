@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::store::{SessionMeta, StoreError};
+use crate::store::StoreError;
 use crate::AppState;
 
 /// `GET /health`: the server is up.
@@ -25,9 +25,9 @@ pub async fn list_sessions(State(app): State<AppState>) -> Response {
     let store = Arc::clone(&app.store);
     match tokio::task::spawn_blocking(move || store.list()).await {
         Ok(Ok(stored)) => {
-            let sessions: Vec<SessionMeta> = stored
+            let sessions: Vec<serde_json::Value> = stored
                 .into_iter()
-                .map(|meta| app.live.get(&meta.id).unwrap_or(meta))
+                .map(|meta| app.live.get(&meta.id).unwrap_or(meta).public_json())
                 .collect();
             Json(json!({ "sessions": sessions })).into_response()
         }
@@ -47,12 +47,12 @@ pub async fn list_sessions(State(app): State<AppState>) -> Response {
 /// `GET /api/sessions/{id}`: one session's state, counters and times.
 pub async fn get_session(State(app): State<AppState>, Path(id): Path<String>) -> Response {
     if let Some(meta) = app.live.get(&id) {
-        return Json(meta).into_response();
+        return Json(meta.public_json()).into_response();
     }
     let store = Arc::clone(&app.store);
     let lookup = id.clone();
     match tokio::task::spawn_blocking(move || store.load_meta(&lookup)).await {
-        Ok(Ok(meta)) => Json(meta).into_response(),
+        Ok(Ok(meta)) => Json(meta.public_json()).into_response(),
         Ok(Err(StoreError::NotFound(_))) => error(
             StatusCode::NOT_FOUND,
             "session_not_found",

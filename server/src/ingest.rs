@@ -3,7 +3,9 @@
 //! them once durable, starts processing and relays its progress.
 //!
 //! Disconnects are ordinary events here: the session and its frames stay on disk, marked
-//! `interrupted`, and nothing is ever sent on a connection once it is closed (see [`Peer`]).
+//! `detached`, and the client may resume it on a new connection (`SESSION_RESUME`), which
+//! takes over from a stale one. Nothing is ever sent on a connection once it is closed (see
+//! [`Peer`]).
 
 use std::future::pending;
 use std::net::SocketAddr;
@@ -14,26 +16,34 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use referee_protocol::digest::{describe_ranges, FrameDigest};
 use referee_protocol::frame::{decode_frame, FrameHeaderError};
 use referee_protocol::signal::SignalTrack;
 use referee_protocol::state::Incoming;
-use referee_protocol::{ControlMessage, ErrorCode, FrameEncoding, FrameHeader, SessionState};
+use referee_protocol::{
+    ControlMessage, ErrorCode, FrameEncoding, FrameHeader, ResumedState, SessionState,
+};
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::sync::{broadcast, OwnedMutexGuard};
+use tokio::time::{interval, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
+use crate::limits::{ClientSlot, DiskCheck};
 use crate::live::LiveSession;
-use crate::pipeline::{self, PipelineEvent};
-use crate::store::{now_rfc3339, SessionMeta, SessionStatus, SessionStore, StoreError};
+use crate::pipeline::PipelineEvent;
+use crate::processing::{self, complete_message, persist};
+use crate::store::{now_rfc3339, rfc3339, SessionMeta, SessionStatus, StoreError};
 use crate::writer::{FrameWriter, Stored};
 use crate::{frame_check, session_id, AppState};
 
 /// How long to wait for the client's answer to our close before dropping the connection.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
-/// Progress messages queued for a client; when full, intermediate progress is dropped.
-const PROGRESS_QUEUE: usize = 32;
+/// How long a resume waits for a stale connection of the same session to let go.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(10);
 /// Log a line every this many frames received.
 const LOG_EVERY_FRAMES: u64 = 100;
+/// Heartbeats a client may miss before it is taken for gone.
+const MISSED_HEARTBEATS: u32 = 3;
 
 /// Serves one WebSocket connection until it ends.
 pub async fn handle_socket(socket: WebSocket, app: AppState, remote: SocketAddr) {
@@ -49,7 +59,12 @@ where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     tracing::debug!("Connection from {remote}");
-    let deadline = Instant::now() + Duration::from_secs(app.config.start_timeout_secs);
+    let now = Instant::now();
+    let start_deadline = now + Duration::from_secs(app.config.start_timeout_secs);
+    let heartbeat_every = Duration::from_secs(app.config.heartbeat_secs);
+    let mut heartbeat = interval(heartbeat_every);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let shutdown = app.shutdown.clone();
     let mut conn = Connection {
         app,
         remote,
@@ -60,17 +75,28 @@ where
         },
         state: SessionState::AwaitingStart,
         session: None,
-        pipeline: None,
         end: String::from("the client disconnected"),
+        last_heard: now,
+        last_activity: now,
     };
     loop {
         let awaiting_start = conn.state == SessionState::AwaitingStart;
-        let writer = conn.session.as_mut().and_then(|s| s.writer.as_mut());
+        let (writer, events, taken_over) = match conn.session.as_mut() {
+            Some(s) => (
+                s.writer.as_mut(),
+                s.events.as_mut(),
+                Some(s.taken_over.clone()),
+            ),
+            None => (None, None, None),
+        };
         let event = tokio::select! {
             incoming = stream.next() => Event::Incoming(incoming),
             stored = next_stored(writer) => Event::Stored(stored),
-            progress = next_pipeline_event(conn.pipeline.as_mut()) => Event::Pipeline(progress),
-            () = tokio::time::sleep_until(deadline), if awaiting_start => Event::StartTimeout,
+            progress = next_pipeline_event(events) => Event::Pipeline(progress),
+            () = tokio::time::sleep_until(start_deadline), if awaiting_start => Event::StartTimeout,
+            _ = heartbeat.tick() => Event::Heartbeat,
+            () = cancelled(taken_over) => Event::TakenOver,
+            () = shutdown.cancelled() => Event::Shutdown,
         };
         if conn.handle(event).await.is_break() {
             break;
@@ -104,10 +130,24 @@ async fn next_stored(writer: Option<&mut FrameWriter>) -> Option<Stored> {
 }
 
 async fn next_pipeline_event(
-    rx: Option<&mut mpsc::Receiver<PipelineEvent>>,
+    rx: Option<&mut broadcast::Receiver<PipelineEvent>>,
 ) -> Option<PipelineEvent> {
-    match rx {
-        Some(rx) => rx.recv().await,
+    let Some(rx) = rx else {
+        return pending().await;
+    };
+    loop {
+        match rx.recv().await {
+            Ok(event) => return Some(event),
+            // A slow client skips some progress; the final event is the last one sent.
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
+async fn cancelled(token: Option<CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
         None => pending().await,
     }
 }
@@ -117,6 +157,9 @@ enum Event {
     Stored(Option<Stored>),
     Pipeline(Option<PipelineEvent>),
     StartTimeout,
+    Heartbeat,
+    TakenOver,
+    Shutdown,
 }
 
 /// The sending half of a connection. Once a close has been sent or a send has failed, it
@@ -133,14 +176,16 @@ where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
     async fn send(&mut self, msg: &ControlMessage) {
+        self.send_raw(Message::Text(msg.to_json().into()), msg.type_name())
+            .await;
+    }
+
+    async fn send_raw(&mut self, msg: Message, what: &str) {
         if !self.open {
             return;
         }
-        if let Err(err) = self.sink.send(Message::Text(msg.to_json().into())).await {
-            tracing::debug!(
-                "cannot send {}: the client is gone ({err})",
-                msg.type_name()
-            );
+        if let Err(err) = self.sink.send(msg).await {
+            tracing::debug!("cannot send {what}: the client is gone ({err})");
             self.open = false;
         }
     }
@@ -166,14 +211,24 @@ where
 /// The session a connection feeds.
 struct Session {
     live: Arc<LiveSession>,
+    /// This connection's hold on the session; released when the connection ends.
+    _attachment: OwnedMutexGuard<()>,
+    /// Cancelled when a resume on another connection takes the session over.
+    taken_over: CancellationToken,
+    /// Counts the session against its client's limit while attached.
+    _client_slot: ClientSlot,
     /// Present while frames may arrive.
     writer: Option<FrameWriter>,
+    /// Processing events, once processing has started.
+    events: Option<broadcast::Receiver<PipelineEvent>>,
     encoding: FrameEncoding,
     width: u32,
     height: u32,
+    /// Payload bytes stored before this connection, plus those received on it.
+    bytes_total: u64,
     received: u64,
-    received_bytes: u64,
     acked: u64,
+    disk: DiskCheck,
 }
 
 struct Connection<S> {
@@ -182,9 +237,12 @@ struct Connection<S> {
     peer: Peer<S>,
     state: SessionState,
     session: Option<Session>,
-    pipeline: Option<mpsc::Receiver<PipelineEvent>>,
     /// Why the connection ended, for the log.
     end: String,
+    /// When the client was last heard from (any message, pongs included).
+    last_heard: Instant,
+    /// When the client last sent a frame or a control message.
+    last_activity: Instant,
 }
 
 impl<S> Connection<S>
@@ -199,6 +257,12 @@ where
     }
 
     async fn handle(&mut self, event: Event) -> ControlFlow<()> {
+        if let Event::Incoming(Some(Ok(msg))) = &event {
+            self.last_heard = Instant::now();
+            if matches!(msg, Message::Text(_) | Message::Binary(_)) {
+                self.last_activity = self.last_heard;
+            }
+        }
         match event {
             Event::Incoming(Some(Ok(Message::Text(text)))) => self.on_text(text.as_str()).await,
             Event::Incoming(Some(Ok(Message::Binary(bytes)))) => self.on_binary(bytes).await,
@@ -208,12 +272,10 @@ where
             Event::Incoming(Some(Ok(Message::Close(frame)))) => {
                 self.peer.open = false;
                 self.end = match frame {
-                    Some(f) if f.code != 1000 && f.code != 1001 => {
-                        format!(
-                            "the client closed the connection (code {}: {})",
-                            f.code, f.reason
-                        )
-                    }
+                    Some(f) if f.code != 1000 && f.code != 1001 => format!(
+                        "the client closed the connection (code {}: {})",
+                        f.code, f.reason
+                    ),
                     _ => String::from("the client closed the connection"),
                 };
                 ControlFlow::Break(())
@@ -240,7 +302,9 @@ where
             Event::Stored(None) => self.on_writer_stopped().await,
             Event::Pipeline(Some(event)) => self.on_pipeline(event).await,
             Event::Pipeline(None) => {
-                self.pipeline = None;
+                if let Some(session) = self.session.as_mut() {
+                    session.events = None;
+                }
                 ControlFlow::Continue(())
             }
             Event::StartTimeout => {
@@ -253,7 +317,60 @@ where
                 )
                 .await
             }
+            Event::Heartbeat => self.on_heartbeat().await,
+            Event::TakenOver => {
+                self.fail(
+                    ErrorCode::SessionTakenOver,
+                    String::from("another connection resumed this session; this one is closed"),
+                )
+                .await
+            }
+            Event::Shutdown => {
+                self.peer
+                    .send(&ControlMessage::error(
+                        ErrorCode::ServerShuttingDown,
+                        "the server is shutting down; resume the session when it is back",
+                        true,
+                    ))
+                    .await;
+                self.peer.close(1001, "server shutting down").await;
+                self.end = String::from("the server shut down");
+                ControlFlow::Break(())
+            }
         }
+    }
+
+    async fn on_heartbeat(&mut self) -> ControlFlow<()> {
+        let every = Duration::from_secs(self.app.config.heartbeat_secs);
+        if self.last_heard.elapsed() > every * MISSED_HEARTBEATS {
+            self.peer.open = false;
+            self.end = format!(
+                "the client was silent for {} s (no answer to pings)",
+                self.last_heard.elapsed().as_secs()
+            );
+            return ControlFlow::Break(());
+        }
+        let idle = Duration::from_secs(self.app.config.idle_timeout_secs);
+        let waiting_for_client = matches!(
+            self.state,
+            SessionState::Receiving { .. } | SessionState::AwaitingSignal { .. }
+        );
+        if waiting_for_client && self.last_activity.elapsed() > idle {
+            return self
+                .fail(
+                    ErrorCode::Timeout,
+                    format!(
+                        "no frame or message for {} s in state {}: the session is detached; resume it when ready",
+                        idle.as_secs(),
+                        self.state.name()
+                    ),
+                )
+                .await;
+        }
+        self.peer
+            .send_raw(Message::Ping(Bytes::from_static(b"referee")), "ping")
+            .await;
+        ControlFlow::Continue(())
     }
 
     /// Sends a fatal ERROR and closes the connection with the code's close code.
@@ -263,6 +380,7 @@ where
             ErrorCode::StorageFailed | ErrorCode::Internal => {
                 tracing::error!("Session {id}: {code}: {message}")
             }
+            ErrorCode::SessionTakenOver => tracing::info!("Session {id}: {message}"),
             _ => tracing::warn!("Session {id}: refused: {code}: {message}"),
         }
         self.peer
@@ -312,14 +430,37 @@ where
         }
         match msg {
             ControlMessage::SessionStart { .. } => self.on_start(msg).await,
+            ControlMessage::SessionResume {
+                session_id,
+                resume_token,
+                ..
+            } => self.on_resume(session_id, resume_token).await,
             ControlMessage::SessionEnd {
                 frames_sent,
                 signal_follows,
-            } => self.on_end(frames_sent, signal_follows).await,
+                digest,
+            } => self.on_end(frames_sent, signal_follows, digest).await,
             ControlMessage::Signal { file_name, text } => self.on_signal(file_name, text).await,
             // The state machine accepts no other message.
             _ => ControlFlow::Continue(()),
         }
+    }
+
+    /// Checks the limits on new sessions; the error to refuse with, if any.
+    fn refuse_new_session(&self) -> Option<(ErrorCode, String)> {
+        let config = &self.app.config;
+        if self.app.live.len() >= config.max_sessions {
+            return Some((
+                ErrorCode::ServerBusy,
+                format!(
+                    "the server already has {} sessions, its limit: try again later",
+                    config.max_sessions
+                ),
+            ));
+        }
+        DiskCheck::new(&config.data_dir, config.min_free_disk_bytes)
+            .refuse_new()
+            .map(|why| (ErrorCode::DiskFull, why))
     }
 
     async fn on_start(&mut self, msg: ControlMessage) -> ControlFlow<()> {
@@ -336,6 +477,18 @@ where
         } = msg
         else {
             return ControlFlow::Continue(());
+        };
+        if let Some((code, why)) = self.refuse_new_session() {
+            return self.fail(code, why).await;
+        }
+        let Some(client_slot) = self.client_slot() else {
+            let limit = self.app.config.max_sessions_per_client;
+            return self
+                .fail(
+                    ErrorCode::ServerBusy,
+                    format!("{} already streams {limit} sessions, the limit per client: finish one first", self.remote.ip()),
+                )
+                .await;
         };
         let now = now_rfc3339();
         let meta = SessionMeta {
@@ -356,6 +509,11 @@ where
             signal_file: None,
             results: Vec::new(),
             error: None,
+            signal_events: None,
+            resume_token: session_id::resume_token(),
+            resumes: 0,
+            resumable_until: None,
+            expires_at: None,
             created_at: now.clone(),
             updated_at: now,
             ended_at: None,
@@ -366,7 +524,7 @@ where
             let mut meta = meta;
             // A collision of ids needs the same name in the same second and the same
             // random suffix; try again with a new suffix.
-            for _ in 0..3 {
+            loop {
                 match store.create(&meta) {
                     Err(StoreError::Io { source, .. })
                         if source.kind() == std::io::ErrorKind::AlreadyExists =>
@@ -376,9 +534,6 @@ where
                     other => return other.and_then(|()| Ok((store.frame_sink(&meta.id)?, meta))),
                 }
             }
-            Err(StoreError::WriterStopped(String::from(
-                "no free session id",
-            )))
         })
         .await;
         let (sink, meta) = match created {
@@ -391,31 +546,259 @@ where
                     )
                     .await
             }
-            Err(err) => return self.fail(ErrorCode::Internal, format!("cannot create the session: {err}")).await,
+            Err(err) => {
+                return self
+                    .fail(ErrorCode::Internal, format!("cannot create the session: {err}"))
+                    .await
+            }
         };
-        let (encoding, width, height) = (meta.encoding, meta.width, meta.height);
+        let resume_token = meta.resume_token.clone();
         let (live, active) = self.app.live.insert(meta);
         tracing::info!("Created session {} ({active} active sessions)", live.id());
-        let writer = FrameWriter::start(sink, self.app.config.window, Stored::default());
         let session_id = live.id().to_string();
-        self.session = Some(Session {
-            live,
-            writer: Some(writer),
-            encoding,
-            width,
-            height,
-            received: 0,
-            received_bytes: 0,
-            acked: 0,
-        });
+        self.attach(live, client_slot, Some(sink), Stored::default())
+            .await;
         self.peer
             .send(&ControlMessage::SessionStarted {
                 session_id,
                 window: self.app.config.window,
                 max_frame_bytes: self.app.config.max_frame_bytes,
+                resume_token,
+                resume_grace_s: self.app.config.resume_grace_secs,
             })
             .await;
         ControlFlow::Continue(())
+    }
+
+    fn client_slot(&self) -> Option<ClientSlot> {
+        ClientSlot::take(
+            &self.app.clients,
+            self.remote.ip(),
+            self.app.config.max_sessions_per_client,
+        )
+    }
+
+    /// Makes this connection the one feeding `live`, taking over from a stale connection.
+    async fn attach(
+        &mut self,
+        live: Arc<LiveSession>,
+        client_slot: ClientSlot,
+        sink: Option<Box<dyn crate::store::FrameSink>>,
+        stored: Stored,
+    ) {
+        let (attachment, taken_over) = live.attach().await;
+        let meta = live.snapshot();
+        let config = &self.app.config;
+        let writer = sink.map(|sink| FrameWriter::start(sink, config.window, stored.clone()));
+        self.session = Some(Session {
+            _attachment: attachment,
+            taken_over,
+            _client_slot: client_slot,
+            writer,
+            events: None,
+            encoding: meta.encoding,
+            width: meta.width,
+            height: meta.height,
+            bytes_total: stored.bytes,
+            received: 0,
+            acked: stored.frames,
+            disk: DiskCheck::new(&config.data_dir, config.min_free_disk_bytes),
+            live,
+        });
+    }
+
+    async fn on_resume(&mut self, id: String, token: String) -> ControlFlow<()> {
+        let live = match self.app.live.handle(&id) {
+            Some(live) => live,
+            None => {
+                let store = Arc::clone(&self.app.store);
+                let lookup = id.clone();
+                match tokio::task::spawn_blocking(move || store.load_meta(&lookup)).await {
+                    Ok(Ok(meta)) => self.app.live.insert(meta).0,
+                    Ok(Err(StoreError::NotFound(_))) => {
+                        return self
+                            .fail(
+                                ErrorCode::SessionNotFound,
+                                format!("this server has no session {id:?}: start a new session"),
+                            )
+                            .await
+                    }
+                    Ok(Err(err)) => {
+                        return self
+                            .fail(
+                                ErrorCode::StorageFailed,
+                                format!("cannot read session {id}: {err}"),
+                            )
+                            .await
+                    }
+                    Err(err) => return self.fail(ErrorCode::Internal, err.to_string()).await,
+                }
+            }
+        };
+        if !crate::auth::same_secret(&live.snapshot().resume_token, &token) {
+            return self
+                .fail(
+                    ErrorCode::ResumeRefused,
+                    format!("the resume token for session {id} is wrong: only the client that started a session can resume it"),
+                )
+                .await;
+        }
+        let Some(client_slot) = self.client_slot() else {
+            return self
+                .fail(
+                    ErrorCode::ServerBusy,
+                    format!("{} already streams its limit of sessions", self.remote.ip()),
+                )
+                .await;
+        };
+        // Waits for a stale connection of this session to let go, if there is one.
+        let attach = self.attach(Arc::clone(&live), client_slot, None, Stored::default());
+        if tokio::time::timeout(TAKEOVER_WAIT, attach).await.is_err() {
+            return self
+                .fail(
+                    ErrorCode::Internal,
+                    format!("the previous connection of session {id} did not let go within {} s: try again", TAKEOVER_WAIT.as_secs()),
+                )
+                .await;
+        }
+        let meta = live.snapshot();
+        let resumable = match meta.status {
+            SessionStatus::Abandoned => Err(format!(
+                "session {id} was abandoned: it was detached for longer than the server's {} s grace period; its frames are kept until {}; start a new session",
+                self.app.config.resume_grace_secs,
+                meta.expires_at.as_deref().unwrap_or("expiry")
+            )),
+            SessionStatus::Detached
+                if meta
+                    .resumable_until
+                    .as_deref()
+                    .is_some_and(crate::store::has_passed) =>
+            {
+                Err(format!(
+                    "session {id} could be resumed until {}: start a new session",
+                    meta.resumable_until.as_deref().unwrap_or_default()
+                ))
+            }
+            _ => Ok(()),
+        };
+        if let Err(why) = resumable {
+            self.session = None;
+            return self.fail(ErrorCode::ResumeExpired, why).await;
+        }
+        if meta.status == SessionStatus::Failed {
+            let why = meta.error.clone().unwrap_or_default();
+            return self
+                .fail(
+                    ErrorCode::ProcessingFailed,
+                    format!("session {id} failed: {why}"),
+                )
+                .await;
+        }
+
+        let frames = meta.frames_stored;
+        let (state, resumed, status) = match meta.status {
+            SessionStatus::Processing => (
+                SessionState::Processing { frames },
+                ResumedState::Processing,
+                SessionStatus::Processing,
+            ),
+            SessionStatus::Complete => (
+                SessionState::Complete { frames },
+                ResumedState::Complete,
+                SessionStatus::Complete,
+            ),
+            _ if meta.upload_ended() => (
+                SessionState::AwaitingSignal { frames },
+                ResumedState::AwaitingSignal,
+                SessionStatus::AwaitingSignal,
+            ),
+            _ => (
+                SessionState::Receiving { next_frame: frames },
+                ResumedState::Receiving,
+                SessionStatus::Receiving,
+            ),
+        };
+        if resumed == ResumedState::Receiving {
+            let store = Arc::clone(&self.app.store);
+            let sink_id = id.clone();
+            let sink = match tokio::task::spawn_blocking(move || store.frame_sink(&sink_id)).await {
+                Ok(Ok(sink)) => sink,
+                Ok(Err(err)) => {
+                    return self
+                        .fail(
+                            ErrorCode::StorageFailed,
+                            format!("cannot reopen the frames of session {id}: {err}"),
+                        )
+                        .await
+                }
+                Err(err) => return self.fail(ErrorCode::Internal, err.to_string()).await,
+            };
+            if let Some(session) = self.session.as_mut() {
+                let stored = Stored {
+                    frames,
+                    bytes: meta.bytes_stored,
+                };
+                session.writer = Some(FrameWriter::start(sink, self.app.config.window, stored));
+            }
+        }
+        if let Some(session) = self.session.as_mut() {
+            session.bytes_total = meta.bytes_stored;
+            session.acked = frames;
+            if resumed == ResumedState::Processing {
+                session.events = Some(live.subscribe());
+            }
+        }
+        self.state = state;
+        let meta = live.update(|m| {
+            m.status = status;
+            m.error = None;
+            m.resumable_until = None;
+            m.resumes += 1;
+        });
+        tracing::info!(
+            "Session {id} resumed by {} in state {} at frame {frames} (resume {})",
+            self.remote,
+            self.state.name(),
+            meta.resumes
+        );
+        persist(Arc::clone(&self.app.store), meta.clone()).await;
+        self.peer
+            .send(&ControlMessage::SessionResumed {
+                session_id: id,
+                state: resumed,
+                frames_stored: frames,
+                window: self.app.config.window,
+                max_frame_bytes: self.app.config.max_frame_bytes,
+            })
+            .await;
+        match resumed {
+            ResumedState::Complete => {
+                let directory = self.app.store.location(&meta.id);
+                let events = meta.signal_events.unwrap_or(0);
+                self.peer
+                    .send(&complete_message(&meta, events, directory))
+                    .await;
+                self.peer.close(1000, "complete").await;
+                self.end = String::from("the session is complete");
+                ControlFlow::Break(())
+            }
+            // Processing may have finished between the snapshot and the subscription.
+            ResumedState::Processing => match live.snapshot().status {
+                SessionStatus::Complete => {
+                    let meta = live.snapshot();
+                    let directory = self.app.store.location(&meta.id);
+                    let events = meta.signal_events.unwrap_or(0);
+                    self.on_pipeline(PipelineEvent::Complete {
+                        meta: Box::new(meta),
+                        events,
+                        directory,
+                    })
+                    .await
+                }
+                _ => ControlFlow::Continue(()),
+            },
+            _ => ControlFlow::Continue(()),
+        }
     }
 
     async fn on_binary(&mut self, message: Bytes) -> ControlFlow<()> {
@@ -470,14 +853,28 @@ where
                 )
                 .await;
         }
+        let limit = self.app.config.max_session_bytes;
+        session.bytes_total += frame.payload.len() as u64;
+        if session.bytes_total > limit {
+            return self
+                .fail(
+                    ErrorCode::SessionTooLarge,
+                    format!("frame {index} takes the session past the server's limit of {limit} bytes per session; the frames before it are kept"),
+                )
+                .await;
+        }
+        if let Some(why) = session.disk.refuse_frame() {
+            return self
+                .fail(ErrorCode::DiskFull, format!("frame {index}: {why}"))
+                .await;
+        }
         session.received += 1;
-        session.received_bytes += frame.payload.len() as u64;
         if session.received % LOG_EVERY_FRAMES == 0 {
             tracing::info!(
                 "Session {}: received frame {index}, total {}, {:.1} MB",
                 session.live.id(),
-                session.received,
-                session.received_bytes as f64 / 1e6
+                index + 1,
+                session.bytes_total as f64 / 1e6
             );
         }
         let pushed = match &session.writer {
@@ -524,7 +921,12 @@ where
         ControlFlow::Continue(())
     }
 
-    async fn on_end(&mut self, frames_sent: u64, signal_follows: bool) -> ControlFlow<()> {
+    async fn on_end(
+        &mut self,
+        frames_sent: u64,
+        signal_follows: bool,
+        digest: FrameDigest,
+    ) -> ControlFlow<()> {
         let Some(writer) = self.session.as_mut().and_then(|s| s.writer.take()) else {
             return ControlFlow::Continue(());
         };
@@ -539,6 +941,48 @@ where
                     .await
             }
         };
+        let Some(session) = self.session.as_ref() else {
+            return ControlFlow::Continue(());
+        };
+        let id = session.live.id().to_string();
+        // The digest of what is on disk, from the checksums in the frame index.
+        let store = Arc::clone(&self.app.store);
+        let lookup = id.clone();
+        let ours = tokio::task::spawn_blocking(move || {
+            store
+                .frame_source(&lookup)
+                .map(|frames| FrameDigest::of(frames.checksums()))
+        })
+        .await;
+        let ours = match ours {
+            Ok(Ok(digest)) => digest,
+            Ok(Err(err)) => {
+                return self
+                    .fail(
+                        ErrorCode::StorageFailed,
+                        format!("cannot read the stored frames back: {err}"),
+                    )
+                    .await
+            }
+            Err(err) => return self.fail(ErrorCode::Internal, err.to_string()).await,
+        };
+        let differing = ours.differing_frames(&digest, frames_sent);
+        if !differing.is_empty() {
+            // Back to receiving: the client may resume and the frames stay as stored.
+            self.state = SessionState::Receiving {
+                next_frame: stored.frames,
+            };
+            return self
+                .fail(
+                    ErrorCode::DigestMismatch,
+                    format!(
+                        "the digest of the {} stored frames does not match SESSION_END's: {} differ from what the client sent",
+                        stored.frames,
+                        describe_ranges(&differing)
+                    ),
+                )
+                .await;
+        }
         let Some(session) = self.session.as_mut() else {
             return ControlFlow::Continue(());
         };
@@ -552,8 +996,11 @@ where
             m.bytes_stored = stored.bytes;
             m.ended_at = Some(now_rfc3339());
             m.status = status;
+            if !signal_follows {
+                m.signal_events = Some(0);
+            }
         });
-        tracing::info!("Session {} ended: {} frames", meta.id, stored.frames);
+        tracing::info!("Session {id} ended: {} frames", stored.frames);
         persist(Arc::clone(&self.app.store), meta).await;
         if stored.frames > session.acked {
             session.acked = stored.frames;
@@ -563,14 +1010,13 @@ where
                 })
                 .await;
         }
-        debug_assert_eq!(stored.frames, frames_sent);
         self.peer
             .send(&ControlMessage::SessionEnded {
                 frames_stored: stored.frames,
             })
             .await;
         if !signal_follows {
-            tracing::info!("Session {}: no signal file, starting processing", self.id());
+            tracing::info!("Session {id}: no signal file, starting processing");
             self.start_processing(None).await;
         }
         ControlFlow::Continue(())
@@ -582,7 +1028,10 @@ where
             return self
                 .fail(
                     ErrorCode::MessageTooLarge,
-                    format!("the signal file {file_name:?} is {} bytes, larger than the server's limit of {limit} bytes", text.len()),
+                    format!(
+                        "the signal file {file_name:?} is {} bytes, larger than the server's limit of {limit} bytes",
+                        text.len()
+                    ),
                 )
                 .await;
         }
@@ -619,43 +1068,26 @@ where
                 )
                 .await;
         }
-        session.live.update(|m| m.signal_file = Some(file_name));
+        let events = track.events.len() as u64;
+        session.live.update(|m| {
+            m.signal_file = Some(file_name);
+            m.signal_events = Some(events);
+        });
         tracing::info!(
-            "Session {}: signal received ({bytes} bytes, {} events), starting processing",
-            meta.id,
-            track.events.len()
+            "Session {}: signal received ({bytes} bytes, {events} events), starting processing",
+            meta.id
         );
         self.start_processing(Some(track)).await;
         ControlFlow::Continue(())
     }
 
     async fn start_processing(&mut self, signal: Option<SignalTrack>) {
-        let Some(session) = self.session.as_ref() else {
+        let Some(session) = self.session.as_mut() else {
             return;
         };
-        let live = Arc::clone(&session.live);
-        let meta = live.update(|m| m.status = SessionStatus::Processing);
-        self.persist(meta).await;
-        let (tx, rx) = mpsc::channel(PROGRESS_QUEUE);
-        self.pipeline = Some(rx);
-        let store = Arc::clone(&self.app.store);
-        let workers = Arc::clone(&self.app.processing);
-        tokio::spawn(async move {
-            // Bounded concurrency: sessions beyond the worker count wait here, in order.
-            let _permit = workers.acquire_owned().await;
-            let failed = tx.clone();
-            let id = live.id().to_string();
-            let run = tokio::task::spawn_blocking(move || pipeline::run(store, live, signal, tx));
-            if let Err(err) = run.await {
-                tracing::error!("Session {id}: the processing thread failed: {err}");
-                let _ = failed
-                    .send(PipelineEvent::Failed {
-                        stage: referee_protocol::Stage::VideoReconstruction,
-                        message: format!("the processing thread failed: {err}"),
-                    })
-                    .await;
-            }
-        });
+        // Listen before starting, so that no event is missed.
+        session.events = Some(session.live.subscribe());
+        processing::start(&self.app, Arc::clone(&session.live), signal).await;
     }
 
     async fn on_pipeline(&mut self, event: PipelineEvent) -> ControlFlow<()> {
@@ -683,14 +1115,7 @@ where
             } => {
                 self.state.finish_processing();
                 self.peer
-                    .send(&ControlMessage::Complete {
-                        session_id: meta.id.clone(),
-                        frames_stored: meta.frames_stored,
-                        duration_s: meta.duration_s(),
-                        events,
-                        directory,
-                        files: meta.results.clone(),
-                    })
+                    .send(&complete_message(&meta, events, directory))
                     .await;
                 self.peer.close(1000, "complete").await;
                 self.end = String::from("the session is complete");
@@ -707,11 +1132,8 @@ where
         }
     }
 
-    async fn persist(&self, meta: SessionMeta) {
-        persist(Arc::clone(&self.app.store), meta).await;
-    }
-
-    /// Called once the connection has ended, however it ended.
+    /// Called once the connection has ended, however it ended: the session, if any, is
+    /// detached with every frame received flushed to disk.
     async fn close_session(&mut self) {
         let Some(mut session) = self.session.take() else {
             tracing::info!(
@@ -734,30 +1156,32 @@ where
         match self.state {
             SessionState::Receiving { .. } | SessionState::AwaitingSignal { .. } => {
                 let reason = format!("{} in state {}", self.end, self.state.name());
+                let grace = self.app.config.resume_grace_secs;
+                let until = OffsetDateTime::now_utc() + Duration::from_secs(grace);
                 let meta = session.live.update(|m| {
                     if let Some(s) = &stored {
                         m.frames_stored = s.frames;
                         m.bytes_stored = s.bytes;
                     }
-                    m.status = SessionStatus::Interrupted;
+                    m.status = SessionStatus::Detached;
                     m.error = Some(reason.clone());
+                    m.resumable_until = Some(rfc3339(until));
                 });
                 tracing::info!(
-                    "Session {id}: {reason}; {} frames stored and kept, session marked interrupted",
+                    "Session {id}: {reason}; {} frames stored and kept, session detached (resumable for {grace} s)",
                     meta.frames_stored
                 );
-                self.persist(meta).await;
+                persist(Arc::clone(&self.app.store), meta).await;
             }
-            SessionState::Processing { .. } => {
-                tracing::info!(
-                    "Session {id}: {} during processing; processing continues",
-                    self.end
-                )
-            }
+            SessionState::Processing { .. } => tracing::info!(
+                "Session {id}: {} during processing; processing continues",
+                self.end
+            ),
             SessionState::AwaitingStart | SessionState::Complete { .. } => {
                 tracing::debug!("Session {id}: connection ended: {}", self.end)
             }
         }
+        // Dropping `session` releases the attachment: a waiting resume may take over now.
     }
 }
 
@@ -767,15 +1191,4 @@ fn is_too_large(err: axum::Error) -> bool {
         err.into_inner().downcast_ref::<tungstenite::Error>(),
         Some(tungstenite::Error::Capacity(_))
     )
-}
-
-/// Saves a session's metadata; a failure is logged (the live state stays right).
-async fn persist(store: Arc<dyn SessionStore>, meta: SessionMeta) {
-    let id = meta.id.clone();
-    let saved = tokio::task::spawn_blocking(move || store.save_meta(&meta)).await;
-    match saved {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::error!("Session {id}: cannot save its state: {err}"),
-        Err(err) => tracing::error!("Session {id}: cannot save its state: {err}"),
-    }
 }

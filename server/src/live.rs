@@ -4,7 +4,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use tokio::sync::{broadcast, OwnedMutexGuard};
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::PipelineEvent;
 use crate::store::SessionMeta;
+
+/// Pipeline events kept for a slow listener; one that falls further behind skips some
+/// progress (never the final event, which is the last one sent).
+const EVENT_BACKLOG: usize = 64;
 
 /// The registry of live sessions. A session leaves it when the last [`LiveSession`] handle
 /// (its connection's or its pipeline's) is dropped.
@@ -14,27 +22,47 @@ pub struct LiveSessions {
     map: Mutex<HashMap<String, Weak<LiveSession>>>,
 }
 
-/// A session being received or processed: its metadata as it changes.
+/// A session being received or processed: its metadata as it changes, who feeds it, and its
+/// processing events.
 #[derive(Debug)]
 pub struct LiveSession {
     registry: Arc<LiveSessions>,
     id: String,
     // std Mutex: short critical sections only, never across an `.await`.
     meta: Mutex<SessionMeta>,
+    /// Held by the one connection feeding the session.
+    attachment: Arc<tokio::sync::Mutex<()>>,
+    /// Cancelled to ask the connection holding `attachment` to let go (a resume takes over).
+    // std Mutex: short critical sections only.
+    holder: Mutex<CancellationToken>,
+    /// Processing progress and outcome, for every connection that listens.
+    events: broadcast::Sender<PipelineEvent>,
 }
 
 impl LiveSessions {
-    /// Adds a session; returns its handle and how many sessions are live now.
+    /// Adds a session unless it is live already; returns its handle and how many sessions
+    /// are live now.
     pub fn insert(self: &Arc<Self>, meta: SessionMeta) -> (Arc<LiveSession>, usize) {
+        let mut map = self.lock();
+        if let Some(live) = map.get(&meta.id).and_then(Weak::upgrade) {
+            return (live, map.len());
+        }
         let id = meta.id.clone();
         let live = Arc::new(LiveSession {
             registry: Arc::clone(self),
             id: id.clone(),
             meta: Mutex::new(meta),
+            attachment: Arc::new(tokio::sync::Mutex::new(())),
+            holder: Mutex::new(CancellationToken::new()),
+            events: broadcast::channel(EVENT_BACKLOG).0,
         });
-        let mut map = self.lock();
         map.insert(id, Arc::downgrade(&live));
         (live, map.len())
+    }
+
+    /// The handle of a live session.
+    pub fn handle(&self, id: &str) -> Option<Arc<LiveSession>> {
+        self.lock().get(id).and_then(Weak::upgrade)
     }
 
     /// The current metadata of a live session.
@@ -83,6 +111,34 @@ impl LiveSession {
         self.meta
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Attaches a connection: asks the connection holding the session, if any, to let go,
+    /// waits until it has (its frames flushed and its state saved), and returns the
+    /// attachment with the token that will ask this connection to let go in turn.
+    pub async fn attach(&self) -> (OwnedMutexGuard<()>, CancellationToken) {
+        self.holder
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .cancel();
+        let guard = Arc::clone(&self.attachment).lock_owned().await;
+        let token = CancellationToken::new();
+        *self
+            .holder
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = token.clone();
+        (guard, token)
+    }
+
+    /// Publishes a processing event to every listening connection.
+    pub fn publish(&self, event: PipelineEvent) {
+        // No listener is fine: processing goes on without one.
+        let _ = self.events.send(event);
+    }
+
+    /// Listens to processing events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<PipelineEvent> {
+        self.events.subscribe()
     }
 }
 

@@ -25,6 +25,14 @@ pub fn generate(name: &str, now: OffsetDateTime) -> String {
     )
 }
 
+/// A new resume token: 32 characters from the same alphabet (about 187 bits).
+pub fn resume_token() -> String {
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

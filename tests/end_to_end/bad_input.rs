@@ -3,7 +3,9 @@
 
 use referee_protocol::frame::encode_frame;
 use referee_protocol::{ControlMessage, ErrorCode};
-use referee_tests::{client_frames, make_video, start_message, Closed, RawClient, TestServer};
+use referee_tests::{
+    client_frames, make_video, session_end, start_message, Closed, RawClient, TestServer,
+};
 
 const W: u32 = 160;
 const H: u32 = 120;
@@ -37,11 +39,8 @@ async fn assert_refused(server: &TestServer, closed: Closed, code: ErrorCode, te
     raw.start(W, H).await;
     let jpeg = &jpegs(1)[0];
     raw.send_binary(frame(0, jpeg)).await;
-    raw.send(&ControlMessage::SessionEnd {
-        frames_sent: 1,
-        signal_follows: false,
-    })
-    .await;
+    raw.send(&session_end(1, false, std::slice::from_ref(jpeg)))
+        .await;
     loop {
         match raw.recv().await {
             ControlMessage::Complete { frames_stored, .. } => {
@@ -85,11 +84,8 @@ async fn frame_where_text_is_expected() {
     let jpeg = &jpegs(1)[0];
     let mut raw = started(&server).await;
     raw.send_binary(frame(0, jpeg)).await;
-    raw.send(&ControlMessage::SessionEnd {
-        frames_sent: 1,
-        signal_follows: true,
-    })
-    .await;
+    raw.send(&session_end(1, true, std::slice::from_ref(jpeg)))
+        .await;
     raw.send_binary(frame(1, jpeg)).await;
     let closed = raw.until_closed().await;
     assert_refused(
@@ -270,11 +266,7 @@ async fn session_end_with_the_wrong_frame_count() {
     let server = TestServer::start();
     let mut raw = started(&server).await;
     raw.send_binary(frame(0, &jpegs(1)[0])).await;
-    raw.send(&ControlMessage::SessionEnd {
-        frames_sent: 5,
-        signal_follows: false,
-    })
-    .await;
+    raw.send(&session_end(5, false, &jpegs(1))).await;
     let closed = raw.until_closed().await;
     assert_refused(
         &server,
@@ -290,11 +282,7 @@ async fn invalid_signal_file() {
     let server = TestServer::start();
     let mut raw = started(&server).await;
     raw.send_binary(frame(0, &jpegs(1)[0])).await;
-    raw.send(&ControlMessage::SessionEnd {
-        frames_sent: 1,
-        signal_follows: true,
-    })
-    .await;
+    raw.send(&session_end(1, true, &jpegs(1))).await;
     raw.send(&ControlMessage::Signal {
         file_name: "bad.txt".into(),
         text: "0.0 start\nsoon touch\n".into(),
@@ -306,6 +294,26 @@ async fn invalid_signal_file() {
         closed,
         ErrorCode::InvalidSignal,
         "line 2 (\"soon touch\")",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_that_does_not_match_the_stored_frames() {
+    let server = TestServer::start();
+    let js = jpegs(2);
+    let mut raw = started(&server).await;
+    raw.send_binary(frame(0, &js[0])).await;
+    raw.send_binary(frame(1, &js[1])).await;
+    // The client claims other frames than it sent.
+    let claimed = vec![js[1].clone(), js[0].clone()];
+    raw.send(&session_end(2, false, &claimed)).await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::DigestMismatch,
+        "frames 0-1 differ from what the client sent",
     )
     .await;
 }

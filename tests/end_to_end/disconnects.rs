@@ -1,10 +1,10 @@
 //! A client that goes away at any point leaves the server healthy, the session and its frames
-//! on disk, marked interrupted (or, during processing, processed to the end).
+//! on disk, marked detached (or, during processing, processed to the end).
 
 use referee_protocol::frame::encode_frame;
 use referee_protocol::ControlMessage;
 use referee_server::store::SessionStore;
-use referee_tests::{client_frames, make_video, run_client, RawClient, TestServer};
+use referee_tests::{client_frames, make_video, run_client, session_end, RawClient, TestServer};
 
 fn frames(width: i32, height: i32, n: u32) -> Vec<Vec<u8>> {
     let work = tempfile::tempdir().unwrap();
@@ -19,7 +19,7 @@ async fn drop_right_after_session_start_keeps_the_session_and_the_server_serving
     let id = raw.start(160, 120).await;
     raw.drop_connection();
 
-    let meta = tokio::task::block_in_place(|| server.wait_for_status(&id, "interrupted"));
+    let meta = tokio::task::block_in_place(|| server.wait_for_status(&id, "detached"));
     assert_eq!(meta["frames_stored"], 0);
     assert!(server.session_dir(&id).join("session.json").is_file());
     let (status, health) = server.get_json("/health");
@@ -53,7 +53,7 @@ async fn drop_mid_frames_keeps_every_acknowledged_frame() {
     }
     raw.drop_connection();
 
-    let meta = tokio::task::block_in_place(|| server.wait_for_status(&id, "interrupted"));
+    let meta = tokio::task::block_in_place(|| server.wait_for_status(&id, "detached"));
     assert_eq!(meta["frames_stored"], 4);
     assert!(
         meta["error"].as_str().unwrap().contains("state receiving"),
@@ -76,11 +76,7 @@ async fn drop_after_session_end_keeps_the_frames() {
         raw.send_binary(encode_frame(i as u64, 0, 0, jpeg).unwrap())
             .await;
     }
-    raw.send(&ControlMessage::SessionEnd {
-        frames_sent: 2,
-        signal_follows: true,
-    })
-    .await;
+    raw.send(&session_end(2, true, &jpegs)).await;
     loop {
         if let ControlMessage::SessionEnded { frames_stored } = raw.recv().await {
             assert_eq!(frames_stored, 2);
@@ -88,7 +84,7 @@ async fn drop_after_session_end_keeps_the_frames() {
         }
     }
     raw.drop_connection();
-    let meta = tokio::task::block_in_place(|| server.wait_for_status(&id, "interrupted"));
+    let meta = tokio::task::block_in_place(|| server.wait_for_status(&id, "detached"));
     assert_eq!(meta["frames_stored"], 2);
     assert!(
         meta["error"].as_str().unwrap().contains("awaiting_signal"),
@@ -106,11 +102,7 @@ async fn drop_during_processing_still_completes_the_session() {
         raw.send_binary(encode_frame(i as u64, (i as i64 * 1_000_000) / 30, 0, jpeg).unwrap())
             .await;
     }
-    raw.send(&ControlMessage::SessionEnd {
-        frames_sent: 30,
-        signal_follows: true,
-    })
-    .await;
+    raw.send(&session_end(30, true, &jpegs)).await;
     loop {
         if let ControlMessage::SessionEnded { .. } = raw.recv().await {
             break;
@@ -130,7 +122,7 @@ async fn drop_during_processing_still_completes_the_session() {
 }
 
 #[test]
-fn a_client_killed_mid_stream_leaves_an_interrupted_session() {
+fn a_client_killed_mid_stream_leaves_a_detached_session() {
     let server = TestServer::start();
     let work = tempfile::tempdir().unwrap();
     let video = make_video(work.path(), "long.avi", 600, 30.0, 640, 480);
@@ -157,7 +149,7 @@ fn a_client_killed_mid_stream_leaves_an_interrupted_session() {
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    let meta = server.wait_for_status(&id, "interrupted");
+    let meta = server.wait_for_status(&id, "detached");
     let frames = meta["frames_stored"].as_u64().unwrap();
     assert!(frames > 0);
     // Whatever was acknowledged is on disk and readable.

@@ -175,9 +175,15 @@ pub fn run_client(args: &[&str]) -> ClientRun {
     let output = Command::new(workspace_binary("referee-client"))
         .args(args)
         .env("REFEREE_LOG_LEVEL", "info")
+        .env("REFEREE_STATE_DIR", test_state_dir())
         .output()
         .unwrap();
     ClientRun::from(output)
+}
+
+/// Where test clients keep their resume state (not in the user's home).
+pub fn test_state_dir() -> PathBuf {
+    std::env::temp_dir().join("referee-test-client-state")
 }
 
 /// What a client run did.
@@ -321,6 +327,15 @@ impl RawClient {
     /// Drops the TCP connection without a close handshake.
     pub fn drop_connection(self) {
         drop(self.ws);
+    }
+}
+
+/// A SESSION_END for frames with these JPEG payloads, with their digest.
+pub fn session_end(frames_sent: u64, signal_follows: bool, jpegs: &[Vec<u8>]) -> ControlMessage {
+    ControlMessage::SessionEnd {
+        frames_sent,
+        signal_follows,
+        digest: referee_protocol::digest::FrameDigest::of(jpegs.iter().map(|j| crc32c::crc32c(j))),
     }
 }
 

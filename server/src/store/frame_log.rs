@@ -34,6 +34,7 @@ pub struct StoredFrame {
 struct IndexEntry {
     offset: u64,
     len: u32,
+    crc32c: u32,
     pts_us: i64,
 }
 
@@ -109,6 +110,73 @@ impl FrameSink for FrameLogWriter {
     }
 }
 
+/// What [`recover`] found and kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Frames kept: every one whole and matching its checksum.
+    pub frames: u64,
+    /// Payload bytes of the frames kept.
+    pub bytes: u64,
+    /// Frames (or torn records) cut off the end.
+    pub dropped: u64,
+}
+
+/// Repairs a frame log after a crash and says what it holds. Keeps the longest run of frames
+/// from index 0 that are whole in the log, indexed, and match their CRC32C; cuts off anything
+/// after it (a torn last record, a partial index entry, records written but not indexed).
+/// Frames cut off were never acknowledged: an ACK follows the sync of both files.
+pub fn recover(id: &str, dir: &Path) -> Result<Recovered, StoreError> {
+    let log_path = dir.join(LOG_FILE);
+    let idx_path = dir.join(INDEX_FILE);
+    for path in [&log_path, &idx_path] {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io_error(id, "cannot open", path))?;
+    }
+    let mut reader = FrameLogReader::open(id, dir)?;
+    let indexed = reader.len();
+    let mut kept = Recovered::default();
+    let mut log_end = 0u64;
+    for index in 0..indexed {
+        let Ok(frame) = reader.read(index) else {
+            break;
+        };
+        let entry = reader.entries[index as usize];
+        kept.frames += 1;
+        kept.bytes += frame.payload.len() as u64;
+        log_end = entry.offset + (FRAME_HEADER_LEN as u64) + u64::from(entry.len);
+    }
+    let log_len = reader
+        .log
+        .metadata()
+        .map_err(io_error(id, "cannot read", &log_path))?
+        .len();
+    let idx_len = std::fs::metadata(&idx_path)
+        .map_err(io_error(id, "cannot read", &idx_path))?
+        .len();
+    kept.dropped = indexed - kept.frames + u64::from(log_len > log_end && kept.frames == indexed);
+    let truncate = |path: &Path, len: u64| -> Result<(), StoreError> {
+        let file =
+            OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io_error(id, "cannot open", path))?;
+        file.set_len(len)
+            .and_then(|()| file.sync_all())
+            .map_err(io_error(id, "cannot truncate", path))
+    };
+    if log_len != log_end {
+        truncate(&log_path, log_end)?;
+    }
+    let idx_end = kept.frames * INDEX_ENTRY_LEN as u64;
+    if idx_len != idx_end {
+        truncate(&idx_path, idx_end)?;
+    }
+    Ok(kept)
+}
+
 /// Reads frames back from a session's frame log.
 pub struct FrameLogReader {
     id: String,
@@ -139,6 +207,7 @@ impl FrameLogReader {
                 IndexEntry {
                     offset: u64::from_le_bytes(u64_at(0)),
                     len: u32::from_le_bytes([e[8], e[9], e[10], e[11]]),
+                    crc32c: u32::from_le_bytes([e[12], e[13], e[14], e[15]]),
                     pts_us: i64::from_le_bytes(u64_at(16)),
                 }
             })
@@ -159,6 +228,10 @@ impl FrameSource for FrameLogReader {
 
     fn timestamps(&self) -> Vec<i64> {
         self.entries.iter().map(|e| e.pts_us).collect()
+    }
+
+    fn checksums(&self) -> Vec<u32> {
+        self.entries.iter().map(|e| e.crc32c).collect()
     }
 
     fn read(&mut self, index: u64) -> Result<StoredFrame, StoreError> {
@@ -225,6 +298,59 @@ mod tests {
             assert_eq!(&f.payload[..], &p[..]);
         }
         assert!(r.read(5).is_err());
+    }
+
+    fn write_frames(dir: &Path, n: u64) {
+        let mut w = FrameLogWriter::open("s", dir).unwrap();
+        for i in 0..n {
+            let msg = encode_frame(i, 0, 0, &[i as u8; 50]).unwrap();
+            w.append(&FrameHeader::parse(&msg).unwrap(), &msg).unwrap();
+        }
+        w.sync().unwrap();
+    }
+
+    #[test]
+    fn recovery_cuts_a_torn_tail_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        write_frames(dir.path(), 4);
+        let log = dir.path().join(LOG_FILE);
+        let idx = dir.path().join(INDEX_FILE);
+        let full = std::fs::metadata(&log).unwrap().len();
+        // A crash mid-write: half of frame 3's record and a partial index entry.
+        let f = OpenOptions::new().write(true).open(&log).unwrap();
+        f.set_len(full - 30).unwrap();
+        let f = OpenOptions::new().append(true).open(&idx).unwrap();
+        std::io::Write::write_all(&mut &f, &[1, 2, 3]).unwrap();
+
+        let r = recover("s", dir.path()).unwrap();
+        assert_eq!((r.frames, r.bytes, r.dropped), (3, 150, 1));
+        assert_eq!(
+            std::fs::metadata(&idx).unwrap().len(),
+            3 * INDEX_ENTRY_LEN as u64
+        );
+        // The log continues cleanly after recovery.
+        let mut w = FrameLogWriter::open("s", dir.path()).unwrap();
+        let msg = encode_frame(3, 0, 0, b"again").unwrap();
+        w.append(&FrameHeader::parse(&msg).unwrap(), &msg).unwrap();
+        w.sync().unwrap();
+        let mut reader = FrameLogReader::open("s", dir.path()).unwrap();
+        assert_eq!(reader.len(), 4);
+        assert_eq!(&reader.read(3).unwrap().payload[..], b"again");
+        assert_eq!(recover("s", dir.path()).unwrap().dropped, 0);
+    }
+
+    #[test]
+    fn recovery_stops_at_a_corrupt_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        write_frames(dir.path(), 5);
+        let log = dir.path().join(LOG_FILE);
+        let mut bytes = std::fs::read(&log).unwrap();
+        let frame_len = FRAME_HEADER_LEN + 50;
+        bytes[2 * frame_len + FRAME_HEADER_LEN + 3] ^= 0xff; // payload of frame 2
+        std::fs::write(&log, bytes).unwrap();
+        let r = recover("s", dir.path()).unwrap();
+        assert_eq!((r.frames, r.dropped), (2, 3));
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), 2 * frame_len as u64);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use referee_protocol::state::valid_name;
 
-use super::frame_log::{FrameLogReader, FrameLogWriter};
+use super::frame_log::{self, FrameLogReader, FrameLogWriter, Recovered};
 use super::{io_error, FrameSink, FrameSource, SessionMeta, SessionStore, StoreError};
 
 const META_FILE: &str = "session.json";
@@ -116,12 +116,33 @@ impl SessionStore for LocalStore {
         Ok(Box::new(FrameLogWriter::open(id, &self.existing_dir(id)?)?))
     }
 
+    fn recover_frames(&self, id: &str) -> Result<Recovered, StoreError> {
+        frame_log::recover(id, &self.existing_dir(id)?)
+    }
+
     fn frame_source(&self, id: &str) -> Result<Box<dyn FrameSource>, StoreError> {
         Ok(Box::new(FrameLogReader::open(id, &self.existing_dir(id)?)?))
     }
 
     fn put_signal(&self, id: &str, text: &str) -> Result<(), StoreError> {
         Self::write_atomic(id, &self.existing_dir(id)?, SIGNAL_FILE, text.as_bytes())
+    }
+
+    fn signal(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let path = self.existing_dir(id)?.join(SIGNAL_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(io_error(id, "cannot read", &path)(err)),
+        }
+    }
+
+    fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let dir = self.existing_dir(id)?;
+        // Remove the metadata first: a half-deleted session is then no longer listed.
+        let meta = dir.join(META_FILE);
+        fs::remove_file(&meta).map_err(io_error(id, "cannot remove", &meta))?;
+        fs::remove_dir_all(&dir).map_err(io_error(id, "cannot remove", &dir))
     }
 
     fn put_result_file(&self, id: &str, name: &str, from: &Path) -> Result<(), StoreError> {

@@ -17,8 +17,12 @@ pub enum SessionStatus {
     Complete,
     /// Processing failed; `error` says why.
     Failed,
-    /// The connection ended before the upload finished; the stored frames are kept.
-    Interrupted,
+    /// The connection ended before the upload finished: the stored frames are kept and the
+    /// client may resume until `resumable_until`.
+    Detached,
+    /// Detached for longer than the grace period: no longer resumable; the data is kept
+    /// until `expires_at`.
+    Abandoned,
 }
 
 impl SessionStatus {
@@ -29,7 +33,8 @@ impl SessionStatus {
             SessionStatus::Processing => "processing",
             SessionStatus::Complete => "complete",
             SessionStatus::Failed => "failed",
-            SessionStatus::Interrupted => "interrupted",
+            SessionStatus::Detached => "detached",
+            SessionStatus::Abandoned => "abandoned",
         }
     }
 }
@@ -61,8 +66,23 @@ pub struct SessionMeta {
     pub signal_file: Option<String>,
     /// Result files, once processing is complete.
     pub results: Vec<String>,
-    /// Why the session failed or was interrupted.
+    /// Why the session failed or was detached.
     pub error: Option<String>,
+    /// Signal events lined up with frames, once processed.
+    #[serde(default)]
+    pub signal_events: Option<u64>,
+    /// The secret a client presents to resume the session. Never shown by the HTTP API.
+    #[serde(default)]
+    pub resume_token: String,
+    /// How many times the session was resumed.
+    #[serde(default)]
+    pub resumes: u64,
+    /// Until when a detached session may be resumed (RFC 3339).
+    #[serde(default)]
+    pub resumable_until: Option<String>,
+    /// When an abandoned session's data will be deleted (RFC 3339).
+    #[serde(default)]
+    pub expires_at: Option<String>,
     /// RFC 3339 times.
     pub created_at: String,
     pub updated_at: String,
@@ -77,9 +97,35 @@ impl SessionMeta {
     }
 }
 
+impl SessionMeta {
+    /// The metadata as the HTTP API shows it: without the resume token.
+    pub fn public_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.remove("resume_token");
+        }
+        value
+    }
+
+    /// Whether the upload had ended (SESSION_END accepted) when the session was detached.
+    pub fn upload_ended(&self) -> bool {
+        self.ended_at.is_some()
+    }
+}
+
 /// The current time as RFC 3339 (UTC).
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// `t` as RFC 3339.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| String::from("unknown"))
+}
+
+/// Whether the RFC 3339 time `t` has passed (an unreadable time counts as passed).
+pub fn has_passed(t: &str) -> bool {
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .map_or(true, |t| t <= time::OffsetDateTime::now_utc())
 }

@@ -16,9 +16,9 @@ use bytes::Bytes;
 use referee_protocol::FrameHeader;
 use thiserror::Error;
 
-pub use frame_log::{FrameLogReader, FrameLogWriter, StoredFrame};
+pub use frame_log::{FrameLogReader, FrameLogWriter, Recovered, StoredFrame};
 pub use local::LocalStore;
-pub use meta::{now_rfc3339, SessionMeta, SessionStatus};
+pub use meta::{has_passed, now_rfc3339, rfc3339, SessionMeta, SessionStatus};
 
 /// A storage failure, naming the session and the file involved.
 #[derive(Debug, Error)]
@@ -72,6 +72,8 @@ pub trait FrameSource: Send {
     }
     /// Presentation timestamps of all frames, in microseconds, in index order.
     fn timestamps(&self) -> Vec<i64>;
+    /// The CRC32C of every frame's payload, in index order.
+    fn checksums(&self) -> Vec<u32>;
     /// Reads frame `index` (its payload, checked against its CRC32C).
     fn read(&mut self, index: u64) -> Result<StoredFrame, StoreError>;
 }
@@ -88,10 +90,17 @@ pub trait SessionStore: Send + Sync + 'static {
     fn list(&self) -> Result<Vec<SessionMeta>, StoreError>;
     /// Opens the session's frame log for appending.
     fn frame_sink(&self, id: &str) -> Result<Box<dyn FrameSink>, StoreError>;
+    /// Repairs the session's frames after a crash (see [`frame_log::recover`]) and says
+    /// what is stored.
+    fn recover_frames(&self, id: &str) -> Result<Recovered, StoreError>;
     /// Opens the session's stored frames for reading.
     fn frame_source(&self, id: &str) -> Result<Box<dyn FrameSource>, StoreError>;
     /// Stores the signal file's text.
     fn put_signal(&self, id: &str, text: &str) -> Result<(), StoreError>;
+    /// The signal file's text, if one was stored.
+    fn signal(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// Deletes the session and everything in it.
+    fn delete(&self, id: &str) -> Result<(), StoreError>;
     /// Stores a result file of the session, moving it from a local scratch path.
     fn put_result_file(&self, id: &str, name: &str, from: &Path) -> Result<(), StoreError>;
     /// Stores a result file of the session from bytes.

@@ -1,0 +1,84 @@
+//! The saved state of sessions this client started, one small file each, so that
+//! `--resume SESSION_ID` can continue a session after the client itself was restarted.
+//!
+//! The files live in `$REFEREE_STATE_DIR`, else `$XDG_STATE_HOME/referee`, else
+//! `~/.local/state/referee`; each holds the session's resume token, so it is readable by its
+//! owner only. A file is removed once its session is complete.
+
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ClientError;
+
+/// What `--resume` needs to continue a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedSession {
+    pub session_id: String,
+    pub resume_token: String,
+    /// The WebSocket URL the session was started on.
+    pub url: String,
+}
+
+/// The directory of the state files.
+pub fn state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("REFEREE_STATE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(dir).join("referee");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/state/referee"),
+        None => PathBuf::from(".referee-state"),
+    }
+}
+
+fn path_of(id: &str) -> PathBuf {
+    state_dir().join(format!("{id}.json"))
+}
+
+/// Saves the state of a session.
+pub fn save(session: &SavedSession) -> Result<PathBuf, ClientError> {
+    let path = path_of(&session.session_id);
+    let failed = |reason: String| ClientError::ResumeState {
+        path: path.clone(),
+        reason,
+    };
+    let dir = state_dir();
+    fs::create_dir_all(&dir)
+        .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
+    let json = serde_json::to_vec_pretty(session).map_err(|e| failed(e.to_string()))?;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(|e| failed(e.to_string()))?;
+    file.write_all(&json).map_err(|e| failed(e.to_string()))?;
+    Ok(path)
+}
+
+/// Loads the state of session `id`.
+pub fn load(id: &str) -> Result<SavedSession, ClientError> {
+    let path = path_of(id);
+    let text = fs::read_to_string(&path).map_err(|e| ClientError::ResumeState {
+        path: path.clone(),
+        reason: format!(
+            "{e}: a session can only be resumed by the client (user and machine) that started it"
+        ),
+    })?;
+    serde_json::from_str(&text).map_err(|e| ClientError::ResumeState {
+        path,
+        reason: format!("unreadable ({e})"),
+    })
+}
+
+/// Forgets session `id` (it is complete).
+pub fn remove(id: &str) {
+    let path = path_of(id);
+    if let Err(err) = fs::remove_file(&path) {
+        tracing::debug!("cannot remove {}: {err}", path.display());
+    }
+}

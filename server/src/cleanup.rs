@@ -1,0 +1,66 @@
+//! The sweeper: detached sessions past their grace period become `abandoned`, and abandoned
+//! sessions past their expiry are deleted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::store::{has_passed, rfc3339, SessionStatus, SessionStore};
+use crate::AppState;
+
+/// Sweeps every `cleanup_interval_secs` until the server shuts down.
+pub async fn run(app: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(app.config.cleanup_interval_secs));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = app.shutdown.cancelled() => return,
+        }
+        let store = Arc::clone(&app.store);
+        let live = Arc::clone(&app.live);
+        let expiry = Duration::from_secs(app.config.abandoned_expiry_secs);
+        let swept = tokio::task::spawn_blocking(move || sweep(store.as_ref(), &live, expiry)).await;
+        if let Err(err) = swept {
+            tracing::error!("the cleanup sweep failed: {err}");
+        }
+    }
+}
+
+/// One sweep. Sessions attached to a connection are left alone.
+pub fn sweep(store: &dyn SessionStore, live: &crate::live::LiveSessions, expiry: Duration) {
+    let sessions = match store.list() {
+        Ok(sessions) => sessions,
+        Err(err) => {
+            tracing::warn!("cleanup: cannot list sessions: {err}");
+            return;
+        }
+    };
+    for mut meta in sessions {
+        if live.handle(&meta.id).is_some() {
+            continue;
+        }
+        match meta.status {
+            SessionStatus::Detached if meta.resumable_until.as_deref().is_some_and(has_passed) => {
+                let expires = rfc3339(OffsetDateTime::now_utc() + expiry);
+                tracing::info!(
+                    "Session {}: not resumed in time, abandoned; its {} frames are kept until {expires}",
+                    meta.id,
+                    meta.frames_stored
+                );
+                meta.status = SessionStatus::Abandoned;
+                meta.expires_at = Some(expires);
+                if let Err(err) = store.save_meta(&meta) {
+                    tracing::warn!("cleanup: {err}");
+                }
+            }
+            SessionStatus::Abandoned if meta.expires_at.as_deref().is_some_and(has_passed) => {
+                match store.delete(&meta.id) {
+                    Ok(()) => tracing::info!("Session {}: expired, deleted", meta.id),
+                    Err(err) => tracing::warn!("cleanup: {err}"),
+                }
+            }
+            _ => {}
+        }
+    }
+}
