@@ -186,6 +186,10 @@ fn is_tls_error(err: &std::io::Error) -> bool {
 
 fn describe_connect_error(err: tungstenite::Error) -> String {
     match err {
+        tungstenite::Error::Http(response) if response.status().as_u16() == 401 => format!(
+            "the server wants a valid bearer token (HTTP {}): pass --token or set REFEREE_TOKEN",
+            response.status()
+        ),
         tungstenite::Error::Http(response) => format!(
             "it answered HTTP {} instead of opening a WebSocket (check the URL's path)",
             response.status()

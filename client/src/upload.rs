@@ -70,9 +70,22 @@ impl Upload {
         start: &ControlMessage,
         signal: Option<SignalFile>,
     ) -> Result<Self, ClientError> {
-        let (deadline, mut conn) = connect(&link).await?;
-        println!("Connected to {}", link.url);
-        let reply = exchange(&mut conn, start, deadline, &link).await?;
+        // A connection lost before SESSION_STARTED arrives is tried again; a server that
+        // cannot be reached at all is reported at once.
+        let mut attempt = 0;
+        let (conn, reply) = loop {
+            let (deadline, mut conn) = connect(&link).await?;
+            println!("Connected to {}", link.url);
+            match exchange(&mut conn, start, deadline, &link).await {
+                Ok(reply) => break (conn, reply),
+                Err(err @ ClientError::Disconnected { .. }) if attempt < link.retries => {
+                    attempt += 1;
+                    println!("Connection lost before the session started ({err}); trying again");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        };
         let ControlMessage::SessionStarted {
             session_id,
             window,
@@ -220,9 +233,9 @@ impl Upload {
         }
         let message = encode_frame(frame.index, frame.pts_us, 0, &frame.jpeg)
             .map_err(|e| Ended::Server(e.into()))?;
-        self.conn()?.send_binary(message.clone()).await?;
-        self.window.sent_one(message);
-        Ok(())
+        // Kept before it is sent: if the send fails, the frame goes again after the resume.
+        self.window.sent_one(message.clone());
+        self.conn()?.send_binary(message).await
     }
 
     fn ack(&mut self, frames_stored: u64, progress: &mut Progress) -> Result<(), Ended> {

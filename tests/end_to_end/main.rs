@@ -4,4 +4,5 @@
 mod bad_input;
 mod client_errors;
 mod disconnects;
+mod resume;
 mod streaming;

@@ -2,6 +2,8 @@
 //! real client binary, a raw WebSocket peer for misbehaving clients, and a minimal HTTP GET.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod proxy;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -38,6 +40,8 @@ impl TestServer {
             "127.0.0.1:0".parse().unwrap(),
             data_dir.path().to_path_buf(),
         );
+        // Tests may run on a nearly full disk; the floor has its own test.
+        config.min_free_disk_bytes = 0;
         adjust(&mut config);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();

@@ -1,0 +1,427 @@
+//! Never lose a frame: connections cut at chosen and random points, a server killed and
+//! restarted mid-stream, expired and wrong resume tokens, bearer-token auth.
+
+use std::time::Duration;
+
+use referee_protocol::frame::encode_frame;
+use referee_protocol::{ControlMessage, ErrorCode, PROTOCOL_VERSION};
+use referee_server::store::SessionStore;
+use referee_tests::proxy::{Cut, FaultProxy};
+use referee_tests::{client_frames, make_video, run_client, RawClient, TestServer};
+
+/// Checks that session `id` holds exactly the frames the client encodes from `video`.
+fn assert_stored_exactly(server: &TestServer, id: &str, video: &std::path::Path) {
+    let sent = client_frames(video, 90);
+    let mut stored = server.store().frame_source(id).unwrap();
+    assert_eq!(
+        stored.len(),
+        sent.len() as u64,
+        "frames stored (none twice, none missing)"
+    );
+    for (index, jpeg) in sent.iter().enumerate() {
+        let frame = stored.read(index as u64).unwrap();
+        assert!(
+            frame.payload == jpeg[..],
+            "frame {index} differs from what the client sent"
+        );
+    }
+    let idx = std::fs::metadata(server.session_dir(id).join("frames.idx"))
+        .unwrap()
+        .len();
+    assert_eq!(
+        idx,
+        24 * sent.len() as u64,
+        "the index holds each frame once"
+    );
+}
+
+/// The id of the session the client completed.
+fn completed_id(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Processing complete: session "))
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no completed session in:\n{stdout}"))
+        .to_string()
+}
+
+async fn stream_through_cuts(cuts: Vec<Cut>, frames: u32) {
+    let server = TestServer::start();
+    let proxy = FaultProxy::start(server.addr, cuts.clone()).await;
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "cut.avi", frames, 30.0, 320, 240);
+    let signal = work.path().join("cut.txt");
+    std::fs::write(&signal, "0.5 touch_left\n1.0 halt\n").unwrap();
+    let url = proxy.http_url();
+    let run = tokio::task::block_in_place(|| {
+        run_client(&[
+            &url,
+            "--video",
+            video.to_str().unwrap(),
+            "--signal",
+            signal.to_str().unwrap(),
+            "--verbose",
+        ])
+    });
+    run.assert_success();
+    assert_eq!(proxy.cuts_made(), cuts.len() as u64, "{}", run.transcript());
+    let id = completed_id(&run.stdout);
+    tokio::task::block_in_place(|| {
+        let meta = server.wait_for_status(&id, "complete");
+        assert_eq!(meta["frames_stored"], frames);
+        assert_stored_exactly(&server, &id, &video);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuts_before_start_mid_frames_after_end_and_during_processing_lose_nothing() {
+    stream_through_cuts(
+        vec![
+            Cut::DownstreamText("SESSION_STARTED"),
+            Cut::Upstream(300_000),
+            Cut::Upstream(900_000),
+            Cut::DownstreamText("SESSION_ENDED"),
+            Cut::DownstreamText("PROGRESS"),
+        ],
+        120,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuts_at_random_points_lose_nothing() {
+    // A fixed list of pseudo-random seeds, so that a failure can be replayed.
+    for seed in [7u64, 1234, 99_991] {
+        let mut x = seed;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (x >> 33) % 1_400_000 + 1_000
+        };
+        let mut points: Vec<u64> = (0..3).map(|_| next()).collect();
+        points.sort_unstable();
+        stream_through_cuts(points.into_iter().map(Cut::Upstream).collect(), 90).await;
+    }
+}
+
+#[test]
+fn a_server_killed_mid_stream_comes_back_and_the_client_resumes() {
+    let data = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let start_server = || {
+        std::process::Command::new(referee_tests::workspace_binary("referee-server"))
+            .args([
+                "--listen",
+                &listen,
+                "--data-dir",
+                data.path().to_str().unwrap(),
+            ])
+            .env("REFEREE_MIN_FREE_DISK_BYTES", "0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let get = |path: &str| {
+        let addr = listen.parse().unwrap();
+        std::panic::catch_unwind(|| referee_tests::http_get(addr, path)).ok()
+    };
+    let wait_up = || {
+        for _ in 0..200 {
+            if get("/health").is_some_and(|(s, _)| s == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the server did not come up");
+    };
+    let mut server = start_server();
+    wait_up();
+
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "bout.avi", 400, 30.0, 640, 480);
+    let client = std::process::Command::new(referee_tests::workspace_binary("referee-client"))
+        .args([
+            &format!("http://{listen}"),
+            "--video",
+            video.to_str().unwrap(),
+            "--verbose",
+            "--retries",
+            "30",
+        ])
+        .env("REFEREE_STATE_DIR", referee_tests::test_state_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Kill the server (no shutdown, no flush) once it has stored some frames.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let stored = get("/api/sessions")
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|v| v["sessions"][0]["frames_stored"].as_u64())
+            .unwrap_or(0);
+        if stored >= 40 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no frames stored");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut server = start_server();
+    wait_up();
+
+    let output = client.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "client failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("Resumed session"), "{stdout}");
+    let id = completed_id(&stdout);
+
+    // Every frame is there once, byte for byte.
+    let store = referee_server::store::LocalStore::open(data.path()).unwrap();
+    let sent = client_frames(&video, 90);
+    let mut stored = store.frame_source(&id).unwrap();
+    assert_eq!(stored.len(), sent.len() as u64);
+    for (index, jpeg) in sent.iter().enumerate() {
+        assert!(
+            stored.read(index as u64).unwrap().payload == jpeg[..],
+            "frame {index}"
+        );
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_or_expired_resume_token_is_refused() {
+    let server = TestServer::start_with(|c| {
+        c.resume_grace_secs = 1;
+        c.cleanup_interval_secs = 1;
+    });
+    let work = tempfile::tempdir().unwrap();
+    let jpegs = client_frames(&make_video(work.path(), "v.avi", 2, 30.0, 160, 120), 90);
+    let mut raw = RawClient::connect(&server).await;
+    raw.send(&referee_tests::start_message("r", 160, 120)).await;
+    let (id, token) = match raw.recv().await {
+        ControlMessage::SessionStarted {
+            session_id,
+            resume_token,
+            ..
+        } => (session_id, resume_token),
+        other => panic!("{other:?}"),
+    };
+    raw.send_binary(encode_frame(0, 0, 0, &jpegs[0]).unwrap())
+        .await;
+    loop {
+        if let ControlMessage::Ack { .. } = raw.recv().await {
+            break;
+        }
+    }
+    raw.drop_connection();
+    tokio::task::block_in_place(|| server.wait_for_status(&id, "detached"));
+
+    let resume = |token: &str| ControlMessage::SessionResume {
+        protocol_version: PROTOCOL_VERSION,
+        session_id: id.clone(),
+        resume_token: token.to_string(),
+    };
+    // A wrong token.
+    let mut raw = RawClient::connect(&server).await;
+    raw.send(&resume("not-the-token")).await;
+    let closed = raw.until_closed().await;
+    assert_eq!(closed.errors[0].0, ErrorCode::ResumeRefused, "{closed:?}");
+
+    // An unknown session.
+    let mut raw = RawClient::connect(&server).await;
+    raw.send(&ControlMessage::SessionResume {
+        protocol_version: PROTOCOL_VERSION,
+        session_id: "20250101_000000_nope_abcde".into(),
+        resume_token: token.clone(),
+    })
+    .await;
+    let closed = raw.until_closed().await;
+    assert_eq!(closed.errors[0].0, ErrorCode::SessionNotFound, "{closed:?}");
+
+    // The right token, in time: resumed at frame 1.
+    let mut raw = RawClient::connect(&server).await;
+    raw.send(&resume(&token)).await;
+    match raw.recv().await {
+        ControlMessage::SessionResumed { frames_stored, .. } => assert_eq!(frames_stored, 1),
+        other => panic!("{other:?}"),
+    }
+    raw.drop_connection();
+
+    // After the grace period: abandoned, and the token no longer works.
+    tokio::task::block_in_place(|| server.wait_for_status(&id, "abandoned"));
+    let mut raw = RawClient::connect(&server).await;
+    raw.send(&resume(&token)).await;
+    let closed = raw.until_closed().await;
+    assert_eq!(closed.errors[0].0, ErrorCode::ResumeExpired, "{closed:?}");
+    assert!(closed.errors[0].1.contains("abandoned"), "{closed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_takes_over_from_a_stale_connection() {
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let jpegs = client_frames(&make_video(work.path(), "v.avi", 3, 30.0, 160, 120), 90);
+    let mut stale = RawClient::connect(&server).await;
+    stale
+        .send(&referee_tests::start_message("t", 160, 120))
+        .await;
+    let (id, token) = match stale.recv().await {
+        ControlMessage::SessionStarted {
+            session_id,
+            resume_token,
+            ..
+        } => (session_id, resume_token),
+        other => panic!("{other:?}"),
+    };
+    stale
+        .send_binary(encode_frame(0, 0, 0, &jpegs[0]).unwrap())
+        .await;
+    loop {
+        if let ControlMessage::Ack { .. } = stale.recv().await {
+            break;
+        }
+    }
+    // The status query works while the stale connection is held.
+    let (status, meta) = server.get_json(&format!("/api/sessions/{id}"));
+    assert_eq!((status, meta["status"].as_str()), (200, Some("receiving")));
+    assert!(
+        meta.get("resume_token").is_none(),
+        "the API must not show the token"
+    );
+
+    // A new connection resumes: the stale one is told and closed.
+    let mut fresh = RawClient::connect(&server).await;
+    fresh
+        .send(&ControlMessage::SessionResume {
+            protocol_version: PROTOCOL_VERSION,
+            session_id: id.clone(),
+            resume_token: token,
+        })
+        .await;
+    match fresh.recv().await {
+        ControlMessage::SessionResumed { frames_stored, .. } => assert_eq!(frames_stored, 1),
+        other => panic!("{other:?}"),
+    }
+    let closed = stale.until_closed().await;
+    assert_eq!(
+        closed.errors[0].0,
+        ErrorCode::SessionTakenOver,
+        "{closed:?}"
+    );
+
+    // The fresh connection finishes the session.
+    for (i, jpeg) in jpegs.iter().enumerate().skip(1) {
+        fresh
+            .send_binary(encode_frame(i as u64, 0, 0, jpeg).unwrap())
+            .await;
+    }
+    fresh
+        .send(&referee_tests::session_end(3, false, &jpegs))
+        .await;
+    loop {
+        match fresh.recv().await {
+            ControlMessage::Complete { frames_stored, .. } => {
+                assert_eq!(frames_stored, 3);
+                break;
+            }
+            ControlMessage::Error { code, message, .. } => panic!("{code}: {message}"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn the_client_restarted_with_resume_continues_its_session() {
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "long.avi", 300, 30.0, 640, 480);
+    let state = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(referee_tests::workspace_binary("referee-client"))
+        .args([&server.http_url(), "--video", video.to_str().unwrap()])
+        .env("REFEREE_STATE_DIR", state.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        let (_, list) = server.get_json("/api/sessions");
+        if let Some(s) = list["sessions"].as_array().and_then(|a| a.first()) {
+            if s["frames_stored"].as_u64().unwrap_or(0) > 20 {
+                break s["id"].as_str().unwrap().to_string();
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no frame stored");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    server.wait_for_status(&id, "detached");
+
+    let output = std::process::Command::new(referee_tests::workspace_binary("referee-client"))
+        .args([
+            &server.http_url(),
+            "--video",
+            video.to_str().unwrap(),
+            "--resume",
+            &id,
+        ])
+        .env("REFEREE_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("Resumed session {id} at frame")),
+        "{stdout}"
+    );
+    server.wait_for_status(&id, "complete");
+    assert_stored_exactly(&server, &id, &video);
+}
+
+#[test]
+fn bearer_token_auth_refuses_missing_and_wrong_tokens() {
+    let server = TestServer::start_with(|c| c.token = Some("s3cret-token".into()));
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "v.avi", 3, 30.0, 160, 120);
+    let video = video.to_str().unwrap();
+
+    let run = run_client(&[&server.http_url(), "--video", video]);
+    run.assert_failure();
+    assert!(run.stderr.contains("401"), "{}", run.transcript());
+    let run = run_client(&[&server.http_url(), "--video", video, "--token", "wrong"]);
+    run.assert_failure();
+    assert!(run.stderr.contains("401"), "{}", run.transcript());
+    assert!(server.session_ids().is_empty(), "no token, no session");
+    // /health stays open.
+    assert_eq!(server.get_json("/health").0, 200);
+
+    let run = run_client(&[
+        &server.http_url(),
+        "--video",
+        video,
+        "--token",
+        "s3cret-token",
+    ]);
+    run.assert_success();
+}
