@@ -15,6 +15,8 @@
 pub mod digest;
 pub mod error_code;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod message;
 pub mod signal;
 pub mod state;

@@ -4,5 +4,6 @@
 mod bad_input;
 mod client_errors;
 mod disconnects;
+mod load;
 mod resume;
 mod streaming;

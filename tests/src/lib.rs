@@ -23,7 +23,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// directory. Stops when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub data_dir: tempfile::TempDir,
+    pub data_dir: std::sync::Arc<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -35,7 +35,30 @@ impl TestServer {
 
     /// Starts a server whose configuration `adjust` may change (limits, window...).
     pub fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
+        Self::start_in(std::sync::Arc::new(tempfile::tempdir().unwrap()), adjust)
+    }
+
+    /// Stops this server and starts a new one on the same data directory, as after a
+    /// restart.
+    pub fn restart(mut self) -> Self {
+        self.stop();
+        Self::start_in(std::sync::Arc::clone(&self.data_dir), |_| {})
+    }
+
+    /// Shuts the server down (as on SIGTERM) and waits until it has.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn start_in(
+        data_dir: std::sync::Arc<tempfile::TempDir>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config::new(
             "127.0.0.1:0".parse().unwrap(),
             data_dir.path().to_path_buf(),
@@ -127,12 +150,7 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.stop();
     }
 }
 
