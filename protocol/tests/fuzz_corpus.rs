@@ -1,4 +1,5 @@
 //! Replays the fuzz corpus (`protocol/fuzz/corpus/<target>/`) through the properties the fuzz
+#![allow(clippy::unwrap_used)]
 //! targets check, so that every saved input is exercised by `cargo test`, without fuzzing.
 
 use std::fs;
