@@ -1,6 +1,6 @@
 //! Replays the fuzz corpus (`protocol/fuzz/corpus/<target>/`) through the properties the fuzz
-#![allow(clippy::unwrap_used)]
 //! targets check, so that every saved input is exercised by `cargo test`, without fuzzing.
+#![allow(clippy::unwrap_used)]
 
 use std::fs;
 use std::path::Path;
