@@ -4,6 +4,7 @@
 mod bad_input;
 mod client_errors;
 mod disconnects;
+mod limits;
 mod load;
 mod resume;
 mod streaming;
