@@ -157,3 +157,38 @@ fn a_client_killed_mid_stream_leaves_a_detached_session() {
     assert!(source.len() >= frames);
     source.read(frames - 1).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_is_detected_by_heartbeats() {
+    let server = TestServer::start_with(|c| c.heartbeat_secs = 1);
+    let mut raw = RawClient::connect(&server).await;
+    let id = raw.start(160, 120).await;
+    // The client stops reading: it answers no ping. Within 3 heartbeats it is taken for gone.
+    let started = std::time::Instant::now();
+    let meta = tokio::task::block_in_place(|| server.wait_for_status(&id, "detached"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(meta["error"].as_str().unwrap().contains("silent"), "{meta}");
+    drop(raw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_is_detached_with_a_timeout_error() {
+    let server = TestServer::start_with(|c| {
+        c.heartbeat_secs = 1;
+        c.idle_timeout_secs = 2;
+    });
+    let mut raw = RawClient::connect(&server).await;
+    let id = raw.start(160, 120).await;
+    // Reading answers the pings, but no frame comes.
+    let closed = raw.until_closed().await;
+    assert_eq!(
+        closed.errors[0].0,
+        referee_protocol::ErrorCode::Timeout,
+        "{closed:?}"
+    );
+    assert!(
+        closed.errors[0].1.contains("no frame or message for 2 s"),
+        "{closed:?}"
+    );
+    tokio::task::block_in_place(|| server.wait_for_status(&id, "detached"));
+}
