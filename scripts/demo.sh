@@ -29,6 +29,8 @@ echo
 echo "== Stored in $session"
 ls -l "$session"
 echo
+echo "== Report page for the referee: $session/report.html (open it in a browser)"
+echo
 echo "== Signal events lined up with frames ($session/report.json)"
 python3 - "$session/report.json" <<'PY' 2>/dev/null || cat "$session/report.json"
 import json, sys

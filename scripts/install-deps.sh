@@ -8,6 +8,8 @@ pkg-config --exists opencv4 2>/dev/null || need+=(libopencv-dev)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# Headless Chromium: the end-to-end tests open the report page and play the video in it.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -1,9 +1,49 @@
-//! The command line: `referee-client URL --video FILE [--signal FILE] [options]`.
+//! The command line: `referee-client URL --video FILE [--signal FILE] [options]` streams a
+//! session; `referee-client status URL SESSION_ID` and `referee-client list URL` ask the
+//! server's HTTP API.
 
 use std::path::PathBuf;
 
 use clap::Parser;
+use clap::Subcommand;
 use referee_protocol::state::{valid_name, MAX_NAME_LEN};
+
+use crate::source::FrameSize;
+
+/// Streams a recorded video and its signal file to a referee server, which stores the
+/// frames, rebuilds the video and lines the signal events up with it; or, with a command,
+/// shows the sessions a server has.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "referee-client",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Without a command: stream a session.
+    #[command(flatten)]
+    pub stream: Option<Args>,
+}
+
+/// What the client can do besides streaming a session.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Show a session's state, progress and result links.
+    Status {
+        /// Server URL, e.g. http://HOST:8080.
+        server: String,
+        /// The session id, as `Session started:` printed it.
+        session_id: String,
+    },
+    /// List the sessions stored on a server, newest first.
+    List {
+        /// Server URL, e.g. http://HOST:8080.
+        server: String,
+    },
+}
 
 /// Streams a recorded video and its signal file to a referee server, which stores the
 /// frames, rebuilds the video and lines the signal events up with it.
@@ -26,10 +66,30 @@ pub struct Args {
     #[arg(long, short)]
     pub verbose: bool,
 
-    /// JPEG quality of the frames sent, 1 to 100.
-    #[arg(long, value_name = "N", default_value_t = 90,
+    /// JPEG quality of re-encoded frames, 1 to 100 [default: 90]. Giving it re-encodes a
+    /// Motion-JPEG video, whose frames are otherwise sent as stored.
+    #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u8).range(1..=100))]
-    pub quality: u8,
+    pub quality: Option<u8>,
+
+    /// Re-encode every frame, even those of a Motion-JPEG video, which are otherwise sent
+    /// as stored (passthrough).
+    #[arg(long)]
+    pub reencode: bool,
+
+    /// Scale the frames to WIDTHxHEIGHT pixels (e.g. 1280x720) before sending; re-encodes.
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub resize: Option<FrameSize>,
+
+    /// Send at most this many frames per second [default: as fast as the server
+    /// acknowledges].
+    #[arg(long, value_name = "FPS", value_parser = parse_rate)]
+    pub max_fps: Option<f64>,
+
+    /// Send at most this many megabits per second [default: as fast as the server
+    /// acknowledges].
+    #[arg(long, value_name = "MBPS", value_parser = parse_rate)]
+    pub max_mbps: Option<f64>,
 
     /// Session name: letters, digits, '-' and '_'. Defaults to the video's file name
     /// without its extension.
@@ -54,6 +114,47 @@ pub struct Args {
     /// Reconnection attempts after a dropped connection (per outage, with backoff).
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub retries: u32,
+
+    /// Stream into SESSION_ID, a session created ahead of the upload (POST /api/sessions),
+    /// e.g. so that a watch link could be shared before the recording is sent.
+    #[arg(long, value_name = "SESSION_ID", conflicts_with = "resume")]
+    pub session: Option<String>,
+
+    /// PEM file of a certificate authority to trust for wss:// and https://, besides the
+    /// system's (e.g. a club's own CA or a self-signed server certificate).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// After processing, download report.html, report.json, the video and the thumbnails
+    /// into DIR (created if needed); open DIR/report.html in a browser.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+}
+
+/// Reads `WIDTHxHEIGHT`, each 1 to 16384 pixels.
+fn parse_size(text: &str) -> Result<FrameSize, String> {
+    let usage = || format!("{text:?}: write WIDTHxHEIGHT, e.g. 1280x720, each 1 to 16384");
+    let (w, h) = text.split_once(['x', 'X']).ok_or_else(usage)?;
+    let side = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|v| (1..=16384).contains(v))
+    };
+    match (side(w), side(h)) {
+        (Some(width), Some(height)) => Ok(FrameSize { width, height }),
+        _ => Err(usage()),
+    }
+}
+
+/// Reads a rate: a number more than 0.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?}: write a number more than 0, e.g. 30 or 2.5"
+        )),
+    }
 }
 
 /// Accepts a session name the server will take.
@@ -87,9 +188,88 @@ mod tests {
         assert_eq!(args.video, PathBuf::from("bout.avi"));
         assert_eq!(args.signal, Some(PathBuf::from("bout.txt")));
         assert!(args.verbose);
-        assert_eq!(args.quality, 90);
+        assert_eq!(args.quality, None);
+        assert!(!args.reencode);
+        assert_eq!(
+            (args.resize, args.max_fps, args.max_mbps),
+            (None, None, None)
+        );
         assert_eq!(args.name, None);
         assert_eq!(args.connect_timeout, 10);
+    }
+
+    #[test]
+    fn upload_options_parse() {
+        let args = Args::try_parse_from([
+            "referee-client",
+            "ws://h:1",
+            "--video",
+            "v.avi",
+            "--quality",
+            "75",
+            "--reencode",
+            "--resize",
+            "1280x720",
+            "--max-fps",
+            "120",
+            "--max-mbps",
+            "250.5",
+        ])
+        .unwrap();
+        assert_eq!(args.quality, Some(75));
+        assert!(args.reencode);
+        assert_eq!(
+            args.resize,
+            Some(FrameSize {
+                width: 1280,
+                height: 720
+            })
+        );
+        assert_eq!((args.max_fps, args.max_mbps), (Some(120.0), Some(250.5)));
+    }
+
+    #[test]
+    fn commands_and_the_streaming_form_share_one_command_line() {
+        let cli = Cli::try_parse_from([
+            "referee-client",
+            "http://server:8080",
+            "--video",
+            "bout.avi",
+            "--output",
+            "out",
+        ])
+        .unwrap();
+        assert_eq!(cli.command, None);
+        let args = cli.stream.unwrap();
+        assert_eq!(args.server, "http://server:8080");
+        assert_eq!(args.output, Some(PathBuf::from("out")));
+
+        let cli = Cli::try_parse_from(["referee-client", "status", "http://h:1", "abc"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Some(Command::Status {
+                server: "http://h:1".into(),
+                session_id: "abc".into()
+            })
+        );
+        assert!(cli.stream.is_none());
+        let cli = Cli::try_parse_from(["referee-client", "list", "http://h:1"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Some(Command::List {
+                server: "http://h:1".into()
+            })
+        );
+
+        for bad in [
+            &["referee-client"][..],
+            &["referee-client", "http://h:1"],
+            &["referee-client", "list"],
+            &["referee-client", "status", "http://h:1"],
+            &["referee-client", "list", "http://h:1", "--video", "v.avi"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -99,6 +279,12 @@ mod tests {
             &["--quality", "101"],
             &["--name", "../etc"],
             &["--connect-timeout", "0"],
+            &["--resize", "1280"],
+            &["--resize", "0x720"],
+            &["--resize", "axb"],
+            &["--max-fps", "0"],
+            &["--max-mbps", "-3"],
+            &["--max-fps", "fast"],
         ] {
             let mut argv = vec!["referee-client", "ws://h:1", "--video", "v.avi"];
             argv.extend_from_slice(bad);

@@ -30,9 +30,44 @@ pub fn stream_url(server: &str) -> Result<Url, ClientError> {
     Ok(url)
 }
 
+/// The base URL of the server's HTTP API for `server`: its origin (`ws` becomes `http`, `wss`
+/// becomes `https`), whatever path was given, since the API lives at `/api/...`.
+pub fn api_base(server: &str) -> Result<Url, ClientError> {
+    let mut url = stream_url(server)?;
+    let scheme = if url.scheme() == "wss" {
+        "https"
+    } else {
+        "http"
+    };
+    let invalid = |reason: &str| ClientError::InvalidUrl {
+        url: server.to_string(),
+        reason: reason.to_string(),
+    };
+    url.set_scheme(scheme)
+        .map_err(|()| invalid("cannot use it as an HTTP URL"))?;
+    url.set_path("/");
+    url.set_query(None);
+    url.set_fragment(None);
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_api_lives_at_the_origin() {
+        let cases = [
+            ("http://server:8080", "http://server:8080/"),
+            ("https://server/x?y=1", "https://server/"),
+            ("ws://127.0.0.1:9000/stream", "http://127.0.0.1:9000/"),
+            ("wss://server:8443/custom", "https://server:8443/"),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(api_base(given).unwrap().as_str(), expected, "{given}");
+        }
+        assert!(api_base("ftp://server").is_err());
+    }
 
     #[test]
     fn http_becomes_ws_and_the_path_defaults_to_stream() {

@@ -91,6 +91,10 @@ pub enum ClientError {
         reason: String,
     },
 
+    /// The CA file given with --ca cannot be used.
+    #[error("cannot use the CA file {}: {reason}: give a PEM file of certificates", path.display())]
+    TlsSetup { path: PathBuf, reason: String },
+
     /// The saved state of a session (for --resume) cannot be read or written.
     #[error("resume state {}: {reason}", path.display())]
     ResumeState { path: PathBuf, reason: String },
@@ -102,6 +106,48 @@ pub enum ClientError {
     /// A frame message could not be built.
     #[error(transparent)]
     FrameHeader(#[from] FrameHeaderError),
+
+    /// A thread that makes the frames could not be started.
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A request to the server's HTTP API failed before an answer came.
+    #[error("cannot get {url}: {reason}")]
+    Http { url: String, reason: String },
+
+    /// The server's HTTP API answered with an error.
+    #[error("{url} answered {status}: {message}")]
+    HttpStatus {
+        url: String,
+        status: u16,
+        message: String,
+    },
+
+    /// The server has no session of that id.
+    #[error(
+        "no session {id:?} on {server}: list the sessions with `referee-client list {server}`"
+    )]
+    SessionNotFound { id: String, server: String },
+
+    /// The session is not complete, so it has no results to download.
+    #[error("session {id} is {status}, not complete: it has no results to download{reason}")]
+    NotComplete {
+        id: String,
+        status: String,
+        reason: String,
+    },
+
+    /// A downloaded file could not be written.
+    #[error("cannot write {}: check that the --output folder is writable", path.display())]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl ClientError {

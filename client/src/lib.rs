@@ -3,8 +3,11 @@
 //! # Layout
 //! - [`cli`]: the command line.
 //! - [`endpoint`]: turns the server address into the WebSocket URL of the ingest endpoint.
-//! - [`source`]: reads the video and JPEG-encodes its frames (the only module that links
-//!   OpenCV).
+//! - [`source`]: reads the video and JPEG-encodes its frames, or reads a Motion-JPEG video's
+//!   own JPEG frames (the only module that links OpenCV).
+//! - [`pipeline`]: makes the frames on threads of their own (a decoder, one encoder per
+//!   core, re-ordered), or passes a Motion-JPEG video's frames through.
+//! - [`pace`]: the `--max-fps` / `--max-mbps` caps.
 //! - [`signal`]: reads and checks the signal file.
 //! - [`stream`]: one WebSocket connection.
 //! - [`upload`]: the session over one connection or several: frames sent within the
@@ -12,6 +15,8 @@
 //! - [`window`]: frames sent and acknowledged, and those kept to send again.
 //! - [`saved`]: the state files that let `--resume` continue after a restart.
 //! - [`progress`]: the progress bar or lines, and the processing stages.
+//! - [`results`]: the server's HTTP API: `status`, `list` and downloading results
+//!   (`--output`).
 //! - [`error`]: [`ClientError`], everything that can stop a session.
 //!
 //! Every input is checked before connecting: a video that cannot be decoded or a signal
@@ -20,7 +25,10 @@
 pub mod cli;
 pub mod endpoint;
 pub mod error;
+pub mod pace;
+pub mod pipeline;
 pub mod progress;
+pub mod results;
 pub mod saved;
 pub mod signal;
 pub mod source;
@@ -33,19 +41,16 @@ use std::time::Duration;
 
 use referee_protocol::state::sanitize_name;
 use referee_protocol::{ControlMessage, FrameEncoding, PROTOCOL_VERSION};
-use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
 
 pub use crate::cli::Args;
+pub use crate::cli::{Cli, Command};
 pub use crate::error::ClientError;
+use crate::pace::Pacer;
+use crate::pipeline::{FrameOptions, Frames};
 use crate::progress::Progress;
 use crate::signal::SignalFile;
-use crate::source::{EncodedFrame, VideoSource};
 use crate::upload::{Link, Upload};
-
-/// How many encoded frames may wait between the encoder thread and the sender. Bounds memory:
-/// when the sender waits for ACKs, the encoder blocks once this many JPEGs are queued.
-const FRAME_QUEUE: usize = 16;
 
 /// What the server reported when it finished a session (its COMPLETE message).
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +71,14 @@ pub struct Summary {
 /// the signal, then follows the server's processing until it completes.
 pub async fn run(args: Args) -> Result<Summary, ClientError> {
     let url = endpoint::stream_url(&args.server)?;
-    let source = VideoSource::open(&args.video, args.quality)?;
+    let source = Frames::open(
+        &args.video,
+        FrameOptions {
+            quality: args.quality,
+            resize: args.resize,
+            reencode: args.reencode,
+        },
+    )?;
     let info = source.info().clone();
     let duration_us = info
         .frame_count
@@ -86,21 +98,69 @@ pub async fn run(args: Args) -> Result<Summary, ClientError> {
         height: info.height,
         frame_count: info.frame_count,
         encoding: FrameEncoding::Jpeg,
-        quality: Some(args.quality),
+        quality: source.quality(),
+        session_id: args.session.clone(),
     };
     let link = Link {
         url,
         token: args.token.clone(),
         connect_timeout: Duration::from_secs(args.connect_timeout),
         retries: args.retries,
+        tls: stream::tls_connector(args.ca.as_deref())?,
     };
-    let upload = match &args.resume {
+    let mut upload = match &args.resume {
         Some(id) => Upload::resume_saved(link, id, signal).await?,
         None => Upload::start(link, &start, signal).await?,
     };
+    upload.limit_rate(Pacer::new(args.max_fps, args.max_mbps));
+    println!("{}", source.describe());
     let mut progress = Progress::new(info.frame_count, args.verbose);
-    let mut frames = spawn_encoder(source);
-    upload.run(&mut frames, &mut progress).await
+    let mut frames = source.spawn()?;
+    let summary = upload.run(&mut frames, &mut progress).await?;
+    if let Some(dir) = args.output {
+        let downloaded = download(args.server, summary.session_id.clone(), dir).await?;
+        progress.line(&downloaded_line(&downloaded));
+    }
+    Ok(summary)
+}
+
+/// Downloads the results of session `id` from `server` into `dir` (see
+/// [`results::Api::download`]).
+pub async fn download(
+    server: String,
+    id: String,
+    dir: std::path::PathBuf,
+) -> Result<results::Downloaded, ClientError> {
+    let url = server.clone();
+    tokio::task::spawn_blocking(move || results::Api::new(&server)?.download(&id, &dir))
+        .await
+        .unwrap_or_else(|err| {
+            Err(ClientError::Http {
+                url,
+                reason: format!("the download thread failed: {err}"),
+            })
+        })
+}
+
+/// `Downloaded to DIR: report.html, report.json, video.mp4, 8 thumbnails (6.9 MB); open ...`.
+fn downloaded_line(d: &results::Downloaded) -> String {
+    let thumbnails = d.files.iter().filter(|f| f.contains('/')).count();
+    let mut names: Vec<String> = d
+        .files
+        .iter()
+        .filter(|f| !f.contains('/'))
+        .cloned()
+        .collect();
+    if thumbnails > 0 {
+        names.push(format!("{thumbnails} thumbnails"));
+    }
+    format!(
+        "Downloaded to {}: {} ({:.1} MB); open {} in a browser",
+        d.dir.display(),
+        names.join(", "),
+        d.bytes as f64 / 1e6,
+        d.dir.join("report.html").display()
+    )
 }
 
 /// Sets up logging to stderr: debug with `--verbose`, otherwise the level in
@@ -121,21 +181,6 @@ pub fn init_logging(verbose: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-}
-
-/// Decodes and encodes the video on its own thread, because OpenCV blocks. The thread stops
-/// at the end of the video, after an error, or when the sender hangs up.
-fn spawn_encoder(mut source: VideoSource) -> mpsc::Receiver<Result<EncodedFrame, ClientError>> {
-    let (sender, receiver) = mpsc::channel(FRAME_QUEUE);
-    std::thread::spawn(move || {
-        while let Some(next) = source.next_frame().transpose() {
-            let failed = next.is_err();
-            if sender.blocking_send(next).is_err() || failed {
-                break;
-            }
-        }
-    });
-    receiver
 }
 
 /// The session name when `--name` is not given: the video's file name without extension.

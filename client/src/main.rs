@@ -1,20 +1,55 @@
-//! The `referee-client` binary: parses the command line and runs [`referee_client::run`].
+//! The `referee-client` binary: parses the command line and streams a session with
+//! [`referee_client::run`], or runs `status` / `list` against the server's HTTP API.
 //! Exit code 0 on success, 1 on failure (with one `error: ...` line), 2 for usage errors.
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use referee_client::{init_logging, run, Args};
+use clap::{CommandFactory, Parser};
+use referee_client::results::{list_text, status_text, Api};
+use referee_client::{init_logging, run, Cli, ClientError, Command};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let args = Args::parse();
-    init_logging(args.verbose);
-    match run(args).await {
-        Ok(_) => ExitCode::SUCCESS,
+    let cli = Cli::parse();
+    let outcome = match (cli.command, cli.stream) {
+        (Some(command), _) => {
+            init_logging(false);
+            tokio::task::spawn_blocking(move || ask(command))
+                .await
+                .unwrap_or_else(|err| {
+                    Err(ClientError::Protocol(format!(
+                        "the request thread failed: {err}"
+                    )))
+                })
+        }
+        (None, Some(args)) => {
+            init_logging(args.verbose);
+            run(args).await.map(|_| ())
+        }
+        (None, None) => {
+            let _ = Cli::command().print_help();
+            return ExitCode::from(2);
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {:#}", anyhow::Error::from(err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `status` and `list`: one request to the HTTP API, printed for people.
+fn ask(command: Command) -> Result<(), ClientError> {
+    match command {
+        Command::Status { server, session_id } => {
+            let api = Api::new(&server)?;
+            print!("{}", status_text(&api, &api.session(&session_id)?));
+        }
+        Command::List { server } => {
+            print!("{}", list_text(&Api::new(&server)?.sessions()?));
+        }
+    }
+    Ok(())
 }

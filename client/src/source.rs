@@ -1,28 +1,72 @@
-//! Reads the recorded video with OpenCV and JPEG-encodes its frames. The only module that
-//! links OpenCV.
+//! Reads the recorded video with OpenCV and JPEG-encodes its frames, or reads a Motion-JPEG
+//! video's own JPEG frames as stored. The only module that links OpenCV.
 //!
-//! Encoding is deterministic: the same file and quality always give the same JPEG bytes.
+//! Three pieces, so that [`crate::pipeline`] can run them on different threads:
+//! - [`Decoder`] decodes the video's frames in order;
+//! - [`Encoder`] JPEG-encodes decoded frames (libjpeg-turbo, through OpenCV's `imencode`),
+//!   resizing them first when asked; every encoder with the same options gives the same
+//!   bytes for the same frame, so encoding on several threads changes nothing;
+//! - [`PacketReader`] reads the stored packets of a Motion-JPEG video without decoding them
+//!   (passthrough).
+//!
+//! [`VideoSource`] is the decoder and an encoder on one thread.
+//!
+//! Encoding is deterministic: the same file and options always give the same JPEG bytes.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use opencv::core::{Mat, Vector};
+use opencv::core::{Mat, Size, Vector};
 use opencv::prelude::*;
-use opencv::{imgcodecs, videoio};
+use opencv::{imgcodecs, imgproc, videoio};
 
 use crate::error::ClientError;
+
+/// The JPEG quality frames are encoded with when none is chosen.
+pub const DEFAULT_QUALITY: u8 = 90;
 
 /// What the video says about itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoInfo {
     /// Frames per second, as the container announces it.
     pub fps: f64,
-    /// Width of the first frame, in pixels.
+    /// Width of the frames as sent, in pixels: the first frame's, or the `--resize` width.
     pub width: u32,
-    /// Height of the first frame, in pixels.
+    /// Height of the frames as sent, in pixels.
     pub height: u32,
     /// How many frames the container announces, when it does.
     pub frame_count: Option<u64>,
+}
+
+/// A frame size in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSize {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl std::fmt::Display for FrameSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+/// How decoded frames are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodeOptions {
+    /// JPEG quality, 1 to 100.
+    pub quality: u8,
+    /// Scale every frame to this size before encoding.
+    pub resize: Option<FrameSize>,
+}
+
+impl EncodeOptions {
+    pub fn quality(quality: u8) -> Self {
+        Self {
+            quality,
+            resize: None,
+        }
+    }
 }
 
 /// One frame, JPEG-encoded.
@@ -34,47 +78,74 @@ pub struct EncodedFrame {
     pub pts_us: i64,
     /// The JPEG file.
     pub jpeg: Vec<u8>,
+    /// True when `jpeg` is the video's own stored image, not re-encoded.
+    pub passthrough: bool,
 }
 
-/// An open video, yielding its frames as JPEG in order.
-pub struct VideoSource {
+/// Opens `path` with OpenCV, after checking that the file itself can be read (OpenCV only
+/// says "cannot open"; the file system says why).
+fn open_capture(path: &Path, backend: i32) -> Result<videoio::VideoCapture, ClientError> {
+    File::open(path).map_err(|source| ClientError::VideoUnreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let capture = videoio::VideoCapture::from_file(path, backend)
+        .map_err(|err| format_error(path, err.to_string()))?;
+    if !capture
+        .is_opened()
+        .map_err(|err| format_error(path, err.to_string()))?
+    {
+        return Err(format_error(path, "OpenCV cannot open it".into()));
+    }
+    Ok(capture)
+}
+
+fn format_error(path: &Path, reason: String) -> ClientError {
+    ClientError::VideoFormat {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+fn frame_error(path: &Path, index: u64, reason: String) -> ClientError {
+    ClientError::FrameFailed {
+        path: path.to_path_buf(),
+        index,
+        reason,
+    }
+}
+
+/// A decoded frame, waiting to be encoded. It may be sent to another thread.
+pub struct DecodedFrame {
+    index: u64,
+    image: Mat,
+}
+
+impl DecodedFrame {
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+}
+
+/// Decodes a video's frames, in order.
+pub struct Decoder {
     path: PathBuf,
     capture: videoio::VideoCapture,
-    info: VideoInfo,
-    /// `imencode` parameters: the JPEG quality.
-    params: Vector<i32>,
-    /// The last decoded frame; reused for each frame to save allocations.
-    frame: Mat,
-    /// True while `frame` holds the first frame, decoded by `open` and not yet encoded.
-    first_pending: bool,
+    /// The first frame, decoded by `open` and not yet handed out.
+    first: Option<Mat>,
     next_index: u64,
 }
 
-impl VideoSource {
+impl Decoder {
     /// Opens `path` and decodes its first frame, so that a video that cannot be read is
-    /// caught before anything is sent. `quality` is the JPEG quality, 1 to 100.
-    pub fn open(path: &Path, quality: u8) -> Result<Self, ClientError> {
-        // OpenCV only says "cannot open"; the file system says why (missing, permissions).
-        File::open(path).map_err(|source| ClientError::VideoUnreadable {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let format_error = |reason: String| ClientError::VideoFormat {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let mut capture = videoio::VideoCapture::from_file(path, videoio::CAP_ANY)
-            .map_err(|err| format_error(err.to_string()))?;
-        if !capture
-            .is_opened()
-            .map_err(|err| format_error(err.to_string()))?
-        {
-            return Err(format_error("OpenCV cannot open it".into()));
-        }
+    /// caught before anything is sent. Returns the decoder and what the video says about
+    /// itself (with the size of its frames).
+    pub fn open(path: &Path) -> Result<(Self, VideoInfo), ClientError> {
+        let mut capture = open_capture(path, videoio::CAP_ANY)?;
         let mut frame = Mat::default();
         let decoded = capture
             .read(&mut frame)
-            .map_err(|err| format_error(err.to_string()))?;
+            .map_err(|err| format_error(path, err.to_string()))?;
         if !decoded || frame.empty() {
             return Err(ClientError::NoFrames {
                 path: path.to_path_buf(),
@@ -82,29 +153,161 @@ impl VideoSource {
         }
         let fps = capture
             .get(videoio::CAP_PROP_FPS)
-            .map_err(|err| format_error(err.to_string()))?;
+            .map_err(|err| format_error(path, err.to_string()))?;
         if !(fps.is_finite() && fps > 0.0) {
-            return Err(format_error(format!(
-                "it announces no usable frame rate ({fps})"
-            )));
+            return Err(format_error(
+                path,
+                format!("it announces no usable frame rate ({fps})"),
+            ));
         }
         let frame_count = capture
             .get(videoio::CAP_PROP_FRAME_COUNT)
-            .map_err(|err| format_error(err.to_string()))?;
+            .map_err(|err| format_error(path, err.to_string()))?;
         let info = VideoInfo {
             fps,
             width: frame.cols().unsigned_abs(),
             height: frame.rows().unsigned_abs(),
             frame_count: (frame_count >= 1.0).then(|| frame_count.round() as u64),
         };
-        Ok(Self {
+        let decoder = Self {
             path: path.to_path_buf(),
             capture,
-            info,
-            params: Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, i32::from(quality)]),
-            frame,
-            first_pending: true,
+            first: Some(frame),
             next_index: 0,
+        };
+        Ok((decoder, info))
+    }
+
+    /// The next frame, decoded; `None` at the end of the video.
+    pub fn next_frame(&mut self) -> Result<Option<DecodedFrame>, ClientError> {
+        let index = self.next_index;
+        let image = match self.first.take() {
+            Some(image) => image,
+            None => {
+                let mut image = Mat::default();
+                let decoded = self.capture.read(&mut image).map_err(|err| {
+                    frame_error(&self.path, index, format!("cannot decode: {err}"))
+                })?;
+                if !decoded || image.empty() {
+                    return Ok(None);
+                }
+                image
+            }
+        };
+        self.next_index += 1;
+        Ok(Some(DecodedFrame { index, image }))
+    }
+}
+
+/// JPEG-encodes decoded frames. One per thread; all encoders made with the same options
+/// give the same bytes for the same frame.
+pub struct Encoder {
+    path: PathBuf,
+    fps: f64,
+    options: EncodeOptions,
+    /// `imencode` parameters: the JPEG quality.
+    params: Vector<i32>,
+    resize: Option<Size>,
+    /// The resized image; reused for each frame.
+    scaled: Mat,
+}
+
+impl Encoder {
+    /// An encoder for the frames of `path` (named in errors), a video at `fps`.
+    pub fn new(path: &Path, fps: f64, options: EncodeOptions) -> Self {
+        let resize = options.resize.map(|size| {
+            Size::new(
+                i32::try_from(size.width).unwrap_or(i32::MAX),
+                i32::try_from(size.height).unwrap_or(i32::MAX),
+            )
+        });
+        Self {
+            path: path.to_path_buf(),
+            fps,
+            options,
+            params: Vector::from_slice(&[
+                imgcodecs::IMWRITE_JPEG_QUALITY,
+                i32::from(options.quality),
+            ]),
+            resize,
+            scaled: Mat::default(),
+        }
+    }
+
+    /// Encodes `frame` (resized first, if asked) as a JPEG file.
+    pub fn encode(&mut self, frame: &DecodedFrame) -> Result<EncodedFrame, ClientError> {
+        let index = frame.index;
+        let image = match self.resize {
+            Some(size) if size != frame.image.size().unwrap_or_default() => {
+                // INTER_AREA: the sharpest for shrinking, and fine for enlarging.
+                imgproc::resize(
+                    &frame.image,
+                    &mut self.scaled,
+                    size,
+                    0.0,
+                    0.0,
+                    imgproc::INTER_AREA,
+                )
+                .map_err(|err| {
+                    frame_error(
+                        &self.path,
+                        index,
+                        format!("cannot resize to {size:?}: {err}"),
+                    )
+                })?;
+                &self.scaled
+            }
+            _ => &frame.image,
+        };
+        let mut jpeg = Vector::<u8>::new();
+        let encoded =
+            imgcodecs::imencode(".jpg", image, &mut jpeg, &self.params).map_err(|err| {
+                frame_error(&self.path, index, format!("cannot encode as JPEG: {err}"))
+            })?;
+        if !encoded {
+            return Err(frame_error(
+                &self.path,
+                index,
+                "OpenCV cannot encode it as JPEG".into(),
+            ));
+        }
+        Ok(EncodedFrame {
+            index,
+            pts_us: pts_us(index, self.fps),
+            jpeg: jpeg.to_vec(),
+            passthrough: false,
+        })
+    }
+}
+
+/// An open video, yielding its frames as JPEG in order: a [`Decoder`] and an [`Encoder`] on
+/// the calling thread.
+pub struct VideoSource {
+    decoder: Decoder,
+    encoder: Encoder,
+    info: VideoInfo,
+}
+
+impl VideoSource {
+    /// Opens `path` and decodes its first frame, so that a video that cannot be read is
+    /// caught before anything is sent. `quality` is the JPEG quality, 1 to 100.
+    pub fn open(path: &Path, quality: u8) -> Result<Self, ClientError> {
+        Self::open_with(path, EncodeOptions::quality(quality))
+    }
+
+    /// Opens `path`, to encode its frames with `options`. The info has the size of the
+    /// frames as encoded.
+    pub fn open_with(path: &Path, options: EncodeOptions) -> Result<Self, ClientError> {
+        let (decoder, mut info) = Decoder::open(path)?;
+        if let Some(size) = options.resize {
+            info.width = size.width;
+            info.height = size.height;
+        }
+        let encoder = Encoder::new(path, info.fps, options);
+        Ok(Self {
+            decoder,
+            encoder,
+            info,
         })
     }
 
@@ -114,35 +317,159 @@ impl VideoSource {
 
     /// Decodes and JPEG-encodes the next frame; `None` at the end of the video.
     pub fn next_frame(&mut self) -> Result<Option<EncodedFrame>, ClientError> {
-        let index = self.next_index;
-        if !std::mem::take(&mut self.first_pending) {
-            let decoded = self
-                .capture
-                .read(&mut self.frame)
-                .map_err(|err| self.frame_error(index, format!("cannot decode: {err}")))?;
-            if !decoded || self.frame.empty() {
-                return Ok(None);
+        match self.decoder.next_frame()? {
+            Some(frame) => self.encoder.encode(&frame).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The decoder and the encoder, to run on different threads ([`Encoder::try_clone`]
+    /// makes more encoders giving the same bytes).
+    pub fn into_parts(self) -> (Decoder, Encoder, VideoInfo) {
+        (self.decoder, self.encoder, self.info)
+    }
+}
+
+impl Encoder {
+    /// Another encoder with the same options, for another thread.
+    pub fn try_clone(&self) -> Self {
+        Self::new(&self.path, self.fps, self.options)
+    }
+}
+
+/// Reads a Motion-JPEG video's frames as stored, without decoding them: each packet of the
+/// video stream is one JPEG file (OpenCV's FFmpeg backend in raw mode, `CAP_PROP_FORMAT` -1).
+pub struct PacketReader {
+    path: PathBuf,
+    capture: videoio::VideoCapture,
+    fps: f64,
+    size: FrameSize,
+    /// The first packet, read by `open` and not yet handed out.
+    first: Option<Vec<u8>>,
+    next_index: u64,
+    packet: Mat,
+}
+
+impl PacketReader {
+    /// Opens `path` for passthrough when its frames are stored as JPEG images of the size
+    /// `info` announces (a Motion-JPEG video); `None` when they are not (e.g. MPEG-4 or
+    /// H.264, whose frames must be decoded and re-encoded) or when this OpenCV cannot read
+    /// packets (the reason is logged at debug level).
+    pub fn open(path: &Path, info: &VideoInfo) -> Option<Self> {
+        let no_passthrough = |why: String| {
+            tracing::debug!("{}: no passthrough: {why}", path.display());
+            None
+        };
+        let mut capture = match open_capture(path, videoio::CAP_FFMPEG) {
+            Ok(capture) => capture,
+            Err(err) => return no_passthrough(err.to_string()),
+        };
+        match capture.set(videoio::CAP_PROP_FORMAT, -1.0) {
+            Ok(true) => {}
+            Ok(false) => return no_passthrough("OpenCV cannot read its packets".into()),
+            Err(err) => return no_passthrough(err.to_string()),
+        }
+        let size = FrameSize {
+            width: info.width,
+            height: info.height,
+        };
+        let mut packet = Mat::default();
+        let first = match read_packet(&mut capture, &mut packet) {
+            Ok(Some(first)) => first,
+            Ok(None) => return no_passthrough("no packet".into()),
+            Err(err) => return no_passthrough(err.to_string()),
+        };
+        match jpeg_size(&first) {
+            Some(found) if found == size => {}
+            found => {
+                return no_passthrough(format!("the first packet is not a {size} JPEG ({found:?})"))
             }
         }
-        let mut jpeg = Vector::<u8>::new();
-        let encoded = imgcodecs::imencode(".jpg", &self.frame, &mut jpeg, &self.params)
-            .map_err(|err| self.frame_error(index, format!("cannot encode as JPEG: {err}")))?;
-        if !encoded {
-            return Err(self.frame_error(index, "OpenCV cannot encode it as JPEG".into()));
+        Some(Self {
+            path: path.to_path_buf(),
+            capture,
+            fps: info.fps,
+            size,
+            first: Some(first),
+            next_index: 0,
+            packet,
+        })
+    }
+
+    /// The next frame as stored; `None` at the end of the video. A packet that is not a JPEG
+    /// of the video's size is an error (the video may be re-encoded instead).
+    pub fn next_frame(&mut self) -> Result<Option<EncodedFrame>, ClientError> {
+        let index = self.next_index;
+        let jpeg = match self.first.take() {
+            Some(first) => first,
+            None => match read_packet(&mut self.capture, &mut self.packet)
+                .map_err(|err| frame_error(&self.path, index, format!("cannot read: {err}")))?
+            {
+                Some(jpeg) => jpeg,
+                None => return Ok(None),
+            },
+        };
+        if jpeg_size(&jpeg) != Some(self.size) {
+            return Err(frame_error(
+                &self.path,
+                index,
+                format!(
+                    "it is not stored as a {} JPEG image like the frames before it: run again with --reencode",
+                    self.size
+                ),
+            ));
         }
         self.next_index += 1;
         Ok(Some(EncodedFrame {
             index,
-            pts_us: pts_us(index, self.info.fps),
-            jpeg: jpeg.to_vec(),
+            pts_us: pts_us(index, self.fps),
+            jpeg,
+            passthrough: true,
         }))
     }
+}
 
-    fn frame_error(&self, index: u64, reason: String) -> ClientError {
-        ClientError::FrameFailed {
-            path: self.path.clone(),
-            index,
-            reason,
+/// The next packet of the video stream, copied out of OpenCV; `None` at the end.
+fn read_packet(
+    capture: &mut videoio::VideoCapture,
+    packet: &mut Mat,
+) -> opencv::Result<Option<Vec<u8>>> {
+    if !capture.read(packet)? || packet.empty() {
+        return Ok(None);
+    }
+    Ok(Some(packet.data_bytes()?.to_vec()))
+}
+
+/// The width and height of a JPEG file, from its SOF marker segment; `None` if `data` is not
+/// a JPEG file whose header can be read.
+pub fn jpeg_size(data: &[u8]) -> Option<FrameSize> {
+    if !data.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return None;
+    }
+    let mut at = 2;
+    loop {
+        let marker = *data.get(at + 1)?;
+        if data[at] != 0xFF {
+            return None;
+        }
+        match marker {
+            // Fill bytes before a marker.
+            0xFF => at += 1,
+            // Markers without a length.
+            0x01 | 0xD0..=0xD8 => at += 2,
+            // SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC).
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                let segment = data.get(at + 5..at + 9)?;
+                let height = u32::from(u16::from_be_bytes([segment[0], segment[1]]));
+                let width = u32::from(u16::from_be_bytes([segment[2], segment[3]]));
+                return (width > 0 && height > 0).then_some(FrameSize { width, height });
+            }
+            // Start of scan or end of image before any SOF.
+            0xDA | 0xD9 => return None,
+            _ => {
+                let len = data.get(at + 2..at + 4)?;
+                at += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+            }
         }
     }
 }
@@ -166,7 +493,7 @@ fn pts_us(index: u64, fps: f64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opencv::core::{Scalar, Size, CV_8UC3};
+    use opencv::core::{Scalar, CV_8UC3};
 
     /// Writes a 64x48, 5-frame MJPG AVI at 25 fps, each frame a different grey.
     fn tiny_video(dir: &Path) -> PathBuf {
@@ -209,9 +536,14 @@ mod tests {
         for (i, frame) in frames.iter().enumerate() {
             assert_eq!(frame.index, i as u64);
             assert_eq!(frame.pts_us, i as i64 * 40_000);
-            assert!(
-                frame.jpeg.starts_with(&[0xFF, 0xD8]),
-                "frame {i} is no JPEG"
+            assert!(!frame.passthrough);
+            assert_eq!(
+                jpeg_size(&frame.jpeg),
+                Some(FrameSize {
+                    width: 64,
+                    height: 48
+                }),
+                "frame {i}"
             );
         }
     }
@@ -222,6 +554,94 @@ mod tests {
         let path = tiny_video(dir.path());
         assert_eq!(all_frames(&path, 90), all_frames(&path, 90));
         assert_ne!(all_frames(&path, 90), all_frames(&path, 10));
+    }
+
+    #[test]
+    fn separate_decoder_and_encoders_give_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = tiny_video(dir.path());
+        let expected = all_frames(&path, 75);
+        let (mut decoder, encoder, _) = VideoSource::open(&path, 75).unwrap().into_parts();
+        let mut encoders = [encoder.try_clone(), encoder];
+        let mut got = Vec::new();
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            let encoder = &mut encoders[frame.index() as usize % 2];
+            got.push(encoder.encode(&frame).unwrap());
+        }
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn resize_changes_the_size_announced_and_encoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = tiny_video(dir.path());
+        let size = FrameSize {
+            width: 32,
+            height: 20,
+        };
+        let options = EncodeOptions {
+            quality: 90,
+            resize: Some(size),
+        };
+        let mut source = VideoSource::open_with(&path, options).unwrap();
+        assert_eq!((source.info().width, source.info().height), (32, 20));
+        let frame = source.next_frame().unwrap().unwrap();
+        assert_eq!(jpeg_size(&frame.jpeg), Some(size));
+    }
+
+    #[test]
+    fn motion_jpeg_packets_pass_through_and_other_codecs_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = tiny_video(dir.path());
+        let source = VideoSource::open(&path, 90).unwrap();
+        let mut reader = PacketReader::open(&path, source.info()).unwrap();
+        let packets: Vec<EncodedFrame> =
+            std::iter::from_fn(|| reader.next_frame().unwrap()).collect();
+        assert_eq!(packets.len(), 5);
+        for (i, packet) in packets.iter().enumerate() {
+            assert_eq!((packet.index, packet.pts_us), (i as u64, i as i64 * 40_000));
+            assert!(packet.passthrough);
+            // The stored file holds these bytes.
+            let stored = std::fs::read(&path).unwrap();
+            assert!(stored
+                .windows(packet.jpeg.len())
+                .any(|w| w == packet.jpeg.as_slice()));
+        }
+
+        // An MPEG-4 video has no JPEG packets.
+        let mp4 = dir.path().join("tiny.mp4");
+        let fourcc = videoio::VideoWriter::fourcc('m', 'p', '4', 'v').unwrap();
+        let mut writer =
+            videoio::VideoWriter::new(&mp4, fourcc, 25.0, Size::new(64, 48), true).unwrap();
+        assert!(writer.is_opened().unwrap());
+        for _ in 0..3 {
+            let frame =
+                Mat::new_rows_cols_with_default(48, 64, CV_8UC3, Scalar::all(80.0)).unwrap();
+            writer.write(&frame).unwrap();
+        }
+        writer.release().unwrap();
+        let source = VideoSource::open(&mp4, 90).unwrap();
+        assert!(PacketReader::open(&mp4, source.info()).is_none());
+    }
+
+    #[test]
+    fn jpeg_sizes_come_from_the_sof_segment() {
+        // SOI, an APP0 segment of 4 bytes, then SOF0 for 0x0140 x 0x00F0 (320x240).
+        let jpeg = [
+            0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0xAA, 0xBB, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x00,
+            0xF0, 0x01, 0x40, 0x03,
+        ];
+        assert_eq!(
+            jpeg_size(&jpeg),
+            Some(FrameSize {
+                width: 320,
+                height: 240
+            })
+        );
+        assert_eq!(jpeg_size(&jpeg[..12]), None);
+        assert_eq!(jpeg_size(b"\x00\x00\x01\xb3 mpeg"), None);
+        assert_eq!(jpeg_size(&[0xFF, 0xD8, 0xFF, 0xD9]), None);
+        assert_eq!(jpeg_size(&[]), None);
     }
 
     #[test]

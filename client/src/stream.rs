@@ -14,7 +14,9 @@ use tokio_tungstenite::tungstenite::error::UrlError;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{
+    connect_async_tls_with_config, Connector, MaybeTlsStream, WebSocketStream,
+};
 use tracing::{debug, trace, warn};
 use url::Url;
 
@@ -53,6 +55,7 @@ impl Connection {
     pub async fn open(
         url: &Url,
         token: Option<&str>,
+        tls: Option<Connector>,
         deadline: Instant,
         limit: Duration,
     ) -> Result<Self, ClientError> {
@@ -72,7 +75,8 @@ impl Connection {
             })?;
             request.headers_mut().insert("Authorization", value);
         }
-        match timeout_at(deadline, connect_async(request)).await {
+        let connecting = connect_async_tls_with_config(request, None, false, tls);
+        match timeout_at(deadline, connecting).await {
             Ok(Ok((socket, _response))) => Ok(Self {
                 socket,
                 url: url.clone(),
@@ -178,6 +182,41 @@ impl Connection {
     }
 }
 
+/// The TLS connector that trusts the system's CAs and the one in `ca_file`; `None` (the
+/// default connector) without a CA file.
+pub fn tls_connector(ca_file: Option<&std::path::Path>) -> Result<Option<Connector>, ClientError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let Some(path) = ca_file else {
+        return Ok(None);
+    };
+    let bad = |reason: String| ClientError::TlsSetup {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A system certificate rustls cannot use is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    let mut added = 0;
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(Connector::Rustls(std::sync::Arc::new(config))))
+}
+
 /// Whether an I/O error of the connection comes from TLS (e.g. an untrusted certificate).
 fn is_tls_error(err: &std::io::Error) -> bool {
     err.get_ref()
@@ -223,7 +262,7 @@ mod tests {
     async fn an_unreachable_server_names_the_url() {
         let url = Url::parse("ws://127.0.0.1:9/stream").unwrap();
         let limit = Duration::from_secs(5);
-        let err = Connection::open(&url, None, Instant::now() + limit, limit)
+        let err = Connection::open(&url, None, None, Instant::now() + limit, limit)
             .await
             .err()
             .unwrap()
@@ -240,7 +279,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = Url::parse(&format!("ws://{}/stream", listener.local_addr().unwrap())).unwrap();
         let limit = Duration::from_millis(300);
-        let err = Connection::open(&url, None, Instant::now() + limit, limit)
+        let err = Connection::open(&url, None, None, Instant::now() + limit, limit)
             .await
             .err()
             .unwrap();

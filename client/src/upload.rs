@@ -9,13 +9,14 @@ use std::hash::BuildHasher;
 use std::time::Duration;
 
 use referee_protocol::digest::DigestBuilder;
-use referee_protocol::frame::encode_frame;
+use referee_protocol::frame::{encode_frame, flags};
 use referee_protocol::{ControlMessage, ErrorCode, ResumedState, PROTOCOL_VERSION};
 use tokio::sync::mpsc;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::{sleep_until, timeout_at, Instant};
 use url::Url;
 
 use crate::error::ClientError;
+use crate::pace::Pacer;
 use crate::progress::Progress;
 use crate::saved::{self, SavedSession};
 use crate::signal::SignalFile;
@@ -29,7 +30,7 @@ const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// How to reach the server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Link {
     pub url: Url,
     pub token: Option<String>,
@@ -37,6 +38,8 @@ pub struct Link {
     pub connect_timeout: Duration,
     /// Reconnection attempts per outage.
     pub retries: u32,
+    /// TLS settings for wss:// (the CAs to trust), when they differ from the default.
+    pub tls: Option<tokio_tungstenite::Connector>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,8 @@ pub struct Upload {
     skip_until: u64,
     phase: Phase,
     signal: Option<SignalFile>,
+    /// `--max-fps` / `--max-mbps`.
+    pacer: Pacer,
 }
 
 impl Upload {
@@ -122,6 +127,7 @@ impl Upload {
             skip_until: 0,
             phase: Phase::Frames,
             signal,
+            pacer: Pacer::unlimited(),
         })
     }
 
@@ -143,6 +149,7 @@ impl Upload {
             skip_until: 0,
             phase: Phase::Frames,
             signal,
+            pacer: Pacer::unlimited(),
         };
         let frames_stored = upload.resume(true).await?;
         println!(
@@ -150,6 +157,11 @@ impl Upload {
             upload.session_id
         );
         Ok(upload)
+    }
+
+    /// Caps the sending rate (new frames only: frames sent again after a resume go at once).
+    pub fn limit_rate(&mut self, pacer: Pacer) {
+        self.pacer = pacer;
     }
 
     /// Uploads the frames, ends the session, sends the signal and waits for COMPLETE,
@@ -199,13 +211,16 @@ impl Upload {
         }
         loop {
             let has_room = self.window.has_room();
+            // With a rate cap, the next frame may have to wait (ACKs are read meanwhile).
+            let paced = self.pacer.next_at();
             let conn = self.conn()?;
             tokio::select! {
                 message = conn.recv() => match message? {
                     ControlMessage::Ack { frames_stored } => self.ack(frames_stored, progress)?,
                     other => return Err(Ended::Server(unexpected(&other, "ACK"))),
                 },
-                frame = frames.recv(), if has_room => match frame {
+                () = sleep_until(paced.unwrap_or_else(Instant::now)), if has_room && paced.is_some() => {}
+                frame = frames.recv(), if has_room && paced.is_none() => match frame {
                     Some(Ok(frame)) => self.send_frame(frame).await?,
                     Some(Err(err)) => return Err(self.abort(ErrorCode::SourceFailed, err).await),
                     None => {
@@ -231,8 +246,14 @@ impl Upload {
             };
             return Err(self.abort(ErrorCode::FrameTooLarge, err).await);
         }
-        let message = encode_frame(frame.index, frame.pts_us, 0, &frame.jpeg)
+        let frame_flags = if frame.passthrough {
+            flags::PASSTHROUGH
+        } else {
+            0
+        };
+        let message = encode_frame(frame.index, frame.pts_us, frame_flags, &frame.jpeg)
             .map_err(|e| Ended::Server(e.into()))?;
+        self.pacer.sent(message.len() as u64);
         // Kept before it is sent: if the send fails, the frame goes again after the resume.
         self.window.sent_one(message.clone());
         self.conn()?.send_binary(message).await
@@ -415,6 +436,7 @@ async fn connect(link: &Link) -> Result<(Instant, Connection), ClientError> {
     let conn = Connection::open(
         &link.url,
         link.token.as_deref(),
+        link.tls.clone(),
         deadline,
         link.connect_timeout,
     )

@@ -85,6 +85,10 @@ pub enum ControlMessage {
         /// The encoder quality (1-100) used, when the client re-encodes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         quality: Option<u8>,
+        /// Stream into this session, created ahead of the upload (`POST /api/sessions`),
+        /// instead of a new one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<String>,
     },
     /// Server → client: the session exists on disk; frames may be sent.
     SessionStarted {
@@ -275,6 +279,7 @@ mod tests {
             frame_count: Some(1800),
             encoding: FrameEncoding::Jpeg,
             quality: Some(90),
+            session_id: None,
         }
     }
 

@@ -320,6 +320,7 @@ mod tests {
             frame_count: None,
             encoding: FrameEncoding::Jpeg,
             quality: Some(90),
+            session_id: None,
         }
     }
 

@@ -100,6 +100,33 @@ pub enum SampleError {
 /// `.avi` is Motion-JPEG (`MJPG`), `.mp4` is MPEG-4 Part 2 (`mp4v`). After writing, the file
 /// is read back and every frame is checked to be there, with the right size.
 pub fn write_video(path: &Path, spec: &SyntheticVideo) -> Result<(), SampleError> {
+    write_frames(path, spec, draw_frame)
+}
+
+/// Writes a video like [`write_video`] whose only motion is a square that moves on the frames
+/// of `moving` (inclusive ranges of frame indices) over a still background: frame `i` differs
+/// from frame `i - 1` exactly when `i` lies in one of the ranges. For testing motion analysis.
+pub fn write_motion_video(
+    path: &Path,
+    spec: &SyntheticVideo,
+    moving: &[(u32, u32)],
+) -> Result<(), SampleError> {
+    let moving = moving.to_vec();
+    write_frames(path, spec, move |spec, background, index| {
+        let steps = moving
+            .iter()
+            .map(|&(a, b)| (index.min(b) + 1).saturating_sub(a))
+            .sum::<u32>();
+        draw_square_frame(spec, background, steps)
+    })
+}
+
+/// Writes the frames that `draw` makes (from the spec, the still background and the index).
+fn write_frames(
+    path: &Path,
+    spec: &SyntheticVideo,
+    mut draw: impl FnMut(&SyntheticVideo, &Mat, u32) -> opencv::Result<Mat>,
+) -> Result<(), SampleError> {
     check_spec(spec)?;
     let fourcc_chars = fourcc_for(path)?;
     let cv = |what: &'static str| {
@@ -122,7 +149,7 @@ pub fn write_video(path: &Path, spec: &SyntheticVideo) -> Result<(), SampleError
     }
     let background = draw_background(spec).map_err(cv("drawing the background"))?;
     for index in 0..spec.frames {
-        let frame = draw_frame(spec, &background, index).map_err(cv("drawing a frame"))?;
+        let frame = draw(spec, &background, index).map_err(cv("drawing a frame"))?;
         writer.write(&frame).map_err(cv("writing a frame"))?;
     }
     writer.release().map_err(cv("closing the video writer"))?;
@@ -175,6 +202,30 @@ pub fn verify_video(path: &Path, spec: &SyntheticVideo) -> Result<(), SampleErro
         });
     }
     Ok(())
+}
+
+/// The frame rate the video at `path` announces, as OpenCV reads it.
+pub fn video_fps(path: &Path) -> Result<f64, SampleError> {
+    let cv = |what: &'static str| {
+        move |source: opencv::Error| SampleError::OpenCv {
+            path: path.to_path_buf(),
+            what,
+            source,
+        }
+    };
+    let capture = videoio::VideoCapture::from_file(path, videoio::CAP_ANY)
+        .map_err(cv("opening the video for reading"))?;
+    if !capture
+        .is_opened()
+        .map_err(cv("opening the video for reading"))?
+    {
+        return Err(SampleError::ReaderNotOpened {
+            path: path.to_path_buf(),
+        });
+    }
+    capture
+        .get(videoio::CAP_PROP_FPS)
+        .map_err(cv("reading the frame rate"))
 }
 
 /// The text of a signal file holding `events` (seconds, then `EVENT [key=value ...]`), one a
@@ -301,6 +352,39 @@ fn draw_background(spec: &SyntheticVideo) -> opencv::Result<Mat> {
             0,
         )?;
     }
+    Ok(mat)
+}
+
+/// The background with a square `steps` steps along a path that bounces between the sides.
+fn draw_square_frame(spec: &SyntheticVideo, background: &Mat, steps: u32) -> opencv::Result<Mat> {
+    let (w, h) = (spec.width, spec.height);
+    let mut mat = background.try_clone()?;
+    let size = (h / 4).max(4);
+    let span = (w - size).max(1);
+    let travelled = i64::from(steps) * i64::from((w / 40).max(2)) % (2 * i64::from(span));
+    let x = if travelled < i64::from(span) {
+        travelled
+    } else {
+        2 * i64::from(span) - travelled
+    } as i32;
+    // White with a black outline: it stands out from any background, as a fencer in white
+    // does.
+    imgproc::rectangle(
+        &mut mat,
+        Rect::new(x, h / 3, size, size),
+        Scalar::new(255.0, 255.0, 255.0, 0.0),
+        imgproc::FILLED,
+        imgproc::LINE_8,
+        0,
+    )?;
+    imgproc::rectangle(
+        &mut mat,
+        Rect::new(x, h / 3, size, size),
+        Scalar::new(0.0, 0.0, 0.0, 0.0),
+        (size / 10).max(1),
+        imgproc::LINE_8,
+        0,
+    )?;
     Ok(mat)
 }
 
@@ -448,6 +532,28 @@ mod tests {
         let c = draw_frame(&spec, &bg, 4).unwrap();
         assert_eq!(a.data_bytes().unwrap(), b.data_bytes().unwrap());
         assert_ne!(a.data_bytes().unwrap(), c.data_bytes().unwrap());
+    }
+
+    #[test]
+    fn the_motion_video_moves_only_on_the_given_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("motion.avi");
+        let spec = SyntheticVideo {
+            frames: 12,
+            fps: 30.0,
+            width: 160,
+            height: 120,
+        };
+        write_motion_video(&path, &spec, &[(3, 5), (9, 9)]).unwrap();
+        let mut capture = videoio::VideoCapture::from_file(&path, videoio::CAP_ANY).unwrap();
+        let mut frames = Vec::new();
+        let mut frame = Mat::default();
+        while capture.read(&mut frame).unwrap() && !frame.empty() {
+            frames.push(frame.data_bytes().unwrap().to_vec());
+        }
+        assert_eq!(frames.len(), 12);
+        let changed: Vec<usize> = (1..12).filter(|&i| frames[i] != frames[i - 1]).collect();
+        assert_eq!(changed, [3, 4, 5, 9]);
     }
 
     #[test]

@@ -47,12 +47,16 @@ pub async fn list_sessions(State(app): State<AppState>) -> Response {
 /// `GET /api/sessions/{id}`: one session's state, counters and times.
 pub async fn get_session(State(app): State<AppState>, Path(id): Path<String>) -> Response {
     if let Some(meta) = app.live.get(&id) {
-        return Json(meta.public_json()).into_response();
+        let links = crate::results_api::links(&app, &id, meta.frames_stored).await;
+        return Json(with_links(meta.public_json(), links)).into_response();
     }
     let store = Arc::clone(&app.store);
     let lookup = id.clone();
     match tokio::task::spawn_blocking(move || store.load_meta(&lookup)).await {
-        Ok(Ok(meta)) => Json(meta.public_json()).into_response(),
+        Ok(Ok(meta)) => {
+            let links = crate::results_api::links(&app, &id, meta.frames_stored).await;
+            Json(with_links(meta.public_json(), links)).into_response()
+        }
         Ok(Err(StoreError::NotFound(_))) => error(
             StatusCode::NOT_FOUND,
             "session_not_found",
@@ -69,6 +73,14 @@ pub async fn get_session(State(app): State<AppState>, Path(id): Path<String>) ->
             err.to_string(),
         ),
     }
+}
+
+/// A session's JSON with its `links` (see [`crate::results_api::links`]).
+fn with_links(mut value: serde_json::Value, links: serde_json::Value) -> serde_json::Value {
+    if let Some(object) = value.as_object_mut() {
+        object.insert("links".into(), links);
+    }
+    value
 }
 
 fn error(status: StatusCode, code: &str, message: String) -> Response {

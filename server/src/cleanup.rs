@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::events::{EventBus, EventKind};
 use crate::store::{has_passed, rfc3339, SessionStatus, SessionStore};
 use crate::AppState;
 
@@ -20,7 +21,10 @@ pub async fn run(app: AppState) {
         let store = Arc::clone(&app.store);
         let live = Arc::clone(&app.live);
         let expiry = Duration::from_secs(app.config.abandoned_expiry_secs);
-        let swept = tokio::task::spawn_blocking(move || sweep(store.as_ref(), &live, expiry)).await;
+        let events = app.events.clone();
+        let swept =
+            tokio::task::spawn_blocking(move || sweep(store.as_ref(), &live, &events, expiry))
+                .await;
         if let Err(err) = swept {
             tracing::error!("the cleanup sweep failed: {err}");
         }
@@ -28,7 +32,12 @@ pub async fn run(app: AppState) {
 }
 
 /// One sweep. Sessions attached to a connection are left alone.
-pub fn sweep(store: &dyn SessionStore, live: &crate::live::LiveSessions, expiry: Duration) {
+pub fn sweep(
+    store: &dyn SessionStore,
+    live: &crate::live::LiveSessions,
+    events: &EventBus,
+    expiry: Duration,
+) {
     let sessions = match store.list() {
         Ok(sessions) => sessions,
         Err(err) => {
@@ -50,13 +59,17 @@ pub fn sweep(store: &dyn SessionStore, live: &crate::live::LiveSessions, expiry:
                 );
                 meta.status = SessionStatus::Abandoned;
                 meta.expires_at = Some(expires);
-                if let Err(err) = store.save_meta(&meta) {
-                    tracing::warn!("cleanup: {err}");
+                match store.save_meta(&meta) {
+                    Ok(()) => events.publish(EventKind::Abandoned, &meta),
+                    Err(err) => tracing::warn!("cleanup: {err}"),
                 }
             }
             SessionStatus::Abandoned if meta.expires_at.as_deref().is_some_and(has_passed) => {
                 match store.delete(&meta.id) {
-                    Ok(()) => tracing::info!("Session {}: expired, deleted", meta.id),
+                    Ok(()) => {
+                        tracing::info!("Session {}: expired, deleted", meta.id);
+                        events.publish(EventKind::Deleted, &meta);
+                    }
                     Err(err) => tracing::warn!("cleanup: {err}"),
                 }
             }

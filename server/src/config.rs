@@ -1,15 +1,31 @@
 //! The server's configuration: command-line flags, each with an environment variable.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use serde::Serialize;
+use thiserror::Error;
 
 /// referee-server: receives recorded video sessions over WebSocket, stores every frame on
 /// disk as it arrives, rebuilds the video and lines the signal events up with the frames.
-#[derive(Debug, Clone, Parser)]
+#[derive(Debug, Clone, Parser, Serialize)]
 #[command(name = "referee-server", version)]
 pub struct Config {
+    /// TOML file of settings, named like the flags with `_` for `-` (e.g.
+    /// `max_frame_bytes = 8388608`). Flags and environment variables win over it.
+    #[arg(long, env = "REFEREE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration (flags, environment, file, defaults) as TOML and
+    /// exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
+
     /// Address and port to listen on.
     #[arg(long, env = "REFEREE_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -42,11 +58,20 @@ pub struct Config {
     /// Bearer token clients must present to stream (`Authorization: Bearer TOKEN`). Without
     /// a token (here or in --token-file) anyone who reaches the server may stream.
     #[arg(long, env = "REFEREE_TOKEN", hide_env_values = true)]
+    #[serde(serialize_with = "hidden")]
     pub token: Option<String>,
 
     /// File holding the bearer token (its first line), instead of --token.
     #[arg(long, env = "REFEREE_TOKEN_FILE", conflicts_with = "token")]
     pub token_file: Option<PathBuf>,
+
+    /// PEM certificate chain to serve HTTPS and wss:// with (needs --tls-key).
+    #[arg(long, env = "REFEREE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "REFEREE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Seconds a dropped session stays resumable before it is abandoned.
     #[arg(long, env = "REFEREE_RESUME_GRACE", default_value_t = 600)]
@@ -90,7 +115,111 @@ pub struct Config {
     pub cleanup_interval_secs: u64,
 }
 
+/// A configuration that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid TOML: {source}")]
+    Toml {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("the config file {path} has an unknown setting {key:?}; the settings are: {known}")]
+    UnknownKey {
+        path: PathBuf,
+        key: String,
+        known: String,
+    },
+    #[error("the config file {path}: {source}")]
+    Invalid { path: PathBuf, source: clap::Error },
+}
+
+/// Shows a secret as set or not, never its value.
+fn hidden<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_str("(set)"),
+        None => s.serialize_none(),
+    }
+}
+
 impl Config {
+    /// Parses the command line and the environment, then fills what they leave at its
+    /// default from the config file, if one is named. Usage errors exit the process with
+    /// clap's message, as for any command-line tool.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(std::env::args_os())
+    }
+
+    pub fn load_from(
+        args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+    ) -> Result<Self, ConfigError> {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let matches = Self::command().get_matches_from(&args);
+        let first = Self::from_arg_matches(&matches).map_err(|e| e.exit())?;
+        let Some(path) = first.config.clone() else {
+            return Ok(first);
+        };
+        let extra = Self::file_args(&path, &matches)?;
+        let mut all = args;
+        all.extend(extra);
+        Self::try_parse_from(all).map_err(|source| ConfigError::Invalid { path, source })
+    }
+
+    /// The settings of the file at `path` as `--flag=value` arguments, for those that no flag
+    /// or environment variable sets.
+    fn file_args(path: &Path, matches: &clap::ArgMatches) -> Result<Vec<OsString>, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let table: toml::Table = toml::from_str(&text).map_err(|source| ConfigError::Toml {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let command = Self::command();
+        let known: Vec<String> = command
+            .get_arguments()
+            .filter(|a| {
+                a.get_long().is_some() && !["config", "print_config"].contains(&a.get_id().as_str())
+            })
+            .map(|a| a.get_id().to_string())
+            .collect();
+        let mut extra = Vec::new();
+        for (key, value) in table {
+            if !known.contains(&key) {
+                return Err(ConfigError::UnknownKey {
+                    path: path.to_path_buf(),
+                    key,
+                    known: known.join(", "),
+                });
+            }
+            let from_default = matches!(
+                matches.value_source(&key),
+                None | Some(ValueSource::DefaultValue)
+            );
+            if from_default {
+                let value = match value {
+                    toml::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                extra.push(OsString::from(format!(
+                    "--{}={value}",
+                    key.replace('_', "-")
+                )));
+            }
+        }
+        Ok(extra)
+    }
+
+    /// The effective configuration as TOML (secrets shown as set or not).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+    }
+
     /// The defaults, with the given data directory and listen address (for tests and
     /// embedding).
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
@@ -138,5 +267,57 @@ impl Config {
         (self.max_frame_bytes as usize + referee_protocol::FRAME_HEADER_LEN)
             .max(self.max_text_bytes())
             + 1024
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_environment_over_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("referee.toml");
+        std::fs::write(
+            &file,
+            "window = 32\nmax_signal_bytes = 2048\ndata_dir = \"/srv/referee\"\n",
+        )
+        .unwrap();
+        let file = file.to_str().unwrap();
+        let config =
+            Config::load_from(["referee-server", "--config", file, "--window", "48"]).unwrap();
+        assert_eq!(config.window, 48, "a flag wins over the file");
+        assert_eq!(
+            config.max_signal_bytes, 2048,
+            "the file wins over the default"
+        );
+        assert_eq!(config.data_dir, PathBuf::from("/srv/referee"));
+        assert_eq!(config.heartbeat_secs, 10, "the default stays");
+        let shown = config.to_toml();
+        assert!(shown.contains("window = 48"), "{shown}");
+    }
+
+    #[test]
+    fn unknown_settings_and_bad_values_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "windw = 3\n").unwrap();
+        let err = Config::load_from(["referee-server", "--config", file.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown setting \"windw\""), "{err}");
+        std::fs::write(&file, "window = \"lots\"\n").unwrap();
+        let err = Config::load_from(["referee-server", "--config", file.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad.toml") && err.contains("lots"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let config = Config::load_from(["referee-server", "--token", "hunter2"]).unwrap();
+        let shown = config.to_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("token = \"(set)\""), "{shown}");
     }
 }

@@ -28,8 +28,10 @@ use tokio::sync::{broadcast, OwnedMutexGuard};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::events::EventKind;
 use crate::limits::{ClientSlot, DiskCheck};
 use crate::live::LiveSession;
+use crate::metrics::Metrics;
 use crate::pipeline::PipelineEvent;
 use crate::processing::{self, complete_message, persist};
 use crate::store::{now_rfc3339, rfc3339, SessionMeta, SessionStatus, StoreError};
@@ -44,6 +46,8 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(10);
 const LOG_EVERY_FRAMES: u64 = 100;
 /// Heartbeats a client may miss before it is taken for gone.
 const MISSED_HEARTBEATS: u32 = 3;
+/// Watchers get a `frames` event at most this often per session.
+const FRAMES_EVENT_EVERY: Duration = Duration::from_millis(250);
 
 /// Serves one WebSocket connection until it ends.
 pub async fn handle_socket(socket: WebSocket, app: AppState, remote: SocketAddr) {
@@ -229,6 +233,13 @@ struct Session {
     received: u64,
     acked: u64,
     disk: DiskCheck,
+    /// Arrival time of each frame not yet acknowledged (at most the window), for the ACK
+    /// latency metric.
+    arrivals: std::collections::VecDeque<Instant>,
+    /// Index and CRC32C of the last frames stored (at most the window), to recognise a frame
+    /// sent again after a resume.
+    recent: std::collections::VecDeque<(u64, u32)>,
+    last_frames_event: Instant,
 }
 
 struct Connection<S> {
@@ -375,6 +386,7 @@ where
 
     /// Sends a fatal ERROR and closes the connection with the code's close code.
     async fn fail(&mut self, code: ErrorCode, message: String) -> ControlFlow<()> {
+        self.app.metrics.error(code);
         let id = self.id();
         match code {
             ErrorCode::StorageFailed | ErrorCode::Internal => {
@@ -473,10 +485,34 @@ where
             frame_count,
             encoding,
             quality,
+            session_id: reserved_id,
             ..
         } = msg
         else {
             return ControlFlow::Continue(());
+        };
+        // A session created ahead of its upload, to stream into.
+        let reserved = match reserved_id {
+            None => None,
+            Some(id) => match crate::watch::current(&self.app, &id).await {
+                Some(meta) if meta.status == SessionStatus::Created => Some(meta),
+                Some(meta) => {
+                    return self
+                        .fail(
+                            ErrorCode::AlreadyStarted,
+                            format!("session {id} already has an upload (it is {}): resume it, or create another session", meta.status.as_str()),
+                        )
+                        .await
+                }
+                None => {
+                    return self
+                        .fail(
+                            ErrorCode::SessionNotFound,
+                            format!("this server has no session {id:?}: create it with POST /api/sessions first"),
+                        )
+                        .await
+                }
+            },
         };
         if let Some((code, why)) = self.refuse_new_session() {
             return self.fail(code, why).await;
@@ -492,8 +528,11 @@ where
         };
         let now = now_rfc3339();
         let meta = SessionMeta {
-            id: session_id::generate(&name, OffsetDateTime::now_utc()),
-            name,
+            id: reserved.as_ref().map_or_else(
+                || session_id::generate(&name, OffsetDateTime::now_utc()),
+                |m| m.id.clone(),
+            ),
+            name: reserved.as_ref().map_or(name, |m| m.name.clone()),
             source,
             fps,
             width,
@@ -514,14 +553,21 @@ where
             resumes: 0,
             resumable_until: None,
             expires_at: None,
-            created_at: now.clone(),
+            created_at: reserved
+                .as_ref()
+                .map_or_else(|| now.clone(), |m| m.created_at.clone()),
             updated_at: now,
             ended_at: None,
             completed_at: None,
         };
         let store = Arc::clone(&self.app.store);
+        let is_reserved = reserved.is_some();
         let created = tokio::task::spawn_blocking(move || {
             let mut meta = meta;
+            if is_reserved {
+                store.save_meta(&meta)?;
+                return Ok((store.frame_sink(&meta.id)?, meta));
+            }
             // A collision of ids needs the same name in the same second and the same
             // random suffix; try again with a new suffix.
             loop {
@@ -553,6 +599,11 @@ where
             }
         };
         let resume_token = meta.resume_token.clone();
+        if !is_reserved {
+            Metrics::add(&self.app.metrics.sessions_created, 1);
+            self.app.events.publish(EventKind::Created, &meta);
+        }
+        self.app.events.publish(EventKind::Started, &meta);
         let (live, active) = self.app.live.insert(meta);
         tracing::info!("Created session {} ({active} active sessions)", live.id());
         let session_id = live.id().to_string();
@@ -603,6 +654,9 @@ where
             received: 0,
             acked: stored.frames,
             disk: DiskCheck::new(&config.data_dir, config.min_free_disk_bytes),
+            arrivals: Default::default(),
+            recent: Default::default(),
+            last_frames_event: Instant::now(),
             live,
         });
     }
@@ -721,8 +775,19 @@ where
         if resumed == ResumedState::Receiving {
             let store = Arc::clone(&self.app.store);
             let sink_id = id.clone();
-            let sink = match tokio::task::spawn_blocking(move || store.frame_sink(&sink_id)).await {
-                Ok(Ok(sink)) => sink,
+            let window = self.app.config.window as usize;
+            let reopened = tokio::task::spawn_blocking(move || {
+                let crcs = store.frame_source(&sink_id)?.checksums();
+                let first = crcs.len().saturating_sub(window);
+                let recent: std::collections::VecDeque<(u64, u32)> = crcs[first..]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &crc)| ((first + i) as u64, crc))
+                    .collect();
+                Ok::<_, StoreError>((store.frame_sink(&sink_id)?, recent))
+            });
+            let (sink, recent) = match reopened.await {
+                Ok(Ok(reopened)) => reopened,
                 Ok(Err(err)) => {
                     return self
                         .fail(
@@ -739,6 +804,7 @@ where
                     bytes: meta.bytes_stored,
                 };
                 session.writer = Some(FrameWriter::start(sink, self.app.config.window, stored));
+                session.recent = recent;
             }
         }
         if let Some(session) = self.session.as_mut() {
@@ -755,6 +821,8 @@ where
             m.resumable_until = None;
             m.resumes += 1;
         });
+        Metrics::add(&self.app.metrics.resumes, 1);
+        self.app.events.publish(EventKind::Resumed, &meta);
         tracing::info!(
             "Session {id} resumed by {} in state {} at frame {frames} (resume {})",
             self.remote,
@@ -834,6 +902,14 @@ where
             }
         };
         let index = frame.header.index;
+        if self.is_duplicate(index, frame.header.crc32c) {
+            Metrics::add(&self.app.metrics.duplicates_dropped, 1);
+            tracing::debug!(
+                "Session {}: frame {index} is already stored, dropped",
+                self.id()
+            );
+            return ControlFlow::Continue(());
+        }
         if let Err(violation) = self.state.accept(Incoming::Frame { index }) {
             return self.fail(violation.code(), violation.to_string()).await;
         }
@@ -869,6 +945,13 @@ where
                 .await;
         }
         session.received += 1;
+        Metrics::add(&self.app.metrics.frames_received, 1);
+        Metrics::add(&self.app.metrics.bytes_received, frame.payload.len() as u64);
+        session.arrivals.push_back(Instant::now());
+        session.recent.push_back((index, frame.header.crc32c));
+        if session.recent.len() > self.app.config.window as usize {
+            session.recent.pop_front();
+        }
         if session.received % LOG_EVERY_FRAMES == 0 {
             tracing::info!(
                 "Session {}: received frame {index}, total {}, {:.1} MB",
@@ -886,6 +969,19 @@ where
         } else {
             self.on_writer_stopped().await
         }
+    }
+
+    /// Whether frame `index` with this CRC32C is one already stored, sent again (e.g. by a
+    /// client that resumed from an older point than the server told it).
+    fn is_duplicate(&self, index: u64, crc32c: u32) -> bool {
+        let SessionState::Receiving { next_frame } = self.state else {
+            return false;
+        };
+        index < next_frame
+            && self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.recent.iter().any(|&(i, crc)| i == index && crc == crc32c))
     }
 
     /// The writer stopped on its own: a storage error.
@@ -906,11 +1002,28 @@ where
         let Some(session) = self.session.as_mut() else {
             return ControlFlow::Continue(());
         };
-        session.live.update(|m| {
+        let meta = session.live.update(|m| {
+            let metrics = &self.app.metrics;
+            Metrics::add(
+                &metrics.frames_stored,
+                stored.frames.saturating_sub(m.frames_stored),
+            );
+            Metrics::add(
+                &metrics.bytes_stored,
+                stored.bytes.saturating_sub(m.bytes_stored),
+            );
             m.frames_stored = stored.frames;
             m.bytes_stored = stored.bytes;
         });
+        if session.last_frames_event.elapsed() >= FRAMES_EVENT_EVERY {
+            session.last_frames_event = Instant::now();
+            self.app.events.publish(EventKind::Frames, &meta);
+        }
         if stored.frames > session.acked {
+            let newly = (stored.frames - session.acked) as usize;
+            for arrived in session.arrivals.drain(..newly.min(session.arrivals.len())) {
+                self.app.metrics.ack_latency.observe(arrived.elapsed());
+            }
             session.acked = stored.frames;
             self.peer
                 .send(&ControlMessage::Ack {
@@ -983,6 +1096,10 @@ where
                 )
                 .await;
         }
+        // The last batch: counted and acknowledged like every other.
+        if self.on_stored(stored.clone()).await.is_break() {
+            return ControlFlow::Break(());
+        }
         let Some(session) = self.session.as_mut() else {
             return ControlFlow::Continue(());
         };
@@ -992,8 +1109,6 @@ where
             SessionStatus::Processing
         };
         let meta = session.live.update(|m| {
-            m.frames_stored = stored.frames;
-            m.bytes_stored = stored.bytes;
             m.ended_at = Some(now_rfc3339());
             m.status = status;
             if !signal_follows {
@@ -1001,15 +1116,8 @@ where
             }
         });
         tracing::info!("Session {id} ended: {} frames", stored.frames);
+        self.app.events.publish(EventKind::Ended, &meta);
         persist(Arc::clone(&self.app.store), meta).await;
-        if stored.frames > session.acked {
-            session.acked = stored.frames;
-            self.peer
-                .send(&ControlMessage::Ack {
-                    frames_stored: stored.frames,
-                })
-                .await;
-        }
         self.peer
             .send(&ControlMessage::SessionEnded {
                 frames_stored: stored.frames,
@@ -1171,6 +1279,7 @@ where
                     "Session {id}: {reason}; {} frames stored and kept, session detached (resumable for {grace} s)",
                     meta.frames_stored
                 );
+                self.app.events.publish(EventKind::Detached, &meta);
                 persist(Arc::clone(&self.app.store), meta).await;
             }
             SessionState::Processing { .. } => tracing::info!(

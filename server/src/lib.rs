@@ -13,20 +13,29 @@
 //! - [`recovery`]: sessions brought back after a stop; [`cleanup`]: abandon and expire.
 //! - [`auth`], [`limits`]: bearer tokens; per-client and disk limits.
 //! - [`api`]: the HTTP API.
+//! - [`results_api`]: results over HTTP (video with byte ranges, reports, thumbnails, frames),
+//!   and deleting sessions; [`byte_range`] reads `Range` headers.
 
 pub mod api;
 pub mod auth;
+pub mod byte_range;
 pub mod cleanup;
 pub mod config;
+pub mod events;
 pub mod frame_check;
 pub mod ingest;
 pub mod limits;
 pub mod live;
+pub mod metrics;
+pub mod ops;
 pub mod pipeline;
 pub mod processing;
 pub mod recovery;
+pub mod reserve;
+pub mod results_api;
 pub mod session_id;
 pub mod store;
+pub mod watch;
 pub mod writer;
 
 use std::future::Future;
@@ -37,6 +46,7 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::routing::delete;
 use axum::routing::get;
 use axum::Router;
 use thiserror::Error;
@@ -76,6 +86,9 @@ pub struct AppState {
     /// Every WebSocket connection task, waited for on shutdown (axum's graceful shutdown
     /// does not track upgraded connections).
     pub tasks: TaskTracker,
+    /// What happens to sessions, for watchers, webhooks and metrics.
+    pub events: events::EventBus,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -96,6 +109,8 @@ impl AppState {
             clients: ClientCounts::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            events: events::EventBus::default(),
+            metrics: Arc::new(metrics::Metrics::default()),
         })
     }
 }
@@ -105,8 +120,32 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/health", get(api::health))
         .route(referee_protocol::STREAM_PATH, get(stream))
-        .route("/api/sessions", get(api::list_sessions))
+        .route(
+            "/api/sessions",
+            get(api::list_sessions).post(reserve::create),
+        )
         .route("/api/sessions/{id}", get(api::get_session))
+        .route("/api/sessions/{id}", delete(results_api::delete_session))
+        .route("/api/sessions/{id}/video", get(results_api::video))
+        .route("/api/sessions/{id}/video.mp4", get(results_api::video_mp4))
+        .route("/api/sessions/{id}/video.avi", get(results_api::video_avi))
+        .route(
+            "/api/sessions/{id}/report.json",
+            get(results_api::report_json),
+        )
+        .route(
+            "/api/sessions/{id}/report.html",
+            get(results_api::report_html),
+        )
+        .route(
+            "/api/sessions/{id}/thumbnails/{name}",
+            get(results_api::thumbnail),
+        )
+        .route("/api/sessions/{id}/frames/{file}", get(results_api::frame))
+        .route("/api/sessions/{id}/events", get(watch::session_events))
+        .route("/api/sessions/{id}/live.mjpeg", get(watch::live_mjpeg))
+        .route("/api/events", get(watch::all_events))
+        .route("/metrics", get(ops::metrics))
         .with_state(state)
 }
 
@@ -127,6 +166,27 @@ async fn stream(
         .on_upgrade(move |socket| tasks.track_future(ingest::handle_socket(socket, app, remote)))
 }
 
+/// The TLS configuration of `--tls-cert` and `--tls-key`.
+async fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> std::io::Result<axum_server::tls_rustls::RustlsConfig> {
+    // One crypto provider for the process (ring); a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot use the TLS certificate {} and key {}: {e}",
+                    cert.display(),
+                    key.display()
+                ),
+            )
+        })
+}
+
 /// Recovers the sessions a previous run left unfinished, then serves on `listener` until
 /// `shutdown` completes. On shutdown it stops accepting, tells every connected client the
 /// server is going away (they resume later), flushes every session, and returns within
@@ -143,15 +203,34 @@ pub async fn serve(
     let token = state.shutdown.clone();
     let tasks = state.tasks.clone();
     let grace = Duration::from_secs(state.config.shutdown_timeout_secs);
-    let served = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        token.cancel();
-    })
-    .await;
+    let tls = match (&state.config.tls_cert, &state.config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_config(cert, key).await?),
+        _ => None,
+    };
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let served = match tls {
+        None => {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(async move {
+                    shutdown.await;
+                    token.cancel();
+                })
+                .await
+        }
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                token.cancel();
+                stopper.graceful_shutdown(Some(grace));
+            });
+            axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    };
     tasks.close();
     if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
         tracing::warn!(

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 use referee_server::{serve, AppState, Config};
 use tracing_subscriber::EnvFilter;
 
@@ -63,7 +62,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if config.print_config {
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
     init_logging();
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,

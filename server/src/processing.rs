@@ -7,6 +7,7 @@ use referee_protocol::signal::SignalTrack;
 use referee_protocol::{ControlMessage, Stage};
 use tokio::sync::mpsc;
 
+use crate::events::EventKind;
 use crate::live::LiveSession;
 use crate::pipeline::{self, PipelineEvent};
 use crate::store::{SessionMeta, SessionStatus, SessionStore};
@@ -27,8 +28,31 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
     let store = Arc::clone(&app.store);
     let workers = Arc::clone(&app.processing);
     let publisher = Arc::clone(&live);
+    let (bus, metrics) = (app.events.clone(), Arc::clone(&app.metrics));
     tokio::spawn(async move {
+        // Relays the pipeline's events to the session's connections and to the event bus,
+        // and times each stage.
+        let mut stage_started: Option<(Stage, std::time::Instant)> = None;
         while let Some(event) = rx.recv().await {
+            let stage_now = match &event {
+                PipelineEvent::Progress { stage, .. } => Some(*stage),
+                _ => None,
+            };
+            if let Some((stage, since)) = stage_started {
+                if stage_now != Some(stage) {
+                    metrics.stage_duration(stage, since.elapsed());
+                    stage_started = None;
+                }
+            }
+            if let (Some(stage), None) = (stage_now, stage_started) {
+                stage_started = Some((stage, std::time::Instant::now()));
+            }
+            let kind = match &event {
+                PipelineEvent::Progress { .. } => EventKind::Progress,
+                PipelineEvent::Complete { .. } => EventKind::Complete,
+                PipelineEvent::Failed { .. } => EventKind::Failed,
+            };
+            bus.publish(kind, &publisher.snapshot());
             publisher.publish(event);
         }
     });

@@ -45,6 +45,16 @@ async fn recover_one(app: &AppState, mut meta: SessionMeta) -> Result<(), StoreE
     .await
     .map_err(|e| StoreError::WriterStopped(e.to_string()))??;
     let id = meta.id.clone();
+    // Frames recorded as acknowledged must all be there: count any that are not.
+    let lost = meta.frames_stored.saturating_sub(recovered.frames);
+    if lost > 0 {
+        crate::metrics::Metrics::add(&app.metrics.frames_lost, lost);
+        tracing::error!(
+            "Session {id}: {lost} acknowledged frames are missing after the restart (frames {}..{})",
+            recovered.frames,
+            meta.frames_stored
+        );
+    }
     let lost_after_end = meta.upload_ended() && recovered.frames != meta.frames_stored;
     meta.frames_stored = recovered.frames;
     meta.bytes_stored = recovered.bytes;

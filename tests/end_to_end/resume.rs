@@ -7,11 +7,12 @@ use referee_protocol::frame::encode_frame;
 use referee_protocol::{ControlMessage, ErrorCode, PROTOCOL_VERSION};
 use referee_server::store::SessionStore;
 use referee_tests::proxy::{Cut, FaultProxy};
-use referee_tests::{client_frames, make_video, run_client, RawClient, TestServer};
+use referee_tests::{client_frames, default_frames, make_video, run_client, RawClient, TestServer};
 
-/// Checks that session `id` holds exactly the frames the client encodes from `video`.
+/// Checks that session `id` holds exactly the frames the client sends from `video` (its own
+/// JPEG frames: the test videos are Motion-JPEG).
 fn assert_stored_exactly(server: &TestServer, id: &str, video: &std::path::Path) {
-    let sent = client_frames(video, 90);
+    let sent = default_frames(video);
     let mut stored = server.store().frame_source(id).unwrap();
     assert_eq!(
         stored.len(),
@@ -191,7 +192,7 @@ fn a_server_killed_mid_stream_comes_back_and_the_client_resumes() {
 
     // Every frame is there once, byte for byte.
     let store = referee_server::store::LocalStore::open(data.path()).unwrap();
-    let sent = client_frames(&video, 90);
+    let sent = default_frames(&video);
     let mut stored = store.frame_source(&id).unwrap();
     assert_eq!(stored.len(), sent.len() as u64);
     for (index, jpeg) in sent.iter().enumerate() {

@@ -179,6 +179,51 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Reads a Server-Sent Events stream at `path` until an event named in `until` (or the end of
+/// the stream, or `timeout`): the `(event, data)` pairs seen, in order.
+pub fn sse_events(
+    addr: SocketAddr,
+    path: &str,
+    until: &[&str],
+    timeout: Duration,
+) -> Vec<(String, serde_json::Value)> {
+    use std::io::BufRead;
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let reader = std::io::BufReader::new(stream);
+    let mut events = Vec::new();
+    let mut name = String::new();
+    let deadline = Instant::now() + timeout;
+    for line in reader.lines() {
+        let Ok(line) = line else { break };
+        if let Some(event) = line
+            .strip_prefix("event: ")
+            .or_else(|| line.strip_prefix("event:"))
+        {
+            name = event.trim().to_string();
+        } else if let Some(data) = line
+            .strip_prefix("data: ")
+            .or_else(|| line.strip_prefix("data:"))
+        {
+            let value = serde_json::from_str(data.trim())
+                .unwrap_or(serde_json::Value::String(data.trim().to_string()));
+            events.push((name.clone(), value));
+            if until.contains(&name.as_str()) {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    events
+}
+
 /// The path of a binary of this workspace, built next to the test executable.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -373,6 +418,7 @@ pub fn start_message(name: &str, width: u32, height: u32) -> ControlMessage {
         frame_count: None,
         encoding: referee_protocol::FrameEncoding::Jpeg,
         quality: Some(90),
+        session_id: None,
     }
 }
 
@@ -396,6 +442,27 @@ pub fn make_video(
     path
 }
 
+/// The JPEG frames the client sends for `video` without options that change them (no
+/// `--quality`, `--resize` or `--reencode`): a Motion-JPEG video's own frames as stored
+/// (passthrough), any other video's frames re-encoded at the default quality. Made with the
+/// client's own library.
+pub fn default_frames(video: &Path) -> Vec<Vec<u8>> {
+    use referee_client::pipeline::{FrameOptions, Frames};
+    let mut next: Box<dyn FnMut() -> Option<referee_client::source::EncodedFrame>> =
+        match Frames::open(video, FrameOptions::default()).unwrap() {
+            Frames::Passthrough { mut reader, .. } => {
+                Box::new(move || reader.next_frame().unwrap())
+            }
+            Frames::Reencode { mut source, .. } => Box::new(move || source.next_frame().unwrap()),
+        };
+    let mut frames = Vec::new();
+    while let Some(frame) = next() {
+        assert_eq!(frame.index, frames.len() as u64);
+        frames.push(frame.jpeg);
+    }
+    frames
+}
+
 /// The JPEG frames the client sends for `video` at `quality`, made with the client's own
 /// library.
 pub fn client_frames(video: &Path, quality: u8) -> Vec<Vec<u8>> {
@@ -406,4 +473,174 @@ pub fn client_frames(video: &Path, quality: u8) -> Vec<Vec<u8>> {
         frames.push(frame.jpeg);
     }
     frames
+}
+
+/// A SESSION_START for a `width`×`height` JPEG session at `fps`.
+pub fn start_message_at(name: &str, width: u32, height: u32, fps: f64) -> ControlMessage {
+    let mut message = start_message(name, width, height);
+    if let ControlMessage::SessionStart { fps: rate, .. } = &mut message {
+        *rate = fps;
+    }
+    message
+}
+
+/// An HTTP response: status, headers (names in lower case) and body.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A minimal HTTP/1.1 request (`GET`, `HEAD`, `DELETE`...) with extra `headers`; the body is
+/// kept as bytes, and a chunked body is decoded.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no end of headers in the response");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Decodes a chunked HTTP/1.1 body.
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size_text = String::from_utf8_lossy(&rest[..line_end]).into_owned();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+/// Where tests leave files for people to look at: `target/test-artifacts/`.
+pub fn artifacts_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/end_to_end-... -> target/
+    let target = exe.ancestors().nth(3).unwrap().to_path_buf();
+    let dir = target.join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The headless Chromium of the test machine (`scripts/install-deps.sh` installs it).
+pub fn chromium() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser"] {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "chromium is not installed, and the report page tests need it: run scripts/install-deps.sh \
+         (or `apt-get install chromium`)"
+    );
+}
+
+/// Runs headless Chromium on `url` with `extra` flags (e.g. `--dump-dom`), with a fresh
+/// profile and nothing reaching the network but `url`; returns its stdout.
+pub fn run_chromium(url: &str, extra: &[&str]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut child = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Read stdout on a thread, so that a large DOM never blocks Chromium on a full pipe.
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 90 s on {url}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    reader.join().unwrap()
 }

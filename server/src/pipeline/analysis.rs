@@ -1,16 +1,25 @@
-//! Stage `analysis`: lines each signal event up with the frame shown at its time, and writes
-//! `report.json`.
+//! Stage `analysis`: measures the motion of every frame, finds the activity segments, lines
+//! each signal event up with the frame shown at its time and the action leading to it, makes
+//! thumbnails, and writes `report.json` and `report.html`.
+//!
+//! The report's schema is documented in `docs/report-format.md`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use referee_protocol::signal::SignalTrack;
 use serde::{Deserialize, Serialize};
 
-use crate::store::SessionMeta;
+use super::activity::{self, Windows};
+use super::motion::{MotionMeter, ANALYSIS_WIDTH};
+use super::thumbnails::{thumbnail, thumbnail_name};
+use super::{report_html, Reporter, StageError};
+use crate::store::{FrameSource, SessionMeta, SessionStore};
 
 pub const REPORT_FILE: &str = "report.json";
-/// Version of the `report.json` schema; bumped on any incompatible change.
-pub const REPORT_SCHEMA_VERSION: u32 = 1;
+pub const REPORT_HTML_FILE: &str = "report.html";
+/// Version of the `report.json` schema. 2 added `video_codec`, `motion`, `segments` and each
+/// event's `thumbnail` and `action`.
+pub const REPORT_SCHEMA_VERSION: u32 = 2;
 
 /// The contents of `report.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,11 +35,16 @@ pub struct Report {
     pub duration_s: f64,
     /// The reconstructed video's file name, in the session's directory.
     pub video: String,
+    /// Its codec, e.g. `H.264`.
+    pub video_codec: String,
     pub signal_file: Option<String>,
     pub events: Vec<ReportEvent>,
+    /// Stretches of the video where something moves, in time order.
+    pub segments: Vec<ActivitySegment>,
+    pub motion: Motion,
 }
 
-/// One signal event, lined up with its frame.
+/// One signal event, lined up with its frame and the action leading to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportEvent {
     /// Line of the signal file.
@@ -43,6 +57,59 @@ pub struct ReportEvent {
     pub frame_index: u64,
     /// That frame's timestamp, in seconds.
     pub frame_time_s: f64,
+    /// Thumbnail of that frame, a result name (`thumbnails/frame-000036.jpg`).
+    pub thumbnail: String,
+    /// The activity segment leading to the event, if there is one.
+    pub action: Option<Action>,
+}
+
+/// Where the action that led to an event began.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    /// Position of the segment in `segments`.
+    pub segment: usize,
+    /// The segment's first frame and its timestamp.
+    pub start_frame: u64,
+    pub start_time_s: f64,
+    /// Seconds from the start of the action to the event (`time_s - start_time_s`).
+    pub lead_s: f64,
+    /// Thumbnail of the start frame.
+    pub thumbnail: String,
+}
+
+/// A stretch of frames whose motion energy is above the threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivitySegment {
+    pub start_frame: u64,
+    /// The last frame, inclusive.
+    pub end_frame: u64,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub peak_frame: u64,
+    pub peak_energy: f32,
+}
+
+/// The motion-energy series and how the segments were found in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Motion {
+    /// The size frames were compared at.
+    pub analysis_width: u32,
+    pub analysis_height: u32,
+    pub median: f32,
+    pub mad: f32,
+    pub threshold: f32,
+    pub merge_gap_frames: usize,
+    pub min_segment_frames: usize,
+    pub lookback_frames: usize,
+    /// Per frame: mean absolute grey-level difference from the previous frame (0 to 255).
+    pub energy: Vec<f32>,
+}
+
+/// The reconstructed video, as the report names it.
+#[derive(Debug, Clone, Copy)]
+pub struct VideoFile<'a> {
+    pub file_name: &'a str,
+    pub codec: &'a str,
 }
 
 /// The index of the frame on screen at `time_us`: the last frame whose timestamp is not after
@@ -56,13 +123,42 @@ pub fn frame_for_time(timestamps: &[i64], time_us: u64) -> Option<u64> {
     Some(after.saturating_sub(1) as u64)
 }
 
+/// Rounds to microseconds, so that JSON shows `1.2`, not `1.2000000000000002`.
+fn micro(s: f64) -> f64 {
+    (s * 1e6).round() / 1e6
+}
+
+/// Rounds an energy to thousandths of a grey level (more is noise, and bytes).
+fn milli(e: f32) -> f32 {
+    (e * 1000.0).round() / 1000.0
+}
+
 impl Report {
+    /// The report of a session whose frames have `timestamps` and motion `energy` (one value
+    /// per frame), measured at `analysis_size`.
     pub fn build(
         meta: &SessionMeta,
         timestamps: &[i64],
         signal: Option<&SignalTrack>,
-        video: &str,
+        video: VideoFile<'_>,
+        energy: Vec<f32>,
+        analysis_size: (u32, u32),
     ) -> Self {
+        let seconds = |frame: usize| timestamps.get(frame).map_or(0.0, |&t| t as f64 / 1e6);
+        let threshold = activity::threshold(&energy);
+        let windows = Windows::at(meta.fps);
+        let found = activity::segments(&energy, threshold.value, windows);
+        let segments: Vec<ActivitySegment> = found
+            .iter()
+            .map(|s| ActivitySegment {
+                start_frame: s.start as u64,
+                end_frame: s.end as u64,
+                start_s: seconds(s.start),
+                end_s: seconds(s.end),
+                peak_frame: s.peak as u64,
+                peak_energy: milli(energy[s.peak]),
+            })
+            .collect();
         let events = signal
             .map(|track| {
                 track
@@ -70,13 +166,31 @@ impl Report {
                     .iter()
                     .filter_map(|e| {
                         let frame_index = frame_for_time(timestamps, e.time_us)?;
+                        let time_s = e.time_us as f64 / 1e6;
+                        let action = activity::leading_segment(
+                            &found,
+                            frame_index as usize,
+                            windows.lookback,
+                        )
+                        .map(|segment| {
+                            let start = found[segment].start;
+                            Action {
+                                segment,
+                                start_frame: start as u64,
+                                start_time_s: seconds(start),
+                                lead_s: micro(time_s - seconds(start)),
+                                thumbnail: thumbnail_name(start as u64),
+                            }
+                        });
                         Some(ReportEvent {
                             line: e.line,
                             name: e.name.clone(),
-                            time_s: e.time_us as f64 / 1e6,
+                            time_s,
                             fields: e.fields.iter().cloned().collect(),
                             frame_index,
-                            frame_time_s: timestamps[frame_index as usize] as f64 / 1e6,
+                            frame_time_s: seconds(frame_index as usize),
+                            thumbnail: thumbnail_name(frame_index),
+                            action,
                         })
                     })
                     .collect()
@@ -92,20 +206,114 @@ impl Report {
             height: meta.height,
             frames: timestamps.len() as u64,
             duration_s: meta.duration_s(),
-            video: video.to_string(),
+            video: video.file_name.to_string(),
+            video_codec: video.codec.to_string(),
             signal_file: meta.signal_file.clone(),
             events,
+            segments,
+            motion: Motion {
+                analysis_width: analysis_size.0,
+                analysis_height: analysis_size.1,
+                median: milli(threshold.median),
+                mad: milli(threshold.mad),
+                threshold: milli(threshold.value),
+                merge_gap_frames: windows.merge_gap,
+                min_segment_frames: windows.min_len,
+                lookback_frames: windows.lookback,
+                energy: energy.iter().copied().map(milli).collect(),
+            },
         }
+    }
+
+    /// The frames the report has thumbnails of.
+    pub fn thumbnail_frames(&self) -> BTreeSet<u64> {
+        self.events
+            .iter()
+            .flat_map(|e| {
+                std::iter::once(e.frame_index).chain(e.action.as_ref().map(|a| a.start_frame))
+            })
+            .collect()
     }
 }
 
+/// Runs the analysis of session `meta` over its stored `frames` and stores the results; returns
+/// the report and the names of the result files written (thumbnails aside).
+pub(super) fn analyse(
+    store: &dyn SessionStore,
+    meta: &SessionMeta,
+    frames: &mut dyn FrameSource,
+    signal: Option<&SignalTrack>,
+    video: VideoFile<'_>,
+    reporter: &mut Reporter<'_>,
+) -> Result<(Report, Vec<String>), StageError> {
+    let total = frames.len();
+    let mut meter = MotionMeter::new(meta.width, meta.height);
+    let mut energy = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for index in 0..total {
+        let frame = frames.read(index)?;
+        energy.push(meter.push(index, &frame.payload)?);
+        reporter.update(index + 1);
+    }
+    debug_assert!(ANALYSIS_WIDTH >= meter.size().0);
+    let timestamps = frames.timestamps();
+    let report = Report::build(meta, &timestamps, signal, video, energy, meter.size());
+
+    for index in report.thumbnail_frames() {
+        let frame = frames.read(index)?;
+        store.put_result(
+            &meta.id,
+            &thumbnail_name(index),
+            &thumbnail(index, &frame.payload)?,
+        )?;
+    }
+    let json = serde_json::to_vec_pretty(&report)
+        .map_err(|e| StageError::Other(format!("cannot encode the report: {e}")))?;
+    store.put_result(&meta.id, REPORT_FILE, &json)?;
+    store.put_result(
+        &meta.id,
+        REPORT_HTML_FILE,
+        report_html::render(&report).as_bytes(),
+    )?;
+    Ok((
+        report,
+        vec![REPORT_FILE.to_string(), REPORT_HTML_FILE.to_string()],
+    ))
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::store::SessionStatus;
+    use referee_protocol::FrameEncoding;
 
     fn pts(fps: f64, n: u64) -> Vec<i64> {
         (0..n)
             .map(|i| (i as f64 * 1e6 / fps).round() as i64)
+            .collect()
+    }
+
+    /// A session's metadata for tests.
+    pub(crate) fn meta(fps: f64, frames: u64) -> SessionMeta {
+        let json = serde_json::json!({
+            "id": "20250101_000000_t_abcde", "name": "t", "source": "t.avi",
+            "fps": fps, "width": 320, "height": 240, "encoding": FrameEncoding::Jpeg,
+            "quality": 90, "frames_expected": null, "status": SessionStatus::Processing,
+            "stage": null, "percent": null, "frames_stored": frames, "bytes_stored": 0,
+            "signal_file": "t.txt", "results": [], "error": null,
+            "created_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-01T00:00:00Z",
+            "ended_at": null, "completed_at": null,
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// Motion in frames 20-40 and 70-90 of 120.
+    pub(crate) fn energy() -> Vec<f32> {
+        (0..120)
+            .map(|i| match i {
+                20..=40 | 70..=90 => 6.0,
+                0 => 0.0,
+                _ => 0.1,
+            })
             .collect()
     }
 
@@ -126,5 +334,60 @@ mod tests {
         let ts = pts(30000.0 / 1001.0, 400);
         assert_eq!(frame_for_time(&ts, 10_000_000), Some(299));
         assert_eq!(frame_for_time(&ts, 10_010_000), Some(300));
+    }
+
+    #[test]
+    fn the_report_finds_segments_and_the_actions_leading_to_events() {
+        let track = SignalTrack::parse("0.2 start\n1.3 touch_left score=1-0\n3.0 halt\n").unwrap();
+        let report = Report::build(
+            &meta(30.0, 120),
+            &pts(30.0, 120),
+            Some(&track),
+            VideoFile {
+                file_name: "video.mp4",
+                codec: "H.264",
+            },
+            energy(),
+            (160, 120),
+        );
+        assert_eq!(report.schema_version, 2);
+        let spans: Vec<(u64, u64)> = report
+            .segments
+            .iter()
+            .map(|s| (s.start_frame, s.end_frame))
+            .collect();
+        assert_eq!(spans, [(20, 40), (70, 90)]);
+        let e = &report.events;
+        assert_eq!(e[0].frame_index, 6);
+        assert_eq!(e[0].action, None);
+        assert_eq!(e[1].frame_index, 39);
+        let action = e[1].action.as_ref().unwrap();
+        assert_eq!((action.segment, action.start_frame), (0, 20));
+        assert_eq!(action.start_time_s, 0.666667);
+        assert_eq!(action.lead_s, 0.633333);
+        assert_eq!(action.thumbnail, "thumbnails/frame-000020.jpg");
+        assert_eq!(e[2].frame_index, 90);
+        assert_eq!(e[2].action.as_ref().unwrap().start_frame, 70);
+        assert_eq!(e[2].thumbnail, "thumbnails/frame-000090.jpg");
+        assert_eq!(
+            report.thumbnail_frames().into_iter().collect::<Vec<_>>(),
+            [6, 20, 39, 70, 90]
+        );
+
+        // At 29.97 fps the same times fall on earlier frames.
+        let report = Report::build(
+            &meta(30000.0 / 1001.0, 120),
+            &pts(30000.0 / 1001.0, 120),
+            Some(&track),
+            VideoFile {
+                file_name: "video.mp4",
+                codec: "H.264",
+            },
+            energy(),
+            (160, 120),
+        );
+        let frames: Vec<u64> = report.events.iter().map(|e| e.frame_index).collect();
+        assert_eq!(frames, [5, 38, 89]);
+        assert_eq!(report.events[2].frame_time_s, 2.969633);
     }
 }

@@ -3,8 +3,12 @@
 //! through a channel, and records the outcome in the session's metadata, whether or not a
 //! client is still listening.
 
+mod activity;
 mod analysis;
+mod motion;
 mod reconstruct;
+mod report_html;
+mod thumbnails;
 
 use std::sync::Arc;
 
@@ -16,7 +20,8 @@ use tokio::sync::mpsc;
 use crate::live::LiveSession;
 use crate::store::{now_rfc3339, SessionMeta, SessionStatus, SessionStore, StoreError};
 
-pub use analysis::{frame_for_time, Report, REPORT_FILE};
+pub use analysis::{frame_for_time, Report, REPORT_FILE, REPORT_HTML_FILE, REPORT_SCHEMA_VERSION};
+pub use thumbnails::THUMBNAILS_DIR;
 
 /// What the pipeline tells the connection that started it.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,22 +121,34 @@ pub fn run(
         );
 
         stage = Stage::Analysis;
-        let event_count = signal.as_ref().map_or(0, |s| s.events.len() as u64);
         let mut reporter = Reporter {
             stage,
-            total: event_count,
+            total: frames.len(),
             last_percent: None,
             events: &events,
             live: &live,
         };
         reporter.update(0);
-        let timestamps = frames.timestamps();
-        let report = Report::build(&meta, &timestamps, signal.as_ref(), &video.file_name);
-        reporter.update(event_count);
-        let json = serde_json::to_vec_pretty(&report)
-            .map_err(|e| StageError::Other(format!("cannot encode the report: {e}")))?;
-        store.put_result(&id, REPORT_FILE, &json)?;
-        Ok((event_count, vec![video.file_name, REPORT_FILE.to_string()]))
+        let video_file = analysis::VideoFile {
+            file_name: &video.file_name,
+            codec: video.codec,
+        };
+        let (report, files) = analysis::analyse(
+            store.as_ref(),
+            &meta,
+            frames.as_mut(),
+            signal.as_ref(),
+            video_file,
+            &mut reporter,
+        )?;
+        tracing::info!(
+            "Session {id}: analysis complete: {} activity segments, {} events",
+            report.segments.len(),
+            report.events.len()
+        );
+        let mut results = vec![video.file_name];
+        results.extend(files);
+        Ok((report.events.len() as u64, results))
     })();
 
     let (meta, event) = match outcome {

@@ -15,11 +15,14 @@ use std::path::{Path, PathBuf};
 
 use referee_protocol::state::valid_name;
 
-use super::frame_log::{self, FrameLogReader, FrameLogWriter, Recovered};
+use super::frame_log::{self, FrameLogReader, FrameLogWriter, Recovered, INDEX_FILE, LOG_FILE};
+use super::result_files::{self, ResultFile};
 use super::{io_error, FrameSink, FrameSource, SessionMeta, SessionStore, StoreError};
 
 const META_FILE: &str = "session.json";
 const SIGNAL_FILE: &str = "signal.txt";
+/// The store's own files and folders in a session directory: never results.
+const INTERNAL: [&str; 5] = [META_FILE, SIGNAL_FILE, LOG_FILE, INDEX_FILE, "tmp"];
 
 /// Sessions stored under a local data directory.
 #[derive(Debug, Clone)]
@@ -146,12 +149,16 @@ impl SessionStore for LocalStore {
     }
 
     fn put_result_file(&self, id: &str, name: &str, from: &Path) -> Result<(), StoreError> {
-        let to = self.existing_dir(id)?.join(name);
+        let to = result_files::result_path(id, &self.existing_dir(id)?, name, &INTERNAL)?;
+        result_files::create_parent(id, &to)?;
         fs::rename(from, &to).map_err(io_error(id, "cannot move a result to", &to))
     }
 
     fn put_result(&self, id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        Self::write_atomic(id, &self.existing_dir(id)?, name, bytes)
+        let path = result_files::result_path(id, &self.existing_dir(id)?, name, &INTERNAL)?;
+        result_files::create_parent(id, &path)?;
+        let file = name.rsplit('/').next().unwrap_or(name);
+        Self::write_atomic(id, path.parent().unwrap_or(&path), file, bytes)
     }
 
     fn scratch_dir(&self, id: &str) -> Result<PathBuf, StoreError> {
@@ -172,5 +179,14 @@ impl SessionStore for LocalStore {
 
     fn location(&self, id: &str) -> String {
         self.sessions.join(id).display().to_string()
+    }
+
+    fn open_result(&self, id: &str, name: &str) -> Result<ResultFile, StoreError> {
+        let path = result_files::result_path(id, &self.existing_dir(id)?, name, &INTERNAL)?;
+        result_files::open(id, name, &path)
+    }
+
+    fn list_results(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        result_files::list(id, &self.existing_dir(id)?, &INTERNAL)
     }
 }

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
+    /// Created ahead of its upload (`POST /api/sessions`); waiting for a client to stream
+    /// into it.
+    Created,
     /// Frames are arriving.
     Receiving,
     /// Every frame is stored; waiting for the signal file.
@@ -28,6 +31,7 @@ pub enum SessionStatus {
 impl SessionStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            SessionStatus::Created => "created",
             SessionStatus::Receiving => "receiving",
             SessionStatus::AwaitingSignal => "awaiting_signal",
             SessionStatus::Processing => "processing",

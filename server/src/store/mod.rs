@@ -8,6 +8,7 @@
 mod frame_log;
 mod local;
 mod meta;
+mod result_files;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use thiserror::Error;
 pub use frame_log::{FrameLogReader, FrameLogWriter, Recovered, StoredFrame};
 pub use local::LocalStore;
 pub use meta::{has_passed, now_rfc3339, rfc3339, SessionMeta, SessionStatus};
+pub use result_files::{valid_result_name, ResultFile};
 
 /// A storage failure, naming the session and the file involved.
 #[derive(Debug, Error)]
@@ -35,6 +37,9 @@ pub enum StoreError {
     },
     #[error("the frame writer thread stopped unexpectedly: {0}")]
     WriterStopped(String),
+    /// The session exists but has no result of that name (or the name is not a result's).
+    #[error("session {id} has no result {name:?}")]
+    ResultNotFound { id: String, name: String },
     #[error("session {id}: {path} is corrupt: {detail}")]
     Corrupt {
         id: String,
@@ -101,7 +106,8 @@ pub trait SessionStore: Send + Sync + 'static {
     fn signal(&self, id: &str) -> Result<Option<String>, StoreError>;
     /// Deletes the session and everything in it.
     fn delete(&self, id: &str) -> Result<(), StoreError>;
-    /// Stores a result file of the session, moving it from a local scratch path.
+    /// Stores a result file of the session, moving it from a local scratch path. Result names
+    /// follow [`valid_result_name`].
     fn put_result_file(&self, id: &str, name: &str, from: &Path) -> Result<(), StoreError>;
     /// Stores a result file of the session from bytes.
     fn put_result(&self, id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
@@ -111,4 +117,9 @@ pub trait SessionStore: Send + Sync + 'static {
     fn remove_scratch(&self, id: &str) -> Result<(), StoreError>;
     /// Where the session's results can be found, for people (a directory path or a URL).
     fn location(&self, id: &str) -> String;
+    /// Opens a result file for reading. `name` is as given to [`SessionStore::put_result`],
+    /// e.g. `video.mp4` or `thumbnails/frame-000036.jpg` (see [`valid_result_name`]).
+    fn open_result(&self, id: &str, name: &str) -> Result<ResultFile, StoreError>;
+    /// The names of the session's result files that exist now, sorted.
+    fn list_results(&self, id: &str) -> Result<Vec<String>, StoreError>;
 }

@@ -1,0 +1,419 @@
+//! The server's HTTP API, for people: a session's state (`referee-client status`), the list
+//! of sessions (`referee-client list`), and downloading a finished session's page, report,
+//! video and thumbnails (`--output DIR`). Blocking (ureq over rustls): call it from a blocking
+//! thread.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use ureq::Agent;
+use url::Url;
+
+use crate::endpoint::api_base;
+use crate::error::ClientError;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest JSON answer read (a session list of many thousands of sessions fits).
+const MAX_JSON_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A connection to a server's HTTP API.
+pub struct Api {
+    base: Url,
+    agent: Agent,
+}
+
+/// What `--output` downloaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    pub dir: PathBuf,
+    /// The files written, relative to `dir`.
+    pub files: Vec<String>,
+    pub bytes: u64,
+}
+
+impl Api {
+    /// The API of the server at `server` (any URL the streaming form accepts).
+    pub fn new(server: &str) -> Result<Self, ClientError> {
+        let base = api_base(server)?;
+        let config = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_recv_response(Some(RESPONSE_TIMEOUT))
+            .user_agent(concat!("referee-client/", env!("CARGO_PKG_VERSION")))
+            .tls_config(TlsConfig::builder().root_certs(system_roots()).build())
+            .build();
+        Ok(Self {
+            base,
+            agent: Agent::new_with_config(config),
+        })
+    }
+
+    /// The full URL of `path` (`/api/...`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base.as_str().trim_end_matches('/'), path)
+    }
+
+    /// `GET /api/sessions/{id}`.
+    pub fn session(&self, id: &str) -> Result<Value, ClientError> {
+        match self.get_json(&format!("/api/sessions/{id}")) {
+            Err(ClientError::HttpStatus { status: 404, .. }) => Err(ClientError::SessionNotFound {
+                id: id.to_string(),
+                server: self.base.as_str().trim_end_matches('/').to_string(),
+            }),
+            other => other,
+        }
+    }
+
+    /// `GET /api/sessions`: every session, newest first.
+    pub fn sessions(&self) -> Result<Vec<Value>, ClientError> {
+        let list = self.get_json("/api/sessions")?;
+        Ok(list["sessions"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Downloads the results of complete session `id` into `dir`: `report.html`,
+    /// `report.json`, the video and `thumbnails/`, so that `dir/report.html` works offline.
+    pub fn download(&self, id: &str, dir: &Path) -> Result<Downloaded, ClientError> {
+        let session = self.session(id)?;
+        let status = session["status"].as_str().unwrap_or("unknown");
+        if status != "complete" {
+            let reason = session["error"]
+                .as_str()
+                .map_or_else(String::new, |e| format!(" ({e})"));
+            return Err(ClientError::NotComplete {
+                id: id.to_string(),
+                status: status.to_string(),
+                reason,
+            });
+        }
+        let links = &session["links"];
+        let video_name = session["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find(|r| r.starts_with("video."))
+            .filter(|name| safe_name(name))
+            .unwrap_or("video.mp4");
+        let mut wanted: Vec<(String, String)> = [
+            ("report_html", "report.html"),
+            ("report_json", "report.json"),
+            ("video", video_name),
+        ]
+        .iter()
+        .filter_map(|(link, name)| Some((links[*link].as_str()?.to_string(), name.to_string())))
+        .collect();
+        for link in links["thumbnails"].as_array().into_iter().flatten() {
+            let Some(link) = link.as_str() else { continue };
+            let name = link.rsplit('/').next().unwrap_or_default();
+            if safe_name(name) {
+                wanted.push((link.to_string(), format!("thumbnails/{name}")));
+            }
+        }
+        let mut downloaded = Downloaded {
+            dir: dir.to_path_buf(),
+            files: Vec::new(),
+            bytes: 0,
+        };
+        for (link, name) in wanted {
+            downloaded.bytes += self.get_to_file(&link, &dir.join(&name))?;
+            downloaded.files.push(name);
+        }
+        Ok(downloaded)
+    }
+
+    fn get(&self, path: &str) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        let url = self.url(path);
+        let response = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|err| ClientError::Http {
+                url: url.clone(),
+                reason: err.to_string(),
+            })?;
+        let status = response.status().as_u16();
+        if status == 200 {
+            return Ok(response);
+        }
+        // The API explains its errors as {"code": ..., "message": ...}.
+        let message = response
+            .into_body()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_vec()
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "no explanation".to_string());
+        Err(ClientError::HttpStatus {
+            url,
+            status,
+            message,
+        })
+    }
+
+    fn get_json(&self, path: &str) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let bytes = self
+            .get(path)?
+            .into_body()
+            .with_config()
+            .limit(MAX_JSON_BYTES)
+            .read_to_vec()
+            .map_err(|err| ClientError::Http {
+                url: url.clone(),
+                reason: err.to_string(),
+            })?;
+        serde_json::from_slice(&bytes).map_err(|err| ClientError::Http {
+            url,
+            reason: format!("the answer is not the JSON expected: {err}"),
+        })
+    }
+
+    /// Streams `path` to the file `dest` (through a temporary file, renamed when complete);
+    /// returns the bytes written.
+    fn get_to_file(&self, path: &str, dest: &Path) -> Result<u64, ClientError> {
+        let response = self.get(path)?;
+        let output = |source| ClientError::Output {
+            path: dest.to_path_buf(),
+            source,
+        };
+        let folder = dest.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(folder).map_err(output)?;
+        let part = folder.join(format!(
+            ".{}.part",
+            dest.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let mut file = fs::File::create(&part).map_err(output)?;
+        let mut body = response.into_body().into_reader();
+        let copied = io::copy(&mut body, &mut file);
+        let bytes = match copied {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                let _ = fs::remove_file(&part);
+                // A read error is the server's or the network's; a write error is ours.
+                return Err(match err.kind() {
+                    io::ErrorKind::StorageFull | io::ErrorKind::PermissionDenied => output(err),
+                    _ => ClientError::Http {
+                        url: self.url(path),
+                        reason: err.to_string(),
+                    },
+                });
+            }
+        };
+        file.sync_all().map_err(output)?;
+        fs::rename(&part, dest).map_err(output)?;
+        Ok(bytes)
+    }
+}
+
+/// The system's CA certificates, as for `wss://`; Mozilla's if the system has none.
+fn system_roots() -> RootCerts {
+    let found = rustls_native_certs::load_native_certs();
+    let certs: Vec<Certificate<'static>> = found
+        .certs
+        .iter()
+        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
+        .collect();
+    if certs.is_empty() {
+        RootCerts::WebPki
+    } else {
+        RootCerts::from(certs)
+    }
+}
+
+/// A file name the server sent that is safe to write: no folder, no hidden file.
+fn safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `2025-11-06T17:01:16.48Z` as `2025-11-06 17:01:16`.
+fn short_time(rfc3339: &str) -> String {
+    match rfc3339.get(..19) {
+        Some(head) if rfc3339.as_bytes().get(10) == Some(&b'T') => head.replacen('T', " ", 1),
+        _ => rfc3339.to_string(),
+    }
+}
+
+/// `processing (analysis 45%)`, or the bare status.
+fn status_line(session: &Value) -> String {
+    let status = session["status"].as_str().unwrap_or("unknown");
+    match (session["stage"].as_str(), session["percent"].as_f64()) {
+        (Some(stage), Some(percent)) if status == "processing" => {
+            format!("{status} ({stage} {percent:.0}%)")
+        }
+        _ => status.to_string(),
+    }
+}
+
+/// What `referee-client status` prints for `session`, with absolute links made with `api`.
+pub fn status_text(api: &Api, session: &Value) -> String {
+    let text = |key: &str| session[key].as_str().unwrap_or("-").to_string();
+    let number = |key: &str| session[key].as_u64();
+    let mut out = String::new();
+    let _ = writeln!(out, "Session {} ({})", text("id"), text("name"));
+    let _ = writeln!(out, "  status:    {}", status_line(session));
+    if let Some(error) = session["error"].as_str() {
+        let _ = writeln!(out, "  error:     {error}");
+    }
+    let fps = session["fps"].as_f64().unwrap_or(0.0);
+    let _ = writeln!(
+        out,
+        "  source:    {}, {}x{} at {} fps",
+        text("source"),
+        number("width").unwrap_or(0),
+        number("height").unwrap_or(0),
+        format!("{fps:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+    );
+    let expected = number("frames_expected").map_or_else(String::new, |n| format!(" of {n}"));
+    let _ = writeln!(
+        out,
+        "  frames:    {}{expected} stored, {:.1} MB",
+        number("frames_stored").unwrap_or(0),
+        number("bytes_stored").unwrap_or(0) as f64 / 1e6
+    );
+    let _ = writeln!(
+        out,
+        "  signal:    {}",
+        session["signal_file"].as_str().unwrap_or("none")
+    );
+    let _ = writeln!(out, "  created:   {} UTC", short_time(&text("created_at")));
+    let _ = writeln!(out, "  updated:   {} UTC", short_time(&text("updated_at")));
+    let links = &session["links"];
+    for (key, label) in [
+        ("report_html", "report:"),
+        ("video", "video:"),
+        ("report_json", "data:"),
+    ] {
+        if let Some(link) = links[key].as_str() {
+            let _ = writeln!(out, "  {label:<10} {}", api.url(link));
+        }
+    }
+    if let Some(thumbnails) = links["thumbnails"].as_array() {
+        let _ = writeln!(out, "  thumbnails: {}", thumbnails.len());
+    }
+    out
+}
+
+/// What `referee-client list` prints: a table of id, status, frames and creation time.
+pub fn list_text(sessions: &[Value]) -> String {
+    if sessions.is_empty() {
+        return "No sessions.\n".to_string();
+    }
+    let rows: Vec<[String; 4]> = sessions
+        .iter()
+        .map(|s| {
+            [
+                s["id"].as_str().unwrap_or("-").to_string(),
+                status_line(s),
+                s["frames_stored"].as_u64().unwrap_or(0).to_string(),
+                short_time(s["created_at"].as_str().unwrap_or("-")),
+            ]
+        })
+        .collect();
+    let header = ["ID", "STATUS", "FRAMES", "CREATED"];
+    let width = |col: usize| {
+        rows.iter()
+            .map(|r| r[col].chars().count())
+            .chain(std::iter::once(header[col].len()))
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    let mut out = String::new();
+    for row in std::iter::once(header.map(str::to_string)).chain(rows) {
+        let _ = writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:>w2$}  {}",
+            row[0], row[1], row[2], row[3]
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn session() -> Value {
+        json!({
+            "id": "20251106_170116_bout_k7m2x", "name": "bout", "source": "bout.mp4",
+            "fps": 29.97, "width": 640, "height": 480, "frames_expected": 150,
+            "status": "processing", "stage": "analysis", "percent": 45.4,
+            "frames_stored": 150, "bytes_stored": 6_800_000, "signal_file": "bout.txt",
+            "error": null, "created_at": "2025-11-06T17:01:16.482913274Z",
+            "updated_at": "2025-11-06T17:01:24Z",
+            "links": {
+                "self": "/api/sessions/20251106_170116_bout_k7m2x",
+                "video": "/api/sessions/20251106_170116_bout_k7m2x/video",
+                "thumbnails": ["/a", "/b"],
+            },
+        })
+    }
+
+    #[test]
+    fn status_shows_progress_and_absolute_links() {
+        let api = Api::new("ws://h:8080/stream").unwrap();
+        let text = status_text(&api, &session());
+        assert!(
+            text.starts_with("Session 20251106_170116_bout_k7m2x (bout)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("status:    processing (analysis 45%)"),
+            "{text}"
+        );
+        assert!(text.contains("640x480 at 29.97 fps"), "{text}");
+        assert!(text.contains("150 of 150 stored, 6.8 MB"), "{text}");
+        assert!(
+            text.contains("created:   2025-11-06 17:01:16 UTC"),
+            "{text}"
+        );
+        assert!(
+            text.contains("video:     http://h:8080/api/sessions/20251106_170116_bout_k7m2x/video"),
+            "{text}"
+        );
+        assert!(text.contains("thumbnails: 2"), "{text}");
+        assert!(!text.contains("report:"), "{text}");
+    }
+
+    #[test]
+    fn list_is_an_aligned_table() {
+        let mut done = session();
+        done["id"] = json!("x");
+        done["status"] = json!("complete");
+        done["frames_stored"] = json!(7);
+        let text = list_text(&[session(), done]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "ID                          STATUS                     FRAMES  CREATED",
+                "20251106_170116_bout_k7m2x  processing (analysis 45%)     150  2025-11-06 17:01:16",
+                "x                           complete                        7  2025-11-06 17:01:16",
+            ]
+        );
+        assert_eq!(list_text(&[]), "No sessions.\n");
+    }
+
+    #[test]
+    fn only_plain_file_names_are_written() {
+        assert!(safe_name("frame-000036.jpg"));
+        for bad in ["", ".x", "..", "a/b", "a\\b", "é.jpg"] {
+            assert!(!safe_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! `report.html`: one self-contained page for a referee: the video, the motion timeline as an
+//! inline SVG plot with the signal events marked on it, and a table of the events with their
+//! thumbnails. No script, no external resource: thumbnails and the video are referenced
+//! relative to the page (`thumbnails/...`, `video.mp4`), which works both when the server
+//! serves it (`/api/sessions/{id}/report.html`) and in a folder downloaded with
+//! `referee-client --output`. Every text that comes from the client is escaped.
+
+use std::fmt::Write as _;
+
+use super::activity;
+use super::analysis::{Report, ReportEvent};
+
+/// The plot's coordinate system (the SVG scales to the page width).
+const PLOT_W: f64 = 1000.0;
+const PLOT_H: f64 = 260.0;
+const LEFT: f64 = 46.0;
+const RIGHT: f64 = 12.0;
+const TOP: f64 = 30.0;
+const BOTTOM: f64 = 30.0;
+/// At most this many points are drawn; longer series keep each bucket's maximum.
+const MAX_POINTS: usize = 1000;
+
+const STYLE: &str = "
+:root { color-scheme: light; --ink: #1d2330; --muted: #5d6678; --line: #d9dde5;
+  --motion: #2a62c9; --seg: #ffd86b; --event: #d62f2f; --action: #e28a00; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif;
+  color: var(--ink); background: #f5f6f8; }
+main { max-width: 1100px; margin: 0 auto; padding: 16px; }
+h1 { font-size: 1.5em; margin: 0.2em 0; word-break: break-word; }
+h2 { font-size: 1.15em; margin: 1.4em 0 0.5em; }
+.summary { color: var(--muted); margin: 0 0 1em; word-break: break-word; }
+.card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px; }
+video { width: 100%; max-height: 70vh; background: #000; border-radius: 6px; display: block; }
+svg.timeline { width: 100%; height: auto; display: block; }
+svg text { font: 12px system-ui, sans-serif; fill: var(--muted); }
+svg .motion { fill: none; stroke: var(--motion); stroke-width: 1.5; }
+svg .area { fill: var(--motion); fill-opacity: 0.12; stroke: none; }
+svg .segment { fill: var(--seg); fill-opacity: 0.45; }
+svg .threshold { stroke: var(--muted); stroke-dasharray: 6 4; stroke-width: 1; }
+svg .axis { stroke: var(--ink); stroke-width: 1; }
+svg .tick { stroke: var(--line); stroke-width: 1; }
+svg .event line { stroke: var(--event); stroke-width: 2; }
+svg .event circle { fill: var(--event); }
+svg .event text { fill: #fff; font-weight: 600; text-anchor: middle; }
+svg .action line { stroke: var(--action); stroke-width: 2; stroke-dasharray: 4 3; }
+svg .lead { stroke: var(--action); stroke-width: 3; }
+.legend { color: var(--muted); font-size: 0.9em; margin-top: 6px; }
+.legend span { display: inline-block; margin-right: 14px; }
+.legend i { display: inline-block; width: 14px; height: 10px; margin-right: 4px;
+  vertical-align: baseline; }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; background: #fff; }
+th, td { border-bottom: 1px solid var(--line); padding: 8px; text-align: left;
+  vertical-align: top; }
+th { font-size: 0.85em; color: var(--muted); font-weight: 600; white-space: nowrap; }
+td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
+.badge { display: inline-block; min-width: 1.6em; padding: 0 0.4em; border-radius: 1em;
+  background: var(--event); color: #fff; text-align: center; font-weight: 600; }
+.field { display: inline-block; background: #eef1f6; border-radius: 4px; padding: 0 5px;
+  margin: 2px 4px 0 0; font-size: 0.9em; word-break: break-all; }
+.lead-text { color: var(--action); font-weight: 600; }
+figure { margin: 0; }
+figure img { width: 240px; max-width: 100%; height: auto; display: block; border-radius: 4px; }
+figcaption { color: var(--muted); font-size: 0.8em; }
+.none { color: var(--muted); }
+footer { color: var(--muted); font-size: 0.85em; margin: 2em 0 1em; }
+.plot-wrap { overflow-x: auto; }
+@media (max-width: 640px) {
+  main { padding: 8px; }
+  th, td { padding: 6px 4px; }
+  figure img { width: 100%; }
+  /* The plot keeps a readable size and scrolls sideways. */
+  svg.timeline { min-width: 640px; }
+  /* Each event becomes a card: one labelled line per column, the thumbnails side by side. */
+  table.events thead { display: none; }
+  table.events, table.events tbody, table.events tr { display: block; }
+  table.events tr { border-bottom: 1px solid var(--line); padding: 6px 0; }
+  table.events td { display: block; border: none; padding: 2px 6px; }
+  table.events td.num, table.events td.thumb { display: inline-block; vertical-align: top;
+    width: 49%; }
+  table.events td[data-label]::before { content: attr(data-label); display: block;
+    font-size: 0.8em; color: var(--muted); }
+}
+";
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The whole page.
+pub fn render(report: &Report) -> String {
+    let mut page = String::with_capacity(16 * 1024);
+    let title = format!("{} – referee report", report.name);
+    let _ = writeln!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>",
+        escape(&title)
+    );
+    let signal = report
+        .signal_file
+        .as_deref()
+        .map_or_else(|| "no signal file".to_string(), escape);
+    let _ = writeln!(
+        page,
+        "<h1>{name}</h1>\n<p class=\"summary\">Session <code>{id}</code> · source {source} · \
+         {w}×{h} at {fps} fps · {frames} frames ({duration:.2} s) · {signal} · {events} events · \
+         {segments} activity segments</p>",
+        name = escape(&report.name),
+        id = escape(&report.session_id),
+        source = escape(&report.source),
+        w = report.width,
+        h = report.height,
+        fps = trim_float(report.fps),
+        frames = report.frames,
+        duration = report.duration_s,
+        events = report.events.len(),
+        segments = report.segments.len(),
+    );
+
+    page.push_str("<section class=\"card\">\n");
+    let _ = writeln!(
+        page,
+        "<video id=\"video\" src=\"{src}\" controls preload=\"metadata\" playsinline></video>",
+        src = escape(&report.video)
+    );
+    if !report.video.ends_with(".mp4") {
+        let _ = writeln!(
+            page,
+            "<p class=\"none\">The video is {codec} in {file}, which browsers may not play: \
+             <a href=\"{file}\">download it</a>.</p>",
+            codec = escape(&report.video_codec),
+            file = escape(&report.video)
+        );
+    }
+    page.push_str("</section>\n");
+
+    page.push_str(
+        "<h2>Motion timeline</h2>\n<section class=\"card\">\n<div class=\"plot-wrap\">\n",
+    );
+    timeline(&mut page, report);
+    page.push_str("</div>\n");
+    page.push_str(
+        "<div class=\"legend\"><span><i style=\"background:#2a62c9\"></i>motion energy</span>\
+         <span><i style=\"background:#ffd86b\"></i>activity segment</span>\
+         <span><i style=\"background:#d62f2f\"></i>signal event</span>\
+         <span><i style=\"background:#e28a00\"></i>action start</span>\
+         <span>- - threshold</span></div>\n</section>\n",
+    );
+
+    page.push_str("<h2>Signal events</h2>\n");
+    events_table(&mut page, report);
+
+    page.push_str("<h2>Activity segments</h2>\n");
+    segments_table(&mut page, report);
+
+    let _ = writeln!(
+        page,
+        "<footer>Data: <a href=\"report.json\">report.json</a> (schema version {version}). \
+         Motion energy: mean absolute grey-level difference between consecutive frames at \
+         {aw}×{ah} px; threshold {thr:.2} (median {median:.2} + {k} × 1.4826 × MAD {mad:.2}, at \
+         least median + {rise}).</footer>\n</main>\n</body>\n</html>",
+        version = report.schema_version,
+        aw = report.motion.analysis_width,
+        ah = report.motion.analysis_height,
+        thr = report.motion.threshold,
+        median = report.motion.median,
+        mad = report.motion.mad,
+        k = activity::K_MAD,
+        rise = activity::MIN_RISE,
+    );
+    page
+}
+
+/// `30` for 30.0, `29.97` for 29.97.
+fn trim_float(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A "nice" tick step in seconds for `duration`: about 5 to 10 ticks.
+fn tick_step(duration: f64) -> f64 {
+    const STEPS: [f64; 14] = [
+        0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+    ];
+    STEPS
+        .iter()
+        .copied()
+        .find(|step| duration / step <= 10.0)
+        .unwrap_or(3600.0)
+}
+
+fn timeline(page: &mut String, report: &Report) {
+    let energy = &report.motion.energy;
+    let n = energy.len();
+    let plot_w = PLOT_W - LEFT - RIGHT;
+    let plot_h = PLOT_H - TOP - BOTTOM;
+    let x = |frame: f64| {
+        if n > 1 {
+            LEFT + frame / (n - 1) as f64 * plot_w
+        } else {
+            LEFT + plot_w / 2.0
+        }
+    };
+    let peak = energy.iter().copied().fold(0.0_f32, f32::max);
+    let y_max = f64::from(peak.max(report.motion.threshold * 1.25).max(1.0)) * 1.05;
+    let y = |e: f64| TOP + plot_h - (e / y_max).clamp(0.0, 1.0) * plot_h;
+
+    let _ = writeln!(
+        page,
+        "<svg class=\"timeline\" viewBox=\"0 0 {PLOT_W} {PLOT_H}\" role=\"img\" \
+         aria-label=\"Motion energy over time with {} signal events\">",
+        report.events.len()
+    );
+
+    // Time ticks.
+    let step = tick_step(report.duration_s);
+    let mut t = 0.0;
+    while t <= report.duration_s + 1e-9 && report.fps > 0.0 {
+        let tx = x(t * report.fps);
+        let _ = writeln!(
+            page,
+            "<line class=\"tick\" x1=\"{tx:.1}\" y1=\"{TOP}\" x2=\"{tx:.1}\" y2=\"{:.1}\"/>\
+             <text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}s</text>",
+            TOP + plot_h,
+            PLOT_H - 10.0,
+            trim_float(t)
+        );
+        t += step;
+    }
+
+    // Activity segments.
+    for s in &report.segments {
+        let (x1, x2) = (x(s.start_frame as f64), x(s.end_frame as f64));
+        let _ = writeln!(
+            page,
+            "<rect class=\"segment\" x=\"{x1:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h}\">\
+             <title>activity {:.3} s – {:.3} s (frames {}–{})</title></rect>",
+            (x2 - x1).max(1.5),
+            s.start_s,
+            s.end_s,
+            s.start_frame,
+            s.end_frame
+        );
+    }
+
+    // The motion series, downsampled to at most MAX_POINTS (each bucket's maximum).
+    let bucket = n.div_ceil(MAX_POINTS).max(1);
+    let points: Vec<(f64, f64)> = energy
+        .chunks(bucket)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let top = chunk.iter().copied().fold(0.0_f32, f32::max);
+            let frame = (i * bucket + chunk.len() / 2) as f64;
+            (x(frame), y(f64::from(top)))
+        })
+        .collect();
+    if !points.is_empty() {
+        let line: Vec<String> = points
+            .iter()
+            .map(|(px, py)| format!("{px:.1},{py:.1}"))
+            .collect();
+        let base = TOP + plot_h;
+        let _ = writeln!(
+            page,
+            "<polygon class=\"area\" points=\"{:.1},{base:.1} {} {:.1},{base:.1}\"/>\n\
+             <polyline class=\"motion\" points=\"{}\"/>",
+            points[0].0,
+            line.join(" "),
+            points[points.len() - 1].0,
+            line.join(" ")
+        );
+    }
+
+    // Threshold and axes.
+    let ty = y(f64::from(report.motion.threshold));
+    let _ = writeln!(
+        page,
+        "<line class=\"threshold\" x1=\"{LEFT}\" y1=\"{ty:.1}\" x2=\"{:.1}\" y2=\"{ty:.1}\">\
+         <title>threshold {:.2}</title></line>\n\
+         <line class=\"axis\" x1=\"{LEFT}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\"/>\n\
+         <line class=\"axis\" x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{:.1}\"/>\n\
+         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.1}</text>\n\
+         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">0</text>",
+        LEFT + plot_w,
+        report.motion.threshold,
+        TOP + plot_h,
+        LEFT + plot_w,
+        TOP + plot_h,
+        TOP + plot_h,
+        LEFT - 6.0,
+        TOP + 4.0,
+        y_max,
+        LEFT - 6.0,
+        TOP + plot_h,
+    );
+
+    // Signal events and the actions leading to them.
+    for (i, event) in report.events.iter().enumerate() {
+        let ex = x(event.frame_index as f64);
+        if let Some(action) = &event.action {
+            let ax = x(action.start_frame as f64);
+            let _ = writeln!(
+                page,
+                "<g class=\"action\"><line x1=\"{ax:.1}\" y1=\"{:.1}\" x2=\"{ax:.1}\" y2=\"{:.1}\"/>\
+                 <title>action before event {}: began at {:.3} s, {:.2} s before</title></g>\n\
+                 <line class=\"lead\" x1=\"{ax:.1}\" y1=\"{:.1}\" x2=\"{ex:.1}\" y2=\"{:.1}\"/>",
+                TOP,
+                TOP + plot_h,
+                i + 1,
+                action.start_time_s,
+                action.lead_s,
+                TOP - 12.0,
+                TOP - 12.0,
+            );
+        }
+        let _ = writeln!(
+            page,
+            "<g class=\"event\"><line x1=\"{ex:.1}\" y1=\"{:.1}\" x2=\"{ex:.1}\" y2=\"{:.1}\"/>\
+             <circle cx=\"{ex:.1}\" cy=\"{:.1}\" r=\"10\"/>\
+             <text x=\"{ex:.1}\" y=\"{:.1}\">{}</text>\
+             <title>{}. {} at {:.3} s (frame {})</title></g>",
+            TOP - 2.0,
+            TOP + plot_h,
+            TOP - 12.0,
+            TOP - 8.0,
+            i + 1,
+            i + 1,
+            escape(&event.name),
+            event.time_s,
+            event.frame_index
+        );
+    }
+    page.push_str("</svg>\n");
+}
+
+fn events_table(page: &mut String, report: &Report) {
+    page.push_str(
+        "<div class=\"table-wrap card\">\n<table class=\"events\">\n<thead><tr><th>#</th>\
+         <th>Event</th><th>Time</th><th>Frame</th><th>Action start</th><th>Event frame</th>\
+         <th>Action start frame</th></tr></thead>\n<tbody>\n",
+    );
+    if report.events.is_empty() {
+        page.push_str("<tr><td colspan=\"7\" class=\"none\">No signal events.</td></tr>\n");
+    }
+    for (i, event) in report.events.iter().enumerate() {
+        event_row(page, report, i + 1, event);
+    }
+    page.push_str("</tbody>\n</table>\n</div>\n");
+}
+
+fn event_row(page: &mut String, report: &Report, number: usize, event: &ReportEvent) {
+    let fields: String = event
+        .fields
+        .iter()
+        .map(|(k, v)| format!("<span class=\"field\">{}={}</span>", escape(k), escape(v)))
+        .chain((!event.fields.is_empty()).then(|| "<br>".to_string()))
+        .collect();
+    let (action, action_figure) = match &event.action {
+        Some(a) => (
+            format!(
+                "<span class=\"lead-text\">began {:.2} s before</span><br>\
+                 frame {} · {:.3} s",
+                a.lead_s, a.start_frame, a.start_time_s
+            ),
+            figure("action start", &a.thumbnail, a.start_frame, a.start_time_s),
+        ),
+        None => (
+            "<span class=\"none\">no activity just before</span>".to_string(),
+            String::new(),
+        ),
+    };
+    let _ =
+        writeln!(
+        page,
+        "<tr class=\"event\" id=\"event-{number}\"><td><span class=\"badge\">{number}</span></td>\
+         <td><strong>{name}</strong><br>{fields}<span class=\"none\">line {line}</span></td>\
+         <td class=\"num\" data-label=\"Time\"><a href=\"{video}#t={t:.3}\">{time:.3} s</a></td>\
+         <td class=\"num\" data-label=\"Frame\">{frame}<br>{frame_time:.3} s</td>\
+         <td data-label=\"Action start\">{action}</td>\
+         <td class=\"thumb\">{event_figure}</td><td class=\"thumb\">{action_figure}</td></tr>",
+        name = escape(&event.name),
+        line = event.line,
+        video = escape(&report.video),
+        t = event.frame_time_s,
+        time = event.time_s,
+        frame = event.frame_index,
+        frame_time = event.frame_time_s,
+        event_figure = figure("event", &event.thumbnail, event.frame_index, event.frame_time_s),
+    );
+}
+
+fn figure(label: &str, src: &str, frame: u64, time_s: f64) -> String {
+    format!(
+        "<figure><img src=\"{src}\" alt=\"{label}, frame {frame}\" loading=\"lazy\">\
+         <figcaption>{label} · frame {frame} · {time_s:.3} s</figcaption></figure>",
+        src = escape(src)
+    )
+}
+
+fn segments_table(page: &mut String, report: &Report) {
+    if report.segments.is_empty() {
+        page.push_str("<p class=\"none\">No activity above the threshold.</p>\n");
+        return;
+    }
+    page.push_str(
+        "<div class=\"table-wrap card\">\n<table class=\"segments\">\n<thead><tr><th>#</th>\
+         <th>Start</th><th>End</th><th>Duration</th><th>Frames</th><th>Peak energy</th>\
+         </tr></thead>\n<tbody>\n",
+    );
+    for (i, s) in report.segments.iter().enumerate() {
+        let _ = writeln!(
+            page,
+            "<tr class=\"segment\"><td>{}</td><td class=\"num\">{:.3} s</td>\
+             <td class=\"num\">{:.3} s</td><td class=\"num\">{:.2} s</td>\
+             <td class=\"num\">{}–{}</td><td class=\"num\">{:.2} (frame {})</td></tr>",
+            i + 1,
+            s.start_s,
+            s.end_s,
+            s.end_s - s.start_s,
+            s.start_frame,
+            s.end_frame,
+            s.peak_energy,
+            s.peak_frame
+        );
+    }
+    page.push_str("</tbody>\n</table>\n</div>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::analysis::tests::{energy, meta};
+    use super::super::analysis::VideoFile;
+    use super::*;
+    use referee_protocol::signal::SignalTrack;
+
+    fn report(signal: &str) -> Report {
+        let track = SignalTrack::parse(signal).unwrap();
+        let pts: Vec<i64> = (0..120).map(|i| i * 1_000_000 / 30).collect();
+        Report::build(
+            &meta(30.0, 120),
+            &pts,
+            Some(&track),
+            VideoFile {
+                file_name: "video.mp4",
+                codec: "H.264",
+            },
+            energy(),
+            (160, 120),
+        )
+    }
+
+    #[test]
+    fn the_page_has_the_plot_one_row_per_event_and_the_video() {
+        let page = render(&report("0.2 start\n1.3 touch_left score=1-0\n3.0 halt\n"));
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        assert_eq!(page.matches("<tr class=\"event\"").count(), 3);
+        assert_eq!(page.matches("<g class=\"event\">").count(), 3);
+        assert_eq!(page.matches("<rect class=\"segment\"").count(), 2);
+        assert!(page.contains("<polyline class=\"motion\""));
+        assert!(page.contains("<video id=\"video\" src=\"video.mp4\""));
+        assert!(page.contains("src=\"thumbnails/frame-000039.jpg\""));
+        assert!(page.contains("src=\"thumbnails/frame-000020.jpg\""));
+        assert!(page.contains("began 0.63 s before"));
+        assert!(page.contains("name=\"viewport\""));
+        // Self-contained: no script, nothing fetched from elsewhere.
+        assert!(!page.contains("<script"));
+        assert!(!page.contains("http://") && !page.contains("https://"));
+    }
+
+    #[test]
+    fn text_from_the_signal_file_is_escaped() {
+        let page = render(&report(
+            "1.0 <script>alert(1)</script> note=\"><img/src=x>\n2.0 a&b x='y'\n",
+        ));
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(!page.contains("<img/src"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(page.contains("note=&quot;&gt;&lt;img/src=x&gt;"));
+        assert!(page.contains("a&amp;b"));
+        assert!(page.contains("x=&#39;y&#39;"));
+    }
+
+    #[test]
+    fn ticks_are_round_numbers() {
+        assert_eq!(tick_step(4.0), 0.5);
+        assert_eq!(tick_step(5.0), 0.5);
+        assert_eq!(tick_step(60.0), 10.0);
+        assert_eq!(tick_step(3600.0), 600.0);
+        assert_eq!(trim_float(30.0), "30");
+        assert_eq!(trim_float(29.97), "29.97");
+    }
+}

@@ -1,0 +1,401 @@
+//! The results API: a session's video (with byte ranges, so that a browser can seek), its
+//! reports, thumbnails and stored frames over HTTP, the `links` to them, and deleting a
+//! session. Every file is read through the [`SessionStore`](crate::store::SessionStore) and
+//! streamed, never read whole into memory (a stored frame aside).
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use crate::byte_range::ByteRange;
+use crate::pipeline::{REPORT_FILE, REPORT_HTML_FILE, THUMBNAILS_DIR};
+use crate::store::{ResultFile, StoreError};
+use crate::AppState;
+
+/// The video files a session may have, best first.
+const VIDEO_FILES: [&str; 2] = ["video.mp4", "video.avi"];
+/// Bytes read from disk at a time while streaming a file.
+const CHUNK: usize = 64 * 1024;
+/// The report page may show its own thumbnails and video, and nothing else runs or loads.
+const REPORT_CSP: &str = "default-src 'none'; img-src 'self'; media-src 'self'; \
+                          style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
+
+/// `GET /api/sessions/{id}/video`: the reconstructed video, whichever container it is in.
+pub async fn video(app: State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    serve(&app, &id, &VIDEO_FILES, &headers).await
+}
+
+/// `GET /api/sessions/{id}/video.mp4`: the video by its file name (as `report.html` links it).
+pub async fn video_mp4(
+    app: State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    serve(&app, &id, &["video.mp4"], &headers).await
+}
+
+/// `GET /api/sessions/{id}/video.avi`: the fallback video by its file name.
+pub async fn video_avi(
+    app: State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    serve(&app, &id, &["video.avi"], &headers).await
+}
+
+/// `GET /api/sessions/{id}/report.json`.
+pub async fn report_json(
+    app: State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    serve(&app, &id, &[REPORT_FILE], &headers).await
+}
+
+/// `GET /api/sessions/{id}/report.html`.
+pub async fn report_html(
+    app: State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut response = serve(&app, &id, &[REPORT_HTML_FILE], &headers).await;
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(REPORT_CSP),
+    );
+    response
+}
+
+/// `GET /api/sessions/{id}/thumbnails/{name}`.
+pub async fn thumbnail(
+    app: State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let result = format!("{THUMBNAILS_DIR}/{name}");
+    serve(&app, &id, &[result.as_str()], &headers).await
+}
+
+/// `GET /api/sessions/{id}/frames/{index}.jpg`: a stored frame, as the client sent it.
+pub async fn frame(
+    State(app): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+) -> Response {
+    let index = file
+        .strip_suffix(".jpg")
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse::<u64>().ok());
+    let Some(index) = index else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "frame_not_found",
+            format!("{file:?} is not a frame: ask for /api/sessions/{id}/frames/INDEX.jpg, INDEX counting from 0"),
+        );
+    };
+    let store = Arc::clone(&app.store);
+    let lookup = id.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut frames = store.frame_source(&lookup)?;
+        let stored = frames.len();
+        if index >= stored {
+            return Ok(Err(stored));
+        }
+        frames.read(index).map(Ok)
+    })
+    .await;
+    match read {
+        Ok(Ok(Ok(frame))) => (
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            frame.payload,
+        )
+            .into_response(),
+        Ok(Ok(Err(stored))) => error(
+            StatusCode::NOT_FOUND,
+            "frame_not_found",
+            format!(
+                "session {id} has {stored} frames stored: ask for frames 0 to {}",
+                stored.saturating_sub(1)
+            ),
+        ),
+        Ok(Err(err)) => store_error(&id, err),
+        Err(err) => internal(err),
+    }
+}
+
+/// `DELETE /api/sessions/{id}`: deletes a session that is neither being received nor
+/// processed (409 while it is). Needs the server's bearer token, when it has one.
+pub async fn delete_session(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(why) = crate::auth::check_bearer(app.token.as_deref(), &headers) {
+        return crate::auth::unauthorized(why);
+    }
+    if let Some(meta) = app.live.get(&id) {
+        return error(
+            StatusCode::CONFLICT,
+            "session_live",
+            format!(
+                "session {id} is {}, and a client may still be feeding it: delete it once it \
+                 is no longer being received or processed",
+                meta.status.as_str()
+            ),
+        );
+    }
+    let store = Arc::clone(&app.store);
+    let target = id.clone();
+    match tokio::task::spawn_blocking(move || store.delete(&target)).await {
+        Ok(Ok(())) => {
+            tracing::info!("Deleted session {id}");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Err(err)) => store_error(&id, err),
+        Err(err) => internal(err),
+    }
+}
+
+/// The `links` of session `id`'s JSON: URLs of the session, of its frames (a URI template)
+/// and of each result that exists now.
+pub async fn links(app: &AppState, id: &str, frames_stored: u64) -> Value {
+    let store = Arc::clone(&app.store);
+    let lookup = id.to_string();
+    let results = match tokio::task::spawn_blocking(move || store.list_results(&lookup)).await {
+        Ok(Ok(results)) => results,
+        Ok(Err(err)) => {
+            tracing::debug!("Session {id}: cannot list results: {err}");
+            Vec::new()
+        }
+        Err(err) => {
+            tracing::debug!("Session {id}: cannot list results: {err}");
+            Vec::new()
+        }
+    };
+    links_for(id, &results, frames_stored)
+}
+
+/// [`links`] from the list of result files.
+pub fn links_for(id: &str, results: &[String], frames_stored: u64) -> Value {
+    let base = format!("/api/sessions/{id}");
+    let mut links = Map::new();
+    links.insert("self".into(), json!(base));
+    if frames_stored > 0 {
+        links.insert(
+            "frames".into(),
+            json!(format!("{base}/frames/{{index}}.jpg")),
+        );
+    }
+    let has = |name: &str| results.iter().any(|r| r == name);
+    if VIDEO_FILES.iter().any(|v| has(v)) {
+        links.insert("video".into(), json!(format!("{base}/video")));
+    }
+    if has(REPORT_FILE) {
+        links.insert("report_json".into(), json!(format!("{base}/{REPORT_FILE}")));
+    }
+    if has(REPORT_HTML_FILE) {
+        links.insert(
+            "report_html".into(),
+            json!(format!("{base}/{REPORT_HTML_FILE}")),
+        );
+    }
+    let prefix = format!("{THUMBNAILS_DIR}/");
+    let thumbnails: Vec<String> = results
+        .iter()
+        .filter(|r| r.starts_with(&prefix))
+        .map(|r| format!("{base}/{r}"))
+        .collect();
+    if !thumbnails.is_empty() {
+        links.insert("thumbnails".into(), json!(thumbnails));
+    }
+    Value::Object(links)
+}
+
+/// Serves the first of `names` that session `id` has.
+async fn serve(app: &AppState, id: &str, names: &[&str], headers: &HeaderMap) -> Response {
+    let store = Arc::clone(&app.store);
+    let lookup = id.to_string();
+    let wanted: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let opened = tokio::task::spawn_blocking(move || {
+        let mut last = None;
+        for name in wanted {
+            match store.open_result(&lookup, &name) {
+                Ok(file) => return Ok((name, file)),
+                Err(err @ StoreError::ResultNotFound { .. }) => last = Some(err),
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last.unwrap_or(StoreError::NotFound(lookup)))
+    })
+    .await;
+    match opened {
+        Ok(Ok((name, file))) => stream_file(&name, file, headers).await,
+        Ok(Err(err)) => store_error(id, err),
+        Err(err) => internal(err),
+    }
+}
+
+/// The Content-Type of a result file, from its name.
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next().unwrap_or_default() {
+        "mp4" => "video/mp4",
+        "avi" => "video/x-msvideo",
+        "json" => "application/json",
+        "html" => "text/html; charset=utf-8",
+        "jpg" | "jpeg" => "image/jpeg",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Streams `file` (all of it, or the byte range asked for), with the headers a browser needs
+/// to seek: Accept-Ranges, Content-Range, and an ETag that If-Range and If-None-Match use.
+async fn stream_file(name: &str, result: ResultFile, headers: &HeaderMap) -> Response {
+    let len = result.len;
+    let modified = result
+        .modified
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let etag = format!("\"{len:x}-{modified:x}\"");
+    let header_text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
+
+    let mut response = Response::builder()
+        .header(header::CONTENT_TYPE, content_type(name))
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, &etag)
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    if header_text(header::IF_NONE_MATCH)
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return response
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .unwrap_or_else(internal);
+    }
+    // A Range with an If-Range for another version of the file gets the whole file.
+    let range_header = match header_text(header::IF_RANGE) {
+        Some(tag) if tag.trim() != etag => None,
+        _ => header_text(header::RANGE),
+    };
+    let (start, count) = match ByteRange::parse(range_header, len) {
+        ByteRange::Full => {
+            response = response.status(StatusCode::OK);
+            (0, len)
+        }
+        ByteRange::Partial { start, end } => {
+            response = response
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
+            (start, end - start + 1)
+        }
+        ByteRange::Unsatisfiable => {
+            return response
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+                .body(Body::empty())
+                .unwrap_or_else(internal);
+        }
+    };
+    let mut file = tokio::fs::File::from_std(result.file);
+    if start > 0 {
+        if let Err(err) = file.seek(std::io::SeekFrom::Start(start)).await {
+            return internal(err);
+        }
+    }
+    let body = Body::from_stream(ReaderStream::with_capacity(file.take(count), CHUNK));
+    response
+        .header(header::CONTENT_LENGTH, count)
+        .body(body)
+        .unwrap_or_else(internal)
+}
+
+fn store_error(id: &str, err: StoreError) -> Response {
+    match err {
+        StoreError::NotFound(_) => error(
+            StatusCode::NOT_FOUND,
+            "session_not_found",
+            format!("no session {id:?}: list sessions with GET /api/sessions"),
+        ),
+        StoreError::ResultNotFound { name, .. } => error(
+            StatusCode::NOT_FOUND,
+            "result_not_found",
+            format!(
+                "session {id} has no {name:?}: results exist once processing is complete \
+                 (see GET /api/sessions/{id} and its links)"
+            ),
+        ),
+        err => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage_failed",
+            err.to_string(),
+        ),
+    }
+}
+
+fn internal(err: impl std::fmt::Display) -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        err.to_string(),
+    )
+}
+
+fn error(status: StatusCode, code: &str, message: String) -> Response {
+    (status, Json(json!({ "code": code, "message": message }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_name_what_exists() {
+        let none = links_for("s1", &[], 0);
+        assert_eq!(none, json!({"self": "/api/sessions/s1"}));
+        let results: Vec<String> = [
+            "report.html",
+            "report.json",
+            "thumbnails/frame-000001.jpg",
+            "thumbnails/frame-000009.jpg",
+            "video.mp4",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let all = links_for("s1", &results, 10);
+        assert_eq!(
+            all,
+            json!({
+                "self": "/api/sessions/s1",
+                "frames": "/api/sessions/s1/frames/{index}.jpg",
+                "video": "/api/sessions/s1/video",
+                "report_json": "/api/sessions/s1/report.json",
+                "report_html": "/api/sessions/s1/report.html",
+                "thumbnails": [
+                    "/api/sessions/s1/thumbnails/frame-000001.jpg",
+                    "/api/sessions/s1/thumbnails/frame-000009.jpg",
+                ],
+            })
+        );
+    }
+
+    #[test]
+    fn content_types_follow_the_extension() {
+        assert_eq!(content_type("video.mp4"), "video/mp4");
+        assert_eq!(content_type("video.avi"), "video/x-msvideo");
+        assert_eq!(content_type("thumbnails/frame-000001.jpg"), "image/jpeg");
+        assert_eq!(content_type("report.html"), "text/html; charset=utf-8");
+        assert_eq!(content_type("x"), "application/octet-stream");
+    }
+}
