@@ -37,12 +37,28 @@ pub enum Command {
         server: String,
         /// The session id, as `Session started:` printed it.
         session_id: String,
+        #[command(flatten)]
+        access: Access,
     },
     /// List the sessions stored on a server, newest first.
     List {
         /// Server URL, e.g. http://HOST:8080.
         server: String,
+        #[command(flatten)]
+        access: Access,
     },
+}
+
+/// How `status` and `list` reach a server that asks for a token or has its own CA.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct Access {
+    /// Bearer token the server asks for (also from REFEREE_TOKEN).
+    #[arg(long, env = "REFEREE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// PEM file of a certificate authority to trust for https://, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// Streams a recorded video and its signal file to a referee server, which stores the
@@ -249,15 +265,21 @@ mod tests {
             cli.command,
             Some(Command::Status {
                 server: "http://h:1".into(),
-                session_id: "abc".into()
+                session_id: "abc".into(),
+                access: Access::default(),
             })
         );
         assert!(cli.stream.is_none());
-        let cli = Cli::try_parse_from(["referee-client", "list", "http://h:1"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["referee-client", "list", "http://h:1", "--token", "t"]).unwrap();
         assert_eq!(
             cli.command,
             Some(Command::List {
-                server: "http://h:1".into()
+                server: "http://h:1".into(),
+                access: Access {
+                    token: Some("t".into()),
+                    ca: None
+                },
             })
         );
 

@@ -118,7 +118,11 @@ pub async fn run(args: Args) -> Result<Summary, ClientError> {
     let mut frames = source.spawn()?;
     let summary = upload.run(&mut frames, &mut progress).await?;
     if let Some(dir) = args.output {
-        let downloaded = download(args.server, summary.session_id.clone(), dir).await?;
+        let access = cli::Access {
+            token: args.token,
+            ca: args.ca,
+        };
+        let downloaded = download(args.server, access, summary.session_id.clone(), dir).await?;
         progress.line(&downloaded_line(&downloaded));
     }
     Ok(summary)
@@ -128,18 +132,22 @@ pub async fn run(args: Args) -> Result<Summary, ClientError> {
 /// [`results::Api::download`]).
 pub async fn download(
     server: String,
+    access: cli::Access,
     id: String,
     dir: std::path::PathBuf,
 ) -> Result<results::Downloaded, ClientError> {
     let url = server.clone();
-    tokio::task::spawn_blocking(move || results::Api::new(&server)?.download(&id, &dir))
-        .await
-        .unwrap_or_else(|err| {
-            Err(ClientError::Http {
-                url,
-                reason: format!("the download thread failed: {err}"),
-            })
+    tokio::task::spawn_blocking(move || {
+        let api = results::Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
+        api.download(&id, &dir)
+    })
+    .await
+    .unwrap_or_else(|err| {
+        Err(ClientError::Http {
+            url,
+            reason: format!("the download thread failed: {err}"),
         })
+    })
 }
 
 /// `Downloaded to DIR: report.html, report.json, video.mp4, 8 thumbnails (6.9 MB); open ...`.

@@ -43,12 +43,17 @@ async fn main() -> ExitCode {
 /// `status` and `list`: one request to the HTTP API, printed for people.
 fn ask(command: Command) -> Result<(), ClientError> {
     match command {
-        Command::Status { server, session_id } => {
-            let api = Api::new(&server)?;
+        Command::Status {
+            server,
+            session_id,
+            access,
+        } => {
+            let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
             print!("{}", status_text(&api, &api.session(&session_id)?));
         }
-        Command::List { server } => {
-            print!("{}", list_text(&Api::new(&server)?.sessions()?));
+        Command::List { server, access } => {
+            let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
+            print!("{}", list_text(&api.sessions()?));
         }
     }
     Ok(())

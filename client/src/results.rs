@@ -26,6 +26,8 @@ const MAX_JSON_BYTES: u64 = 64 * 1024 * 1024;
 pub struct Api {
     base: Url,
     agent: Agent,
+    /// Sent as `Authorization: Bearer TOKEN`.
+    token: Option<String>,
 }
 
 /// What `--output` downloaded.
@@ -38,19 +40,21 @@ pub struct Downloaded {
 }
 
 impl Api {
-    /// The API of the server at `server` (any URL the streaming form accepts).
-    pub fn new(server: &str) -> Result<Self, ClientError> {
+    /// The API of the server at `server` (any URL the streaming form accepts), with the
+    /// bearer `token` it asks for and `ca`, a PEM file of a CA to trust besides the system's.
+    pub fn new(server: &str, token: Option<&str>, ca: Option<&Path>) -> Result<Self, ClientError> {
         let base = api_base(server)?;
         let config = Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_recv_response(Some(RESPONSE_TIMEOUT))
             .user_agent(concat!("referee-client/", env!("CARGO_PKG_VERSION")))
-            .tls_config(TlsConfig::builder().root_certs(system_roots()).build())
+            .tls_config(TlsConfig::builder().root_certs(roots(ca)?).build())
             .build();
         Ok(Self {
             base,
             agent: Agent::new_with_config(config),
+            token: token.map(str::to_string),
         })
     }
 
@@ -129,14 +133,14 @@ impl Api {
 
     fn get(&self, path: &str) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
         let url = self.url(path);
-        let response = self
-            .agent
-            .get(&url)
-            .call()
-            .map_err(|err| ClientError::Http {
-                url: url.clone(),
-                reason: err.to_string(),
-            })?;
+        let mut request = self.agent.get(&url);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let response = request.call().map_err(|err| ClientError::Http {
+            url: url.clone(),
+            reason: err.to_string(),
+        })?;
         let status = response.status().as_u16();
         if status == 200 {
             return Ok(response);
@@ -213,19 +217,36 @@ impl Api {
     }
 }
 
-/// The system's CA certificates, as for `wss://`; Mozilla's if the system has none.
-fn system_roots() -> RootCerts {
+/// The system's CA certificates, as for `wss://`, and those of the PEM file `ca`; Mozilla's
+/// if there are none.
+fn roots(ca: Option<&Path>) -> Result<RootCerts, ClientError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
     let found = rustls_native_certs::load_native_certs();
-    let certs: Vec<Certificate<'static>> = found
+    let mut certs: Vec<Certificate<'static>> = found
         .certs
         .iter()
         .map(|der| Certificate::from_der(der.as_ref()).to_owned())
         .collect();
-    if certs.is_empty() {
+    if let Some(path) = ca {
+        let bad = |reason: String| ClientError::TlsSetup {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let before = certs.len();
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+            let cert = cert.map_err(|e| bad(e.to_string()))?;
+            certs.push(Certificate::from_der(cert.as_ref()).to_owned());
+        }
+        if certs.len() == before {
+            return Err(bad("no PEM certificate in it".into()));
+        }
+    }
+    Ok(if certs.is_empty() {
         RootCerts::WebPki
     } else {
         RootCerts::from(certs)
-    }
+    })
 }
 
 /// A file name the server sent that is safe to write: no folder, no hidden file.
@@ -366,7 +387,7 @@ mod tests {
 
     #[test]
     fn status_shows_progress_and_absolute_links() {
-        let api = Api::new("ws://h:8080/stream").unwrap();
+        let api = Api::new("ws://h:8080/stream", None, None).unwrap();
         let text = status_text(&api, &session());
         assert!(
             text.starts_with("Session 20251106_170116_bout_k7m2x (bout)\n"),

@@ -229,6 +229,10 @@ fn describe_connect_error(err: tungstenite::Error) -> String {
             "the server wants a valid bearer token (HTTP {}): pass --token or set REFEREE_TOKEN",
             response.status()
         ),
+        tungstenite::Error::Http(response) if response.status().as_u16() == 403 => format!(
+            "the token may not stream (HTTP {}): use an ingest or admin token",
+            response.status()
+        ),
         tungstenite::Error::Http(response) => format!(
             "it answered HTTP {} instead of opening a WebSocket (check the URL's path)",
             response.status()

@@ -1,9 +1,85 @@
-//! Bearer-token authentication of ingest connections.
+//! Bearer tokens with scopes. A watch token may read and watch; an ingest token may also
+//! stream and create sessions; an admin token may also delete. A server without any token is
+//! open. `/health` and `/metrics` are open unless `--protect-health` / `--protect-metrics`;
+//! the dashboard's static files are always open (they hold no data).
+//!
+//! The token comes in `Authorization: Bearer TOKEN`, or as `?token=TOKEN` where a browser
+//! cannot set a header (EventSource, `<img>`, `<video>`).
 
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+
+use crate::AppState;
+
+/// What a token may do; each scope includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Watch,
+    Ingest,
+    Admin,
+}
+
+impl Scope {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scope::Watch => "watch",
+            Scope::Ingest => "ingest",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+/// The server's tokens, by scope.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    pub watch: Option<String>,
+    pub ingest: Option<String>,
+    pub admin: Option<String>,
+    pub protect_health: bool,
+    pub protect_metrics: bool,
+}
+
+impl Tokens {
+    fn any(&self) -> bool {
+        self.watch.is_some() || self.ingest.is_some() || self.admin.is_some()
+    }
+
+    /// The scope `given` grants, if it is one of the tokens.
+    fn grant(&self, given: &str) -> Option<Scope> {
+        [
+            (Scope::Admin, &self.admin),
+            (Scope::Ingest, &self.ingest),
+            (Scope::Watch, &self.watch),
+        ]
+        .into_iter()
+        .find_map(|(scope, token)| {
+            token
+                .as_deref()
+                .is_some_and(|t| same_secret(t, given))
+                .then_some(scope)
+        })
+    }
+
+    /// The scope a request needs, if any.
+    fn required(&self, method: &Method, path: &str) -> Option<Scope> {
+        if !self.any() {
+            return None;
+        }
+        match path {
+            "/health" => self.protect_health.then_some(Scope::Watch),
+            "/metrics" => self.protect_metrics.then_some(Scope::Watch),
+            referee_protocol::STREAM_PATH => Some(Scope::Ingest),
+            _ if !path.starts_with("/api/") => None,
+            _ if method == Method::DELETE => Some(Scope::Admin),
+            "/api/sessions" if method == Method::POST => Some(Scope::Ingest),
+            _ => Some(Scope::Watch),
+        }
+    }
+}
 
 /// Compares two secrets in time that does not depend on where they differ.
 pub fn same_secret(expected: &str, given: &str) -> bool {
@@ -15,31 +91,68 @@ pub fn same_secret(expected: &str, given: &str) -> bool {
     diff == 0 && !a.is_empty()
 }
 
-/// Checks the request's `Authorization: Bearer TOKEN` against `token`; says why it does not
-/// match.
-pub fn check_bearer(token: Option<&str>, headers: &HeaderMap) -> Result<(), &'static str> {
-    let Some(token) = token else {
-        return Ok(());
-    };
-    let given = headers
+/// The token of a request: its bearer header, else its `token` query parameter.
+fn token_of(request: &Request) -> Option<String> {
+    let bearer = request
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let message = match given {
-        Some(given) if same_secret(token, given) => return Ok(()),
-        Some(_) => "the bearer token is wrong: check --token or REFEREE_TOKEN",
-        None => "this server needs a bearer token: pass --token or set REFEREE_TOKEN",
-    };
-    Err(message)
+        .map(|t| t.trim().to_string());
+    bearer.or_else(|| {
+        request.uri().query().and_then(|q| {
+            q.split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == "token")
+                .map(|(_, v)| v.to_string())
+        })
+    })
 }
 
-/// The 401 answer to a request without a valid token.
-pub fn unauthorized(message: &str) -> Response {
+/// Middleware: refuses a request whose token does not grant the scope it needs.
+pub async fn require(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let tokens = &app.tokens;
+    let Some(needed) = tokens.required(request.method(), request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let granted = token_of(&request).and_then(|t| tokens.grant(&t));
+    match granted {
+        Some(scope) if scope >= needed => next.run(request).await,
+        Some(scope) => refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this token's scope is {}, and {} {} needs {}",
+                scope.as_str(),
+                request.method(),
+                request.uri().path(),
+                needed.as_str()
+            ),
+        ),
+        None => {
+            let message = match token_of(&request) {
+                Some(_) => "the bearer token is wrong: check --token or REFEREE_TOKEN",
+                None => "this server needs a bearer token: pass --token or set REFEREE_TOKEN",
+            };
+            tracing::warn!(
+                "Refused {} {}: {message}",
+                request.method(),
+                request.uri().path()
+            );
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                message.to_string(),
+            )
+        }
+    }
+}
+
+fn refuse(status: StatusCode, code: &str, message: String) -> Response {
     (
-        StatusCode::UNAUTHORIZED,
+        status,
         [(header::WWW_AUTHENTICATE, "Bearer")],
-        Json(json!({ "code": "unauthorized", "message": message })),
+        Json(json!({ "code": code, "message": message })),
     )
         .into_response()
 }
@@ -58,16 +171,29 @@ mod tests {
     }
 
     #[test]
-    fn bearer_header_is_checked() {
-        let mut headers = HeaderMap::new();
-        assert!(check_bearer(None, &headers).is_ok());
-        assert!(check_bearer(Some("t"), &headers)
-            .unwrap_err()
-            .contains("needs a bearer token"));
-        assert_eq!(unauthorized("x").status(), StatusCode::UNAUTHORIZED);
-        headers.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
-        assert!(check_bearer(Some("t"), &headers).is_err());
-        headers.insert(header::AUTHORIZATION, "Bearer t".parse().unwrap());
-        assert!(check_bearer(Some("t"), &headers).is_ok());
+    fn scopes_nest_and_routes_need_theirs() {
+        let tokens = Tokens {
+            watch: Some("w".into()),
+            ingest: Some("i".into()),
+            admin: Some("a".into()),
+            protect_health: false,
+            protect_metrics: true,
+        };
+        assert_eq!(tokens.grant("w"), Some(Scope::Watch));
+        assert_eq!(tokens.grant("a"), Some(Scope::Admin));
+        assert_eq!(tokens.grant("x"), None);
+        let need = |m: Method, p: &str| tokens.required(&m, p);
+        assert_eq!(need(Method::GET, "/health"), None);
+        assert_eq!(need(Method::GET, "/metrics"), Some(Scope::Watch));
+        assert_eq!(need(Method::GET, "/stream"), Some(Scope::Ingest));
+        assert_eq!(need(Method::POST, "/api/sessions"), Some(Scope::Ingest));
+        assert_eq!(
+            need(Method::GET, "/api/sessions/x/events"),
+            Some(Scope::Watch)
+        );
+        assert_eq!(need(Method::DELETE, "/api/sessions/x"), Some(Scope::Admin));
+        assert_eq!(need(Method::GET, "/"), None);
+        assert!(Scope::Admin > Scope::Ingest && Scope::Ingest > Scope::Watch);
+        assert_eq!(Tokens::default().required(&Method::GET, "/stream"), None);
     }
 }

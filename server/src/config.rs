@@ -55,11 +55,30 @@ pub struct Config {
     #[arg(long, env = "REFEREE_PROCESSING_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     pub processing_workers: u16,
 
-    /// Bearer token clients must present to stream (`Authorization: Bearer TOKEN`). Without
-    /// a token (here or in --token-file) anyone who reaches the server may stream.
+    /// Bearer token that may stream and create sessions, and read and watch
+    /// (`Authorization: Bearer TOKEN`). A server with no token at all is open to anyone who
+    /// reaches it.
     #[arg(long, env = "REFEREE_TOKEN", hide_env_values = true)]
     #[serde(serialize_with = "hidden")]
     pub token: Option<String>,
+
+    /// Bearer token that may only read and watch (the HTTP API, live events, live view).
+    #[arg(long, env = "REFEREE_WATCH_TOKEN", hide_env_values = true)]
+    #[serde(serialize_with = "hidden")]
+    pub watch_token: Option<String>,
+
+    /// Bearer token that may do everything, deleting sessions included.
+    #[arg(long, env = "REFEREE_ADMIN_TOKEN", hide_env_values = true)]
+    #[serde(serialize_with = "hidden")]
+    pub admin_token: Option<String>,
+
+    /// Require a token (any scope) for /health.
+    #[arg(long, env = "REFEREE_PROTECT_HEALTH")]
+    pub protect_health: bool,
+
+    /// Require a token (any scope) for /metrics.
+    #[arg(long, env = "REFEREE_PROTECT_METRICS")]
+    pub protect_metrics: bool,
 
     /// File holding the bearer token (its first line), instead of --token.
     #[arg(long, env = "REFEREE_TOKEN_FILE", conflicts_with = "token")]
@@ -72,6 +91,21 @@ pub struct Config {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "REFEREE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// URL to POST session events to (session.created, session.completed, session.failed),
+    /// as JSON. May be given more than once.
+    #[arg(long, env = "REFEREE_WEBHOOK", value_delimiter = ',')]
+    pub webhook: Vec<String>,
+
+    /// Secret for the `X-Referee-Signature: sha256=HEX` header of webhook requests
+    /// (HMAC-SHA256 of the body).
+    #[arg(long, env = "REFEREE_WEBHOOK_SECRET", hide_env_values = true)]
+    #[serde(serialize_with = "hidden")]
+    pub webhook_secret: Option<String>,
+
+    /// Delivery attempts of a webhook event before it is set aside in webhooks/failed/.
+    #[arg(long, env = "REFEREE_WEBHOOK_ATTEMPTS", default_value_t = 12)]
+    pub webhook_attempts: u32,
 
     /// Seconds a dropped session stays resumable before it is abandoned.
     #[arg(long, env = "REFEREE_RESUME_GRACE", default_value_t = 600)]

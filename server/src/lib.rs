@@ -36,6 +36,7 @@ pub mod results_api;
 pub mod session_id;
 pub mod store;
 pub mod watch;
+pub mod webhooks;
 pub mod writer;
 
 use std::future::Future;
@@ -44,7 +45,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::delete;
 use axum::routing::get;
@@ -77,8 +77,8 @@ pub struct AppState {
     pub live: Arc<LiveSessions>,
     /// One permit per processing worker.
     pub processing: Arc<Semaphore>,
-    /// The bearer token ingest requires, if any.
-    pub token: Option<Arc<str>>,
+    /// The bearer tokens and what each may do.
+    pub tokens: Arc<auth::Tokens>,
     /// Sessions attached per client address.
     pub clients: ClientCounts,
     /// Cancelled when the server shuts down: every connection says goodbye and flushes.
@@ -102,7 +102,13 @@ impl AppState {
         let token = config.resolve_token().map_err(StartError::Token)?;
         Ok(Self {
             processing: Arc::new(Semaphore::new(usize::from(config.processing_workers))),
-            token: token.map(Arc::from),
+            tokens: Arc::new(auth::Tokens {
+                ingest: token,
+                watch: config.watch_token.clone(),
+                admin: config.admin_token.clone(),
+                protect_health: config.protect_health,
+                protect_metrics: config.protect_metrics,
+            }),
             config: Arc::new(config),
             store,
             live: Arc::new(LiveSessions::default()),
@@ -146,6 +152,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/sessions/{id}/live.mjpeg", get(watch::live_mjpeg))
         .route("/api/events", get(watch::all_events))
         .route("/metrics", get(ops::metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
         .with_state(state)
 }
 
@@ -153,12 +163,7 @@ async fn stream(
     ws: WebSocketUpgrade,
     State(app): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
 ) -> Response {
-    if let Err(why) = auth::check_bearer(app.token.as_deref(), &headers) {
-        tracing::warn!("Refused a connection from {remote}: {why}");
-        return auth::unauthorized(why);
-    }
     let limit = app.config.max_message_bytes();
     let tasks = app.tasks.clone();
     ws.max_message_size(limit)
@@ -200,6 +205,7 @@ pub async fn serve(
         tracing::error!("cannot recover the sessions of the previous run: {err}");
     }
     tokio::spawn(cleanup::run(state.clone()));
+    webhooks::start(&state).await;
     let token = state.shutdown.clone();
     let tasks = state.tasks.clone();
     let grace = Duration::from_secs(state.config.shutdown_timeout_secs);

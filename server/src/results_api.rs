@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -60,18 +60,112 @@ pub async fn report_json(
     serve(&app, &id, &[REPORT_FILE], &headers).await
 }
 
-/// `GET /api/sessions/{id}/report.html`.
+/// `GET /api/sessions/{id}/report.html`. Opened as `report.html?token=TOKEN` on a server
+/// with tokens, the page's thumbnails, video and links carry the token too, since a browser
+/// sends no `Authorization` header for them.
 pub async fn report_html(
     app: State<AppState>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let mut response = serve(&app, &id, &[REPORT_HTML_FILE], &headers).await;
+    let token = query.as_deref().and_then(token_parameter);
+    let mut response = match token {
+        Some(token) => page_with_token(&app, &id, token).await,
+        None => serve(&app, &id, &[REPORT_HTML_FILE], &headers).await,
+    };
     response.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(REPORT_CSP),
     );
     response
+}
+
+/// The `token` parameter of a query, if it is made of URL-safe characters only.
+fn token_parameter(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "token")
+        .map(|(_, v)| v)
+        .filter(|v| {
+            !v.is_empty()
+                && v.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%')
+                })
+        })
+}
+
+/// The report page with `?token=TOKEN` added to each of its relative links.
+async fn page_with_token(app: &AppState, id: &str, token: &str) -> Response {
+    // The page is small (kilobytes per event): read it whole.
+    const MAX_PAGE: u64 = 16 * 1024 * 1024;
+    let store = Arc::clone(&app.store);
+    let lookup = id.to_string();
+    let read = tokio::task::spawn_blocking(move || {
+        let result = store.open_result(&lookup, REPORT_HTML_FILE)?;
+        let mut page = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(result.file, MAX_PAGE), &mut page)
+            .map_err(|source| StoreError::Io {
+            id: lookup.clone(),
+            what: "cannot read",
+            path: REPORT_HTML_FILE.into(),
+            source,
+        })?;
+        Ok::<_, StoreError>(page)
+    })
+    .await;
+    match read {
+        Ok(Ok(page)) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            add_token(&page, token),
+        )
+            .into_response(),
+        Ok(Err(err)) => store_error(id, err),
+        Err(err) => internal(err),
+    }
+}
+
+/// Adds `token=TOKEN` to the query of every relative `src` and `href` URL of `page` (before
+/// any `#fragment`).
+fn add_token(page: &str, token: &str) -> String {
+    let mut out = String::with_capacity(page.len() + 1024);
+    let mut rest = page;
+    while let Some(at) = [" src=\"", " href=\""]
+        .iter()
+        .filter_map(|a| rest.find(a).map(|i| i + a.len()))
+        .min()
+    {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let end = rest.find('"').unwrap_or(rest.len());
+        let url = &rest[..end];
+        let relative =
+            !url.is_empty() && !url.starts_with('#') && !url.starts_with('/') && !url.contains(':');
+        if relative {
+            let (path, fragment) = url
+                .split_once('#')
+                .map_or((url, None), |(p, f)| (p, Some(f)));
+            let joiner = if path.contains('?') { "&amp;" } else { "?" };
+            out.push_str(path);
+            out.push_str(joiner);
+            out.push_str("token=");
+            out.push_str(token);
+            if let Some(fragment) = fragment {
+                out.push('#');
+                out.push_str(fragment);
+            }
+        } else {
+            out.push_str(url);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `GET /api/sessions/{id}/thumbnails/{name}`.
@@ -135,15 +229,9 @@ pub async fn frame(
 }
 
 /// `DELETE /api/sessions/{id}`: deletes a session that is neither being received nor
-/// processed (409 while it is). Needs the server's bearer token, when it has one.
-pub async fn delete_session(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(why) = crate::auth::check_bearer(app.token.as_deref(), &headers) {
-        return crate::auth::unauthorized(why);
-    }
+/// processed (409 while it is). Needs an admin token, when the server has tokens
+/// (see [`crate::auth`]).
+pub async fn delete_session(State(app): State<AppState>, Path(id): Path<String>) -> Response {
     if let Some(meta) = app.live.get(&id) {
         return error(
             StatusCode::CONFLICT,
@@ -388,6 +476,23 @@ mod tests {
                 ],
             })
         );
+    }
+
+    #[test]
+    fn the_token_follows_the_page_links() {
+        let page = r##"<video id="v" src="video.mp4" controls><a href="video.mp4#t=1.300">
+<img src="thumbnails/frame-000001.jpg" alt="x"><a href="report.json">json</a>
+<a href="#event-1">1</a><a href="https://example.org/x">x</a>"##;
+        assert_eq!(
+            add_token(page, "s3cret"),
+            r##"<video id="v" src="video.mp4?token=s3cret" controls><a href="video.mp4?token=s3cret#t=1.300">
+<img src="thumbnails/frame-000001.jpg?token=s3cret" alt="x"><a href="report.json?token=s3cret">json</a>
+<a href="#event-1">1</a><a href="https://example.org/x">x</a>"##
+        );
+        assert_eq!(token_parameter("a=1&token=ab-C_9%2B"), Some("ab-C_9%2B"));
+        assert_eq!(token_parameter("token=a\"b"), None);
+        assert_eq!(token_parameter("token="), None);
+        assert_eq!(token_parameter("x=1"), None);
     }
 
     #[test]

@@ -85,7 +85,14 @@ fn write_loop(
                 next = frames.try_recv().ok();
             }
         }
+        let sync_started = std::time::Instant::now();
         sink.sync()?;
+        tracing::trace!(
+            frames = batch.frames,
+            bytes = batch.bytes,
+            sync_ms = sync_started.elapsed().as_secs_f64() * 1e3,
+            "batch stored"
+        );
         stored.frames += batch.frames;
         stored.bytes += batch.bytes;
         stored_tx.send_replace(stored.clone());

@@ -14,7 +14,7 @@ use super::analysis::{Report, ReportEvent};
 const PLOT_W: f64 = 1000.0;
 const PLOT_H: f64 = 260.0;
 const LEFT: f64 = 46.0;
-const RIGHT: f64 = 12.0;
+const RIGHT: f64 = 24.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 30.0;
 /// At most this many points are drawn; longer series keep each bucket's maximum.

@@ -1,0 +1,136 @@
+//! Webhooks: signed, retried, one idempotency key per event, never lost or repeated across a
+//! restart.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use referee_tests::{make_video, run_client, TestServer};
+
+#[derive(Debug, Clone)]
+struct Received {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    answered: u16,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A webhook receiver that answers 500 to its first request, then 200.
+fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let trimmed = line.trim_end();
+                if trimmed.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = trimmed.split_once(':') {
+                    headers.push((k.trim().to_string(), v.trim().to_string()));
+                }
+            }
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            reader.read_exact(&mut body).unwrap();
+            let mut log = log.lock().unwrap();
+            let answered = if log.is_empty() { 500 } else { 200 };
+            log.push(Received {
+                headers,
+                body,
+                answered,
+            });
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {answered} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, seen)
+}
+
+fn wait_for(seen: &Arc<Mutex<Vec<Received>>>, ok: usize) -> Vec<Received> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = seen.lock().unwrap().clone();
+        if got.iter().filter(|r| r.answered == 200).count() >= ok {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "webhooks received: {got:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn events_are_signed_retried_and_sent_once() {
+    let (url, seen) = receiver();
+    let server = TestServer::start_with(|c| {
+        c.webhook = vec![url.clone()];
+        c.webhook_secret = Some("hook-secret".into());
+    });
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "v.avi", 4, 30.0, 160, 120);
+    let run = run_client(&[&server.http_url(), "--video", video.to_str().unwrap()]);
+    run.assert_success();
+    let id = run.session_id();
+
+    let got = wait_for(&seen, 2);
+    // The first attempt failed (500) and was retried with the same key.
+    assert_eq!(got[0].answered, 500);
+    assert_eq!(
+        got[0].header("Idempotency-Key"),
+        got[1].header("Idempotency-Key")
+    );
+    let delivered: Vec<&Received> = got.iter().filter(|r| r.answered == 200).collect();
+    let keys: Vec<&str> = delivered
+        .iter()
+        .filter_map(|r| r.header("Idempotency-Key"))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![format!("{id}.created"), format!("{id}.completed")]
+    );
+    for r in &delivered {
+        let expected = referee_server::webhooks::signature("hook-secret", &r.body);
+        assert_eq!(r.header("X-Referee-Signature"), Some(expected.as_str()));
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["session_id"], id.as_str());
+        assert!(body["session"].get("resume_token").is_none());
+    }
+    let completed: serde_json::Value = serde_json::from_slice(&delivered[1].body).unwrap();
+    assert_eq!(completed["event"], "session.completed");
+    assert_eq!(completed["session"]["frames_stored"], 4);
+
+    // A restart sends nothing again.
+    let count = seen.lock().unwrap().len();
+    let server = server.restart();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        count,
+        "a restart repeated an event"
+    );
+    drop(server);
+}
