@@ -9,6 +9,9 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::Serialize;
 use thiserror::Error;
 
+/// The largest window `window_bytes` alone offers, in frames.
+pub const MAX_BYTES_WINDOW: u32 = 1024;
+
 /// referee-server: receives recorded video sessions over WebSocket, stores every frame on
 /// disk as it arrives, rebuilds the video and lines the signal events up with the frames.
 #[derive(Debug, Clone, Parser, Serialize)]
@@ -38,6 +41,13 @@ pub struct Config {
     /// session can take: about window × the largest frame.
     #[arg(long, env = "REFEREE_WINDOW", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub window: u32,
+
+    /// Bytes of frames a client may have in flight: a session is offered the larger of
+    /// --window and this many bytes' worth of its frames (estimated at 2 bits per pixel of
+    /// the size SESSION_START announces), at most 1024 frames, so that a fast link keeps
+    /// sending while a batch is synced. 0 offers --window only.
+    #[arg(long, env = "REFEREE_WINDOW_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub window_bytes: u64,
 
     /// Largest frame payload accepted, in bytes.
     #[arg(long, env = "REFEREE_MAX_FRAME_BYTES", default_value_t = 16 * 1024 * 1024)]
@@ -290,6 +300,15 @@ impl Config {
         }
     }
 
+    /// The window offered to a session of `width`×`height` frames: the larger of `window`
+    /// and `window_bytes` worth of frames, estimated at 2 bits per pixel, at most
+    /// [`MAX_BYTES_WINDOW`] frames.
+    pub fn session_window(&self, width: u32, height: u32) -> u32 {
+        let frame_bytes = (u64::from(width) * u64::from(height) / 4).max(1);
+        let by_bytes = (self.window_bytes / frame_bytes).min(u64::from(MAX_BYTES_WINDOW));
+        self.window.max(u32::try_from(by_bytes).unwrap_or(MAX_BYTES_WINDOW))
+    }
+
     /// The largest control (text) message accepted: a signal file plus room for its JSON.
     pub fn max_text_bytes(&self) -> usize {
         self.max_signal_bytes + 64 * 1024
@@ -307,6 +326,20 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_window_grows_with_smaller_frames_within_bounds() {
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), "d".into());
+        // 1280x720 at 2 bits per pixel is 230400 bytes: 32 MiB holds 145 of them.
+        assert_eq!(config.session_window(1280, 720), 145);
+        assert_eq!(config.session_window(3840, 2160), config.window);
+        assert_eq!(config.session_window(16, 16), MAX_BYTES_WINDOW);
+        config.window_bytes = 0;
+        assert_eq!(config.session_window(1280, 720), config.window);
+        config.window = 2000;
+        config.window_bytes = u64::MAX;
+        assert_eq!(config.session_window(16, 16), 2000);
+    }
 
     #[test]
     fn flags_win_over_environment_over_file_over_defaults() {

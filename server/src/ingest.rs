@@ -34,7 +34,7 @@ use crate::live::LiveSession;
 use crate::metrics::Metrics;
 use crate::pipeline::PipelineEvent;
 use crate::processing::{self, complete_message, persist};
-use crate::store::{now_rfc3339, rfc3339, SessionMeta, SessionStatus, StoreError};
+use crate::store::{now_rfc3339, rfc3339, SessionMeta, SessionStatus, SessionStore, StoreError};
 use crate::writer::{FrameWriter, Stored};
 use crate::{frame_check, session_id, AppState};
 
@@ -526,79 +526,55 @@ where
                 )
                 .await;
         };
-        let now = now_rfc3339();
-        let meta = SessionMeta {
-            id: reserved.as_ref().map_or_else(
-                || session_id::generate(&name, OffsetDateTime::now_utc()),
-                |m| m.id.clone(),
+        let mut meta = match &reserved {
+            Some(reserved) => SessionMeta {
+                status: SessionStatus::Receiving,
+                updated_at: now_rfc3339(),
+                ..reserved.clone()
+            },
+            None => SessionMeta::new(
+                session_id::generate(&name, OffsetDateTime::now_utc()),
+                name,
+                SessionStatus::Receiving,
             ),
-            name: reserved.as_ref().map_or(name, |m| m.name.clone()),
-            source,
-            fps,
-            width,
-            height,
-            encoding,
-            quality,
-            frames_expected: frame_count,
-            status: SessionStatus::Receiving,
-            stage: None,
-            percent: None,
-            frames_stored: 0,
-            bytes_stored: 0,
-            signal_file: None,
-            results: Vec::new(),
-            error: None,
-            signal_events: None,
-            resume_token: session_id::resume_token(),
-            resumes: 0,
-            resumable_until: None,
-            expires_at: None,
-            created_at: reserved
-                .as_ref()
-                .map_or_else(|| now.clone(), |m| m.created_at.clone()),
-            updated_at: now,
-            ended_at: None,
-            completed_at: None,
         };
-        let store = Arc::clone(&self.app.store);
+        meta.source = source;
+        meta.fps = fps;
+        meta.width = width;
+        meta.height = height;
+        meta.encoding = encoding;
+        meta.quality = quality;
+        meta.frames_expected = frame_count;
+        meta.resume_token = session_id::resume_token();
         let is_reserved = reserved.is_some();
-        let created = tokio::task::spawn_blocking(move || {
-            let mut meta = meta;
-            if is_reserved {
-                store.save_meta(&meta)?;
-                return Ok((store.frame_sink(&meta.id)?, meta));
-            }
-            // A collision of ids needs the same name in the same second and the same
-            // random suffix; try again with a new suffix.
-            loop {
-                match store.create(&meta) {
-                    Err(StoreError::Io { source, .. })
-                        if source.kind() == std::io::ErrorKind::AlreadyExists =>
-                    {
-                        meta.id = session_id::generate(&meta.name, OffsetDateTime::now_utc());
-                    }
-                    other => return other.and_then(|()| Ok((store.frame_sink(&meta.id)?, meta))),
+        let created = self
+            .with_store("cannot create the session on disk", move |store| {
+                if is_reserved {
+                    store.save_meta(&meta)?;
+                    return Ok((store.frame_sink(&meta.id)?, meta));
                 }
-            }
-        })
-        .await;
+                // A collision of ids needs the same name in the same second and the same
+                // random suffix; try again with a new suffix.
+                loop {
+                    match store.create(&meta) {
+                        Err(StoreError::Io { source, .. })
+                            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                        {
+                            meta.id = session_id::generate(&meta.name, OffsetDateTime::now_utc());
+                        }
+                        other => {
+                            return other.and_then(|()| Ok((store.frame_sink(&meta.id)?, meta)))
+                        }
+                    }
+                }
+            })
+            .await;
         let (sink, meta) = match created {
-            Ok(Ok(created)) => created,
-            Ok(Err(err)) => {
-                return self
-                    .fail(
-                        ErrorCode::StorageFailed,
-                        format!("cannot create the session on disk: {err}; check the server's data directory (free space, permissions)"),
-                    )
-                    .await
-            }
-            Err(err) => {
-                return self
-                    .fail(ErrorCode::Internal, format!("cannot create the session: {err}"))
-                    .await
-            }
+            Ok(created) => created,
+            Err(flow) => return flow,
         };
         let resume_token = meta.resume_token.clone();
+        let window = self.app.config.session_window(meta.width, meta.height);
         if !is_reserved {
             Metrics::add(&self.app.metrics.sessions_created, 1);
             self.app.events.publish(EventKind::Created, &meta);
@@ -612,13 +588,33 @@ where
         self.peer
             .send(&ControlMessage::SessionStarted {
                 session_id,
-                window: self.app.config.window,
+                window,
                 max_frame_bytes: self.app.config.max_frame_bytes,
                 resume_token,
                 resume_grace_s: self.app.config.resume_grace_secs,
             })
             .await;
         ControlFlow::Continue(())
+    }
+
+    /// Runs `op` on the store on a blocking thread. A storage error ends the connection
+    /// with `storage_failed` and a message that starts with `what`.
+    async fn with_store<T: Send + 'static>(
+        &mut self,
+        what: &str,
+        op: impl FnOnce(&dyn SessionStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ControlFlow<()>> {
+        let store = Arc::clone(&self.app.store);
+        match tokio::task::spawn_blocking(move || op(store.as_ref())).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(self
+                .fail(
+                    ErrorCode::StorageFailed,
+                    format!("{what}: {err}; check the server's data directory (free space, permissions)"),
+                )
+                .await),
+            Err(err) => Err(self.fail(ErrorCode::Internal, format!("{what}: {err}")).await),
+        }
     }
 
     fn client_slot(&self) -> Option<ClientSlot> {
@@ -640,7 +636,8 @@ where
         let (attachment, taken_over) = live.attach().await;
         let meta = live.snapshot();
         let config = &self.app.config;
-        let writer = sink.map(|sink| FrameWriter::start(sink, config.window, stored.clone()));
+        let window = config.session_window(meta.width, meta.height);
+        let writer = sink.map(|sink| FrameWriter::start(sink, window, stored.clone()));
         self.session = Some(Session {
             _attachment: attachment,
             taken_over,
@@ -665,11 +662,19 @@ where
         let live = match self.app.live.handle(&id) {
             Some(live) => live,
             None => {
-                let store = Arc::clone(&self.app.store);
                 let lookup = id.clone();
-                match tokio::task::spawn_blocking(move || store.load_meta(&lookup)).await {
-                    Ok(Ok(meta)) => self.app.live.insert(meta).0,
-                    Ok(Err(StoreError::NotFound(_))) => {
+                let found = self
+                    .with_store("cannot read the session", move |store| {
+                        match store.load_meta(&lookup) {
+                            Ok(meta) => Ok(Some(meta)),
+                            Err(StoreError::NotFound(_)) => Ok(None),
+                            Err(err) => Err(err),
+                        }
+                    })
+                    .await;
+                match found {
+                    Ok(Some(meta)) => self.app.live.insert(meta).0,
+                    Ok(None) => {
                         return self
                             .fail(
                                 ErrorCode::SessionNotFound,
@@ -677,15 +682,7 @@ where
                             )
                             .await
                     }
-                    Ok(Err(err)) => {
-                        return self
-                            .fail(
-                                ErrorCode::StorageFailed,
-                                format!("cannot read session {id}: {err}"),
-                            )
-                            .await
-                    }
-                    Err(err) => return self.fail(ErrorCode::Internal, err.to_string()).await,
+                    Err(flow) => return flow,
                 }
             }
         };
@@ -773,37 +770,31 @@ where
             ),
         };
         if resumed == ResumedState::Receiving {
-            let store = Arc::clone(&self.app.store);
             let sink_id = id.clone();
-            let window = self.app.config.window as usize;
-            let reopened = tokio::task::spawn_blocking(move || {
-                let crcs = store.frame_source(&sink_id)?.checksums();
-                let first = crcs.len().saturating_sub(window);
-                let recent: std::collections::VecDeque<(u64, u32)> = crcs[first..]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &crc)| ((first + i) as u64, crc))
-                    .collect();
-                Ok::<_, StoreError>((store.frame_sink(&sink_id)?, recent))
-            });
-            let (sink, recent) = match reopened.await {
-                Ok(Ok(reopened)) => reopened,
-                Ok(Err(err)) => {
-                    return self
-                        .fail(
-                            ErrorCode::StorageFailed,
-                            format!("cannot reopen the frames of session {id}: {err}"),
-                        )
-                        .await
-                }
-                Err(err) => return self.fail(ErrorCode::Internal, err.to_string()).await,
+            let window = self.app.config.session_window(meta.width, meta.height) as usize;
+            let reopened = self
+                .with_store("cannot reopen the frames of the session", move |store| {
+                    let crcs = store.frame_source(&sink_id)?.checksums();
+                    let first = crcs.len().saturating_sub(window);
+                    let recent: std::collections::VecDeque<(u64, u32)> = crcs[first..]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &crc)| ((first + i) as u64, crc))
+                        .collect();
+                    Ok((store.frame_sink(&sink_id)?, recent))
+                })
+                .await;
+            let (sink, recent) = match reopened {
+                Ok(reopened) => reopened,
+                Err(flow) => return flow,
             };
             if let Some(session) = self.session.as_mut() {
                 let stored = Stored {
                     frames,
                     bytes: meta.bytes_stored,
                 };
-                session.writer = Some(FrameWriter::start(sink, self.app.config.window, stored));
+                let window = self.app.config.session_window(meta.width, meta.height);
+                session.writer = Some(FrameWriter::start(sink, window, stored));
                 session.recent = recent;
             }
         }
@@ -835,7 +826,7 @@ where
                 session_id: id,
                 state: resumed,
                 frames_stored: frames,
-                window: self.app.config.window,
+                window: self.app.config.session_window(meta.width, meta.height),
                 max_frame_bytes: self.app.config.max_frame_bytes,
             })
             .await;
@@ -949,7 +940,8 @@ where
         Metrics::add(&self.app.metrics.bytes_received, frame.payload.len() as u64);
         session.arrivals.push_back(Instant::now());
         session.recent.push_back((index, frame.header.crc32c));
-        if session.recent.len() > self.app.config.window as usize {
+        let window = self.app.config.session_window(session.width, session.height);
+        if session.recent.len() > window as usize {
             session.recent.pop_front();
         }
         if session.received % LOG_EVERY_FRAMES == 0 {
@@ -1059,25 +1051,15 @@ where
         };
         let id = session.live.id().to_string();
         // The digest of what is on disk, from the checksums in the frame index.
-        let store = Arc::clone(&self.app.store);
         let lookup = id.clone();
-        let ours = tokio::task::spawn_blocking(move || {
-            store
-                .frame_source(&lookup)
-                .map(|frames| FrameDigest::of(frames.checksums()))
-        })
-        .await;
-        let ours = match ours {
-            Ok(Ok(digest)) => digest,
-            Ok(Err(err)) => {
-                return self
-                    .fail(
-                        ErrorCode::StorageFailed,
-                        format!("cannot read the stored frames back: {err}"),
-                    )
-                    .await
-            }
-            Err(err) => return self.fail(ErrorCode::Internal, err.to_string()).await,
+        let ours = match self
+            .with_store("cannot read the stored frames back", move |store| {
+                Ok(FrameDigest::of(store.frame_source(&lookup)?.checksums()))
+            })
+            .await
+        {
+            Ok(digest) => digest,
+            Err(flow) => return flow,
         };
         let differing = ours.differing_frames(&digest, frames_sent);
         if !differing.is_empty() {
@@ -1161,21 +1143,19 @@ where
                     .await
             }
         };
-        let store = Arc::clone(&self.app.store);
         let id = meta.id.clone();
         let bytes = text.len();
-        let saved = tokio::task::spawn_blocking(move || store.put_signal(&id, &text)).await;
-        if let Err(err) = saved
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
+        if let Err(flow) = self
+            .with_store("cannot store the signal file", move |store| {
+                store.put_signal(&id, &text)
+            })
+            .await
         {
-            return self
-                .fail(
-                    ErrorCode::StorageFailed,
-                    format!("cannot store the signal file: {err}"),
-                )
-                .await;
+            return flow;
         }
+        let Some(session) = self.session.as_ref() else {
+            return ControlFlow::Continue(());
+        };
         let events = track.events.len() as u64;
         session.live.update(|m| {
             m.signal_file = Some(file_name);

@@ -8,14 +8,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use referee_protocol::state::{sanitize_name, valid_name};
-use referee_protocol::FrameEncoding;
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::events::EventKind;
 use crate::metrics::Metrics;
-use crate::store::{now_rfc3339, SessionMeta, SessionStatus};
+use crate::store::{SessionMeta, SessionStatus};
 use crate::{session_id, AppState};
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,35 +40,8 @@ pub async fn create(State(app): State<AppState>, body: Option<Json<NewSession>>)
         )
             .into_response();
     }
-    let now = now_rfc3339();
-    let meta = SessionMeta {
-        id: session_id::generate(&name, OffsetDateTime::now_utc()),
-        name,
-        source: String::new(),
-        fps: 0.0,
-        width: 0,
-        height: 0,
-        encoding: FrameEncoding::Jpeg,
-        quality: None,
-        frames_expected: None,
-        status: SessionStatus::Created,
-        stage: None,
-        percent: None,
-        frames_stored: 0,
-        bytes_stored: 0,
-        signal_file: None,
-        results: Vec::new(),
-        error: None,
-        signal_events: None,
-        resume_token: String::new(),
-        resumes: 0,
-        resumable_until: None,
-        expires_at: None,
-        created_at: now.clone(),
-        updated_at: now,
-        ended_at: None,
-        completed_at: None,
-    };
+    let id = session_id::generate(&name, OffsetDateTime::now_utc());
+    let meta = SessionMeta::new(id, name, SessionStatus::Created);
     let store = Arc::clone(&app.store);
     let saved = meta.clone();
     match tokio::task::spawn_blocking(move || store.create(&saved)).await {

@@ -95,6 +95,39 @@ pub struct SessionMeta {
 }
 
 impl SessionMeta {
+    /// A session with nothing stored yet; the caller fills in what it knows.
+    pub fn new(id: String, name: String, status: SessionStatus) -> Self {
+        let now = now_rfc3339();
+        Self {
+            id,
+            name,
+            source: String::new(),
+            fps: 0.0,
+            width: 0,
+            height: 0,
+            encoding: FrameEncoding::Jpeg,
+            quality: None,
+            frames_expected: None,
+            status,
+            stage: None,
+            percent: None,
+            frames_stored: 0,
+            bytes_stored: 0,
+            signal_file: None,
+            results: Vec::new(),
+            error: None,
+            signal_events: None,
+            resume_token: String::new(),
+            resumes: 0,
+            resumable_until: None,
+            expires_at: None,
+            created_at: now.clone(),
+            updated_at: now,
+            ended_at: None,
+            completed_at: None,
+        }
+    }
+
     /// Duration of the stored video in seconds.
     pub fn duration_s(&self) -> f64 {
         self.frames_stored as f64 / self.fps
