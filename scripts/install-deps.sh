@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages referee builds against: OpenCV (with its FFmpeg backend) and
-# clang/libclang for the opencv crate's bindings. Does nothing when they are already there.
+# clang/libclang for the opencv crate's bindings; with `--tests`, also what the tests drive
+# (headless Chromium). Does nothing when they are already there.
 set -euo pipefail
 
 need=()
@@ -8,8 +9,10 @@ pkg-config --exists opencv4 2>/dev/null || need+=(libopencv-dev)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
-# Headless Chromium: the end-to-end tests open the report page and play the video in it.
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ "${1:-}" = "--tests" ]; then
+  # Headless Chromium: the end-to-end tests open the report page and play the video in it.
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh
+scripts/install-deps.sh --tests
 # The end-to-end tests run the client binary: build every binary first.
 cargo build --workspace --bins
 cargo test --workspace "$@"
