@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages referee builds against: OpenCV (with its FFmpeg backend) and
 # clang/libclang for the opencv crate's bindings; with `--tests`, also what the tests drive
-# (headless Chromium). Does nothing when they are already there.
+# (headless Chromium and its chromedriver). Does nothing when they are already there.
 set -euo pipefail
 
 need=()
@@ -12,6 +12,8 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if [ "${1:-}" = "--tests" ]; then
   # Headless Chromium: the end-to-end tests open the report page and play the video in it.
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  # chromedriver: the dashboard tests drive Chromium through it (W3C WebDriver).
+  command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 fi
 
 if [ ${#need[@]} -eq 0 ]; then

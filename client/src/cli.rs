@@ -1,6 +1,6 @@
 //! The command line: `referee-client URL --video FILE [--signal FILE] [options]` streams a
-//! session; `referee-client status URL SESSION_ID` and `referee-client list URL` ask the
-//! server's HTTP API.
+//! session; `referee-client status URL SESSION_ID`, `referee-client list URL` and
+//! `referee-client watch URL SESSION_ID` ask the server's HTTP API.
 
 use std::path::PathBuf;
 
@@ -47,9 +47,22 @@ pub enum Command {
         #[command(flatten)]
         access: Access,
     },
+    /// Follow a session's events as they happen, until it is complete (exit 0) or failed.
+    Watch {
+        /// Server URL, e.g. http://HOST:8080.
+        server: String,
+        /// The session id; it may not exist yet (e.g. created with POST /api/sessions).
+        session_id: String,
+        /// Seconds the server waits for a session that does not exist yet [default: the
+        /// server's, 300].
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+        #[command(flatten)]
+        access: Access,
+    },
 }
 
-/// How `status` and `list` reach a server that asks for a token or has its own CA.
+/// How `status`, `list` and `watch` reach a server that asks for a token or has its own CA.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct Access {
     /// Bearer token the server asks for (also from REFEREE_TOKEN).
@@ -283,9 +296,37 @@ mod tests {
             })
         );
 
+        let cli = Cli::try_parse_from([
+            "referee-client",
+            "watch",
+            "http://h:1",
+            "abc",
+            "--timeout",
+            "30",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.command,
+            Some(Command::Watch {
+                server: "http://h:1".into(),
+                session_id: "abc".into(),
+                timeout: Some(30),
+                access: Access::default(),
+            })
+        );
+
         for bad in [
             &["referee-client"][..],
             &["referee-client", "http://h:1"],
+            &["referee-client", "watch", "http://h:1"],
+            &[
+                "referee-client",
+                "watch",
+                "http://h:1",
+                "abc",
+                "--timeout",
+                "soon",
+            ],
             &["referee-client", "list"],
             &["referee-client", "status", "http://h:1"],
             &["referee-client", "list", "http://h:1", "--video", "v.avi"],

@@ -141,6 +141,11 @@ pub enum ClientError {
         reason: String,
     },
 
+    /// `watch` stopped before the session was complete: it failed, was abandoned or
+    /// deleted, never appeared, or its event stream kept breaking.
+    #[error("session {id} {reason}")]
+    Watch { id: String, reason: String },
+
     /// A downloaded file could not be written.
     #[error("cannot write {}: check that the --output folder is writable", path.display())]
     Output {

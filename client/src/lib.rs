@@ -17,6 +17,7 @@
 //! - [`progress`]: the progress bar or lines, and the processing stages.
 //! - [`results`]: the server's HTTP API: `status`, `list` and downloading results
 //!   (`--output`).
+//! - [`watch`]: `watch`, a session's events as they happen.
 //! - [`error`]: [`ClientError`], everything that can stop a session.
 //!
 //! Every input is checked before connecting: a video that cannot be decoded or a signal
@@ -34,6 +35,7 @@ pub mod signal;
 pub mod source;
 pub mod stream;
 pub mod upload;
+pub mod watch;
 pub mod window;
 
 use std::path::Path;

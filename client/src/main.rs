@@ -1,5 +1,5 @@
 //! The `referee-client` binary: parses the command line and streams a session with
-//! [`referee_client::run`], or runs `status` / `list` against the server's HTTP API.
+//! [`referee_client::run`], or runs `status` / `list` / `watch` against the server's HTTP API.
 //! Exit code 0 on success, 1 on failure (with one `error: ...` line), 2 for usage errors.
 
 use std::process::ExitCode;
@@ -40,7 +40,8 @@ async fn main() -> ExitCode {
     }
 }
 
-/// `status` and `list`: one request to the HTTP API, printed for people.
+/// `status` and `list`: one request to the HTTP API, printed for people; `watch`: the
+/// session's events until it is complete or failed.
 fn ask(command: Command) -> Result<(), ClientError> {
     match command {
         Command::Status {
@@ -54,6 +55,15 @@ fn ask(command: Command) -> Result<(), ClientError> {
         Command::List { server, access } => {
             let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
             print!("{}", list_text(&api.sessions()?));
+        }
+        Command::Watch {
+            server,
+            session_id,
+            timeout,
+            access,
+        } => {
+            let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
+            referee_client::watch::watch(&api, &session_id, timeout)?;
         }
     }
     Ok(())

@@ -164,13 +164,20 @@ pub fn spawn_reencode(
     let mut from_encoders = Vec::with_capacity(workers);
     let mut encoders: Vec<_> = (1..workers).map(|_| encoder.try_clone()).collect();
     encoders.push(encoder);
+    // Encoded frames go back to the decoder, which decodes into their memory again.
+    let (recycle_tx, recycle_rx) = std_mpsc::sync_channel::<DecodedFrame>(workers * WORK_QUEUE);
     for (n, mut encoder) in encoders.into_iter().enumerate() {
+        let recycle = recycle_tx.clone();
         let (work_tx, work_rx) =
             std_mpsc::sync_channel::<Result<DecodedFrame, ClientError>>(WORK_QUEUE);
         let (done_tx, done_rx) = std_mpsc::sync_channel(WORK_QUEUE);
         spawn_thread(&format!("encode-{n}"), move || {
             for work in work_rx {
-                let done = work.and_then(|frame| encoder.encode(&frame));
+                let done = work.and_then(|frame| {
+                    let encoded = encoder.encode(&frame);
+                    let _ = recycle.try_send(frame);
+                    encoded
+                });
                 let failed = done.is_err();
                 if done_tx.send(done).is_err() || failed {
                     break;
@@ -181,9 +188,12 @@ pub fn spawn_reencode(
         from_encoders.push(done_rx);
     }
     // The decoder hands frame i (or its error) to encoder i % workers...
+    drop(recycle_tx);
     spawn_thread("decode", move || {
         for turn in 0.. {
-            let next = decoder.next_frame().transpose();
+            let next = decoder
+                .next_frame_into(recycle_rx.try_recv().ok())
+                .transpose();
             let Some(work) = next else { break };
             let failed = work.is_err();
             if to_encoders[turn % workers].send(work).is_err() || failed {

@@ -131,7 +131,8 @@ impl Api {
         Ok(downloaded)
     }
 
-    fn get(&self, path: &str) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+    /// `GET path`: the response when it is `200 OK`, else the error the API explains.
+    pub(crate) fn get(&self, path: &str) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
         let url = self.url(path);
         let mut request = self.agent.get(&url);
         if let Some(token) = &self.token {

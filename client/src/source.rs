@@ -180,11 +180,20 @@ impl Decoder {
 
     /// The next frame, decoded; `None` at the end of the video.
     pub fn next_frame(&mut self) -> Result<Option<DecodedFrame>, ClientError> {
+        self.next_frame_into(None)
+    }
+
+    /// The next frame, decoded into `spare`'s image buffer when given (a frame already
+    /// encoded: reusing its memory saves allocating and faulting in a new image each frame).
+    pub fn next_frame_into(
+        &mut self,
+        spare: Option<DecodedFrame>,
+    ) -> Result<Option<DecodedFrame>, ClientError> {
         let index = self.next_index;
         let image = match self.first.take() {
             Some(image) => image,
             None => {
-                let mut image = Mat::default();
+                let mut image = spare.map(|frame| frame.image).unwrap_or_default();
                 let decoded = self.capture.read(&mut image).map_err(|err| {
                     frame_error(&self.path, index, format!("cannot decode: {err}"))
                 })?;
@@ -286,6 +295,8 @@ pub struct VideoSource {
     decoder: Decoder,
     encoder: Encoder,
     info: VideoInfo,
+    /// The last frame, once encoded: its image buffer is reused for the next one.
+    spare: Option<DecodedFrame>,
 }
 
 impl VideoSource {
@@ -308,6 +319,7 @@ impl VideoSource {
             decoder,
             encoder,
             info,
+            spare: None,
         })
     }
 
@@ -317,8 +329,12 @@ impl VideoSource {
 
     /// Decodes and JPEG-encodes the next frame; `None` at the end of the video.
     pub fn next_frame(&mut self) -> Result<Option<EncodedFrame>, ClientError> {
-        match self.decoder.next_frame()? {
-            Some(frame) => self.encoder.encode(&frame).map(Some),
+        match self.decoder.next_frame_into(self.spare.take())? {
+            Some(frame) => {
+                let encoded = self.encoder.encode(&frame)?;
+                self.spare = Some(frame);
+                Ok(Some(encoded))
+            }
             None => Ok(None),
         }
     }

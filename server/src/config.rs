@@ -306,7 +306,8 @@ impl Config {
     pub fn session_window(&self, width: u32, height: u32) -> u32 {
         let frame_bytes = (u64::from(width) * u64::from(height) / 4).max(1);
         let by_bytes = (self.window_bytes / frame_bytes).min(u64::from(MAX_BYTES_WINDOW));
-        self.window.max(u32::try_from(by_bytes).unwrap_or(MAX_BYTES_WINDOW))
+        self.window
+            .max(u32::try_from(by_bytes).unwrap_or(MAX_BYTES_WINDOW))
     }
 
     /// The largest control (text) message accepted: a signal file plus room for its JSON.

@@ -1,4 +1,4 @@
-//! The web dashboard at `/`: one HTML page, its script and its style sheet, embedded in the
+//! The web dashboard at `/`: one HTML page, its script, style sheet and icon, embedded in the
 //! binary (`server/web/`, no build step, nothing loaded from elsewhere). The page holds no
 //! data, so it is served without a token; it reads everything through the API, with the
 //! token the user gives it (see `auth.rs`).
@@ -16,6 +16,11 @@ use axum::response::{IntoResponse, Response};
 const INDEX_HTML: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
 const STYLE_CSS: &str = include_str!("../web/style.css");
+/// The icon: a white "r" on the header's colour.
+const FAVICON_SVG: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 32 32\">\
+<rect width=\"32\" height=\"32\" rx=\"7\" fill=\"#1d2330\"/><path d=\"M11 25V12h4v2.2\
+c1.2-1.7 2.8-2.5 5-2.4v4c-2.9-.2-5 1-5 4.2V25z\" fill=\"#fff\"/>\
+<circle cx=\"24\" cy=\"22\" r=\"3\" fill=\"#3ccf7a\"/></svg>";
 
 /// The page runs only its own script and style, shows images, live views and videos from
 /// this server, and talks only to it. `blob:`/`data:` are not needed: everything is a URL.
@@ -44,11 +49,7 @@ impl Asset {
             // The same content gives the same tag for as long as this binary runs.
             let mut hasher = std::hash::DefaultHasher::new();
             self.body.hash(&mut hasher);
-            let tag = format!(
-                "\"{}-{:016x}\"",
-                env!("CARGO_PKG_VERSION"),
-                hasher.finish()
-            );
+            let tag = format!("\"{}-{:016x}\"", env!("CARGO_PKG_VERSION"), hasher.finish());
             HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"referee\""))
         })
     }
@@ -71,7 +72,10 @@ impl Asset {
                 HeaderValue::from_static("nosniff"),
             ),
             // Tokens may travel in URLs (`?token=`): never hand them to another site.
-            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
             (
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(CSP),
@@ -95,6 +99,7 @@ impl Asset {
 static INDEX: Asset = Asset::new(INDEX_HTML, "text/html; charset=utf-8");
 static SCRIPT: Asset = Asset::new(APP_JS, "text/javascript; charset=utf-8");
 static STYLE: Asset = Asset::new(STYLE_CSS, "text/css; charset=utf-8");
+static FAVICON: Asset = Asset::new(FAVICON_SVG, "image/svg+xml");
 
 /// `GET /`: the dashboard page.
 pub async fn index(headers: HeaderMap) -> Response {
@@ -111,6 +116,11 @@ pub async fn style(headers: HeaderMap) -> Response {
     STYLE.respond(&headers)
 }
 
+/// `GET /favicon.svg`: the dashboard's icon.
+pub async fn favicon(headers: HeaderMap) -> Response {
+    FAVICON.respond(&headers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +131,7 @@ mod tests {
             (index(HeaderMap::new()).await, "text/html"),
             (script(HeaderMap::new()).await, "text/javascript"),
             (style(HeaderMap::new()).await, "text/css"),
+            (favicon(HeaderMap::new()).await, "image/svg+xml"),
         ] {
             assert_eq!(response.status(), StatusCode::OK);
             let headers = response.headers();

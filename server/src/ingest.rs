@@ -940,7 +940,10 @@ where
         Metrics::add(&self.app.metrics.bytes_received, frame.payload.len() as u64);
         session.arrivals.push_back(Instant::now());
         session.recent.push_back((index, frame.header.crc32c));
-        let window = self.app.config.session_window(session.width, session.height);
+        let window = self
+            .app
+            .config
+            .session_window(session.width, session.height);
         if session.recent.len() > window as usize {
             session.recent.pop_front();
         }

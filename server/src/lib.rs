@@ -12,7 +12,7 @@
 //!   analysis).
 //! - [`recovery`]: sessions brought back after a stop; [`cleanup`]: abandon and expire.
 //! - [`auth`], [`limits`]: bearer tokens; per-client and disk limits.
-//! - [`api`]: the HTTP API.
+//! - [`api`]: the HTTP API; [`dashboard`]: the web dashboard at `/` (`server/web/`).
 //! - [`results_api`]: results over HTTP (video with byte ranges, reports, thumbnails, frames),
 //!   and deleting sessions; [`byte_range`] reads `Range` headers.
 
@@ -21,6 +21,7 @@ pub mod auth;
 pub mod byte_range;
 pub mod cleanup;
 pub mod config;
+pub mod dashboard;
 pub mod events;
 pub mod frame_check;
 pub mod ingest;
@@ -124,6 +125,10 @@ impl AppState {
 /// The HTTP and WebSocket routes.
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/app.js", get(dashboard::script))
+        .route("/style.css", get(dashboard::style))
+        .route("/favicon.svg", get(dashboard::favicon))
         .route("/health", get(api::health))
         .route(referee_protocol::STREAM_PATH, get(stream))
         .route(

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod client_errors;
+mod dashboard;
 mod disconnects;
 mod limits;
 mod load;
@@ -14,4 +15,5 @@ mod signal_errors;
 mod streaming;
 mod tls;
 mod watch;
+mod watch_command;
 mod webhooks;

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod proxy;
+pub mod webdriver;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -561,7 +562,7 @@ pub fn http_request(
 }
 
 /// Decodes a chunked HTTP/1.1 body.
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+pub(crate) fn dechunk(mut rest: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
     loop {
         let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();

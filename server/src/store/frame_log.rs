@@ -57,6 +57,9 @@ pub struct FrameLogWriter {
     pending: Vec<Bytes>,
     pending_bytes: usize,
     offset: u64,
+    /// Where the log was durable at the last sync: the pages before it have been dropped from
+    /// the page cache.
+    synced: u64,
 }
 
 impl FrameLogWriter {
@@ -86,6 +89,7 @@ impl FrameLogWriter {
             pending: Vec::new(),
             pending_bytes: 0,
             offset,
+            synced: offset,
         })
     }
 
@@ -137,10 +141,27 @@ impl FrameSink for FrameLogWriter {
 
     fn sync(&mut self) -> Result<(), StoreError> {
         // The log first: an index entry must never point past the durable end of the log.
+        let started = std::time::Instant::now();
         self.write_pending()?;
+        let written = started.elapsed();
         self.log
             .sync_data()
             .map_err(io_error(&self.id, "cannot sync", &self.log_path))?;
+        let log_synced = started.elapsed();
+        // The frames just made durable are read again only by processing, later: drop their
+        // pages from the page cache rather than let a long upload fill memory with them. The
+        // next batch writes into pages just freed, which is faster than into memory not
+        // touched for a while (notably in a virtual machine). Advice only: a failure is
+        // harmless.
+        if let Some(len) = std::num::NonZeroU64::new(self.offset - self.synced) {
+            let _ = rustix::fs::fadvise(
+                &self.log,
+                self.synced,
+                Some(len),
+                rustix::fs::Advice::DontNeed,
+            );
+        }
+        self.synced = self.offset;
         self.idx
             .flush()
             .map_err(io_error(&self.id, "cannot write", &self.idx_path))?;
@@ -149,6 +170,12 @@ impl FrameSink for FrameLogWriter {
             "cannot sync",
             &self.idx_path,
         ))?;
+        tracing::trace!(
+            write_ms = written.as_secs_f64() * 1e3,
+            sync_log_ms = (log_synced - written).as_secs_f64() * 1e3,
+            sync_idx_ms = (started.elapsed() - log_synced).as_secs_f64() * 1e3,
+            "frame log synced"
+        );
         Ok(())
     }
 }
