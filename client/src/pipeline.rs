@@ -122,9 +122,14 @@ impl Frames {
     }
 }
 
-/// Encoder threads: one per core this process may use.
+/// Encoder threads: `REFEREE_ENCODE_THREADS` when set (1 to 64), else one per core this
+/// process may use.
 pub fn encoder_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::env::var("REFEREE_ENCODE_THREADS")
+        .ok()
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), ClientError> {

@@ -1,0 +1,1514 @@
+//! `referee-bench`: how fast referee streams on this machine, next to what the machine itself
+//! can do with the same files. Prints a table and writes the numbers as JSON.
+//!
+//! ```sh
+//! cargo build --release --bins
+//! target/release/referee-bench            # about 2 to 4 minutes on 2 cores
+//! target/release/referee-bench --quick    # fewer frames, the 720p cases only
+//! ```
+//!
+//! Sections (`--only limits,e2e,ingest,processing` runs some of them):
+//! - **limits**: decode only and decode + JPEG encode on one core (pinned with `taskset`);
+//!   decode + encode on every core (one whole pipeline per core); the client's own frame
+//!   pipeline without network; reading the raw file bytes (page cache and `O_DIRECT`);
+//!   sequential writes with `fdatasync` on the data directory's disk.
+//! - **e2e**: the real `referee-client` streaming a video to a real `referee-server` on
+//!   loopback, both release binaries next to this one: FPS, MB/s, CPU seconds and peak RSS
+//!   of each process, measured when the client reports `Session ended` (every frame durable).
+//! - **ingest**: 1, 8 and 32 concurrent sessions of pre-encoded 720p frames sent by this
+//!   program as fast as the server's window allows: frames/s, GB/s, ACK latency, server RSS.
+//! - **processing**: seconds per processing stage per 1000 frames, at 480p and 720p.
+//!
+//! Test videos are made with `referee_sample_data::write_video` and kept in
+//! `target/bench/videos`; sessions are written to `target/bench/data` (the disk measured) and
+//! deleted after each run.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use referee_client::pipeline::{FrameOptions, Frames};
+use referee_client::source::{Decoder, PacketReader, VideoSource};
+use referee_protocol::digest::FrameDigest;
+use referee_protocol::frame::encode_frame;
+use serde_json::{json, Value};
+use tokio::sync::{watch, Barrier};
+use tokio_tungstenite::tungstenite::Message;
+
+const USAGE: &str =
+    "usage: referee-bench [--quick] [--json PATH] [--work DIR] [--frames N] [--only SECTIONS]
+
+  --quick          fewer frames and the 720p cases only
+  --json PATH      where to write the results (default: target/bench/results.json)
+  --work DIR       test videos and session data (default: target/bench); its disk is measured
+  --frames N       frames per test video (default 600, 300 with --quick)
+  --only SECTIONS  comma-separated: limits, e2e, ingest, processing (default: all)
+  --repeat N       runs of each measurement; the median is shown (default 3, 1 with --quick)
+  --server-arg ARG pass ARG to every referee-server started (repeat for more), e.g.
+                   --server-arg=--window=128
+
+Build first: cargo build --release --bins";
+
+/// JPEG quality of re-encoded frames: the client's default.
+const QUALITY: u8 = referee_client::source::DEFAULT_QUALITY;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = if args.first().map(String::as_str) == Some("--limit") {
+        limit_child(&args[1..])
+    } else {
+        run(&args)
+    };
+    if let Err(err) = result {
+        eprintln!("referee-bench: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+struct Options {
+    quick: bool,
+    json: PathBuf,
+    work: PathBuf,
+    frames: u32,
+    sections: Vec<String>,
+    server_args: Vec<String>,
+    repeat: usize,
+}
+
+fn parse_options(args: &[String]) -> Result<Options> {
+    let target = binary_dir()?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    let mut options = Options {
+        quick: false,
+        json: target.join("bench").join("results.json"),
+        work: target.join("bench"),
+        frames: 0,
+        sections: ["limits", "e2e", "ingest", "processing"]
+            .map(String::from)
+            .to_vec(),
+        server_args: Vec::new(),
+        repeat: 0,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .cloned()
+                .ok_or_else(|| anyhow!("{arg} needs a value\n\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--json" => options.json = PathBuf::from(value()?),
+            "--work" => options.work = PathBuf::from(value()?),
+            "--frames" => {
+                options.frames = value()?
+                    .parse()
+                    .map_err(|_| anyhow!("--frames needs a number"))?
+            }
+            "--only" => {
+                options.sections = value()?.split(',').map(|s| s.trim().to_string()).collect()
+            }
+            "--server-arg" => options.server_args.push(value()?),
+            "--repeat" => {
+                options.repeat = value()?
+                    .parse()
+                    .map_err(|_| anyhow!("--repeat needs a number"))?
+            }
+            other if other.starts_with("--server-arg=") => options
+                .server_args
+                .push(other["--server-arg=".len()..].to_string()),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
+        }
+    }
+    if options.frames == 0 {
+        options.frames = if options.quick { 300 } else { 600 };
+    }
+    if options.repeat == 0 {
+        options.repeat = if options.quick { 1 } else { 3 };
+    }
+    Ok(options)
+}
+
+/// Where this binary and the other release binaries are.
+fn binary_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    exe.parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow!("{} has no parent directory", exe.display()))
+}
+
+/// A test video and what it holds.
+#[derive(Clone)]
+struct Video {
+    label: String,
+    path: PathBuf,
+    codec: &'static str,
+    width: u32,
+    height: u32,
+    frames: u32,
+    bytes: u64,
+}
+
+impl Video {
+    fn describe(&self) -> Value {
+        json!({
+            "label": self.label, "file": self.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "codec": self.codec, "width": self.width, "height": self.height,
+            "frames": self.frames, "fps": 30.0, "bytes": self.bytes,
+        })
+    }
+}
+
+/// Makes (or finds, from an earlier run) the test videos: 720p (and 480p) in MJPEG and
+/// MPEG-4, and a 720p MJPEG video four times as long for passthrough, which is too fast to
+/// measure over a few hundred frames.
+fn videos(dir: &Path, frames: u32, quick: bool) -> Result<Vec<Video>> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut specs = vec![
+        (1280, 720, "avi", frames, "720p avi"),
+        (1280, 720, "mp4", frames, "720p mp4"),
+    ];
+    if !quick {
+        specs.push((854, 480, "avi", frames, "480p avi"));
+        specs.push((854, 480, "mp4", frames, "480p mp4"));
+    }
+    specs.push((1280, 720, "avi", frames * 4, "720p avi long"));
+    let mut out = Vec::new();
+    for (width, height, ext, frames, label) in specs {
+        let codec = if ext == "avi" {
+            "MJPEG"
+        } else {
+            "MPEG-4 Part 2 (mp4v)"
+        };
+        let name = format!("bench_{height}p_{frames}.{ext}");
+        let path = dir.join(&name);
+        if !path.is_file() {
+            eprintln!("making {}", path.display());
+            let spec = referee_sample_data::SyntheticVideo {
+                frames,
+                fps: 30.0,
+                width,
+                height,
+            };
+            let partial = dir.join(format!("partial_{name}"));
+            referee_sample_data::write_video(&partial, &spec)
+                .with_context(|| format!("cannot make {}", path.display()))?;
+            fs::rename(&partial, &path)?;
+        }
+        out.push(Video {
+            label: label.to_string(),
+            bytes: fs::metadata(&path)?.len(),
+            path,
+            codec,
+            width: width as u32,
+            height: height as u32,
+            frames,
+        });
+    }
+    Ok(out)
+}
+
+impl Video {
+    fn is_long(&self) -> bool {
+        self.label.ends_with("long")
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let options = parse_options(args)?;
+    let _ = SERVER_ARGS.set(options.server_args.clone());
+    let _ = REPEAT.set(options.repeat);
+    let bins = binary_dir()?;
+    for name in ["referee-server", "referee-client"] {
+        if !bins.join(name).is_file() {
+            bail!(
+                "{} is missing: build with `cargo build --release --bins`",
+                bins.join(name).display()
+            );
+        }
+    }
+    let videos = videos(&options.work.join("videos"), options.frames, options.quick)?;
+    let data = options.work.join("data");
+    fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+    let command = std::iter::once("target/release/referee-bench".to_string())
+        .chain(args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut results = json!({
+        "command": command,
+        "conditions": conditions(&options, &data, &videos),
+    });
+    let wants = |s: &str| options.sections.iter().any(|x| x == s);
+    if wants("limits") {
+        warm_up(&data)?;
+        results["limits"] = limits(&videos, &data, options.quick)?;
+    }
+    if wants("e2e") {
+        warm_up(&data)?;
+        results["e2e"] = e2e(&bins, &data, &videos, options.quick)?;
+    }
+    if wants("ingest") {
+        warm_up(&data)?;
+        results["ingest"] = ingest_all(&bins, &data, &videos, options.quick)?;
+    }
+    if wants("processing") {
+        results["processing"] = processing_all(&bins, &data, &videos, options.quick)?;
+    }
+    results["conditions"]["loadavg_at_end"] = json!(fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim());
+    results["targets"] = targets(&results);
+    print_table(&results);
+    if let Some(dir) = options.json.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    fs::write(&options.json, serde_json::to_string_pretty(&results)?)
+        .with_context(|| format!("cannot write {}", options.json.display()))?;
+    println!("\nJSON: {}", options.json.display());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conditions
+
+fn conditions(options: &Options, data: &Path, videos: &[Video]) -> Value {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal"))
+        .unwrap_or_default()
+        .to_string();
+    let shell = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let data_str = data.display().to_string();
+    json!({
+        "date_utc": shell("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+        "git": shell("git", &["describe", "--always", "--dirty"]),
+        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "cpu": model,
+        "memory": mem,
+        "kernel": fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "data_dir": data_str,
+        "data_fs": shell("findmnt", &["-n", "-o", "SOURCE,FSTYPE,OPTIONS", "-T", &data_str]),
+        "loadavg_at_start": fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        "server_args": options.server_args,
+        "quick": options.quick,
+        "jpeg_quality": QUALITY,
+        "videos": videos.iter().map(Video::describe).collect::<Vec<_>>(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process measurements
+
+/// CPU seconds (user + system, every thread) of process `pid`, while it runs.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// Peak resident memory (VmHWM) of process `pid`, in MB.
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Runs of each measurement (`--repeat`).
+static REPEAT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// Runs `measure` `--repeat` times and returns the run with the median `key`, with every
+/// run's `key` in `runs` (the machine is shared: single runs vary).
+fn repeated(key: &str, mut measure: impl FnMut() -> Result<Value>) -> Result<Value> {
+    let n = REPEAT.get().copied().unwrap_or(1).max(1);
+    let mut runs = (0..n).map(|_| measure()).collect::<Result<Vec<Value>>>()?;
+    let value = |v: &Value| v[key].as_f64().unwrap_or(f64::NAN);
+    runs.sort_by(|a, b| value(a).total_cmp(&value(b)));
+    let all: Vec<f64> = runs.iter().map(value).collect();
+    let mut median = runs.swap_remove(n / 2);
+    if n > 1 {
+        median["runs"] = json!({ key: all });
+    }
+    Ok(median)
+}
+
+/// Extra flags for every server (`--server-arg`).
+static SERVER_ARGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// A `referee-server` release binary on a free loopback port and its own data directory.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    data: PathBuf,
+    cpu_at_start: f64,
+}
+
+impl Server {
+    fn start(bins: &Path, data: &Path, extra: &[&str]) -> Result<Self> {
+        let _ = fs::remove_dir_all(data);
+        fs::create_dir_all(data)?;
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let log = File::create(data.with_extension("server.log"))?;
+        let child = Command::new(bins.join("referee-server"))
+            .args(["--listen", &addr.to_string(), "--data-dir"])
+            .arg(data)
+            .args(["--min-free-disk-bytes", "0"])
+            .args(extra)
+            .args(SERVER_ARGS.get().into_iter().flatten())
+            .env(
+                "REFEREE_LOG_LEVEL",
+                std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start referee-server")?;
+        let mut server = Self {
+            child,
+            addr,
+            data: data.to_path_buf(),
+            cpu_at_start: 0.0,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while http_get(addr, "/health").map(|(s, _)| s) != Ok(200) {
+            if Instant::now() > deadline {
+                bail!("referee-server did not answer /health within 15 s");
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                bail!(
+                    "referee-server exited ({status}); see {}",
+                    data.with_extension("server.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server.cpu_at_start = server.cpu();
+        Ok(server)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn cpu(&self) -> f64 {
+        cpu_seconds(self.pid()).unwrap_or(f64::NAN)
+    }
+
+    /// CPU seconds since the server answered its first /health.
+    fn cpu_used(&self) -> f64 {
+        self.cpu() - self.cpu_at_start
+    }
+
+    fn peak_rss_mb(&self) -> f64 {
+        peak_rss_mb(self.pid()).unwrap_or(f64::NAN)
+    }
+
+    fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn ws_url(&self) -> String {
+        format!("ws://{}/stream", self.addr)
+    }
+
+    fn session(&self, name_part: &str) -> Result<Value> {
+        let (_, body) = http_get(self.addr, "/api/sessions").map_err(|e| anyhow!(e))?;
+        let list: Value = serde_json::from_str(&body)?;
+        list["sessions"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|s| s["id"].as_str().is_some_and(|id| id.contains(name_part)))
+            })
+            .cloned()
+            .ok_or_else(|| anyhow!("no session {name_part} on the server"))
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.data);
+    }
+}
+
+/// A minimal HTTP/1.1 GET: the status code and the body.
+fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+
+/// Runs `--limit KIND VIDEO [THREADS]` in a child process, pinned to one core with `taskset`
+/// when `one_core`.
+fn limit(kind: &str, video: &Video, threads: usize, one_core: bool) -> Result<Value> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = if one_core {
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", "0"]).arg(&exe);
+        cmd
+    } else {
+        Command::new(&exe)
+    };
+    let output = cmd
+        .args(["--limit", kind])
+        .arg(&video.path)
+        .arg(threads.to_string())
+        .output()
+        .with_context(|| format!("cannot run the {kind} limit (is taskset installed?)"))?;
+    if !output.status.success() {
+        bail!(
+            "the {kind} limit failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let mut value: Value = serde_json::from_slice(&output.stdout)?;
+    value["one_core"] = json!(one_core);
+    value["video"] = json!(video.label);
+    if let Some(fps) = value["fps"].as_f64() {
+        value["mb_per_s"] = json!(fps * video.bytes as f64 / f64::from(video.frames) / 1e6);
+    }
+    Ok(value)
+}
+
+/// The child side of [`limit`]: measures one thing and prints it as JSON.
+fn limit_child(args: &[String]) -> Result<()> {
+    let [kind, video, threads, ..] = args else {
+        bail!("--limit KIND VIDEO THREADS");
+    };
+    let video = PathBuf::from(video);
+    let threads: usize = threads.parse()?;
+    referee_client::source::quiet_opencv(false);
+    let result = match kind.as_str() {
+        "decode" => {
+            let (mut decoder, _) = Decoder::open(&video)?;
+            let started = Instant::now();
+            let mut frames = 0u64;
+            while decoder.next_frame()?.is_some() {
+                frames += 1;
+            }
+            rate(frames, started.elapsed(), 0)
+        }
+        "decode-encode" => {
+            let mut source = VideoSource::open(&video, QUALITY)?;
+            let started = Instant::now();
+            let (mut frames, mut bytes) = (0u64, 0u64);
+            while let Some(frame) = source.next_frame()? {
+                frames += 1;
+                bytes += frame.jpeg.len() as u64;
+            }
+            rate(frames, started.elapsed(), bytes)
+        }
+        "decode-encode-all" => {
+            // One whole decode + encode per thread, started together: what every core can do.
+            let barrier = Arc::new(std::sync::Barrier::new(threads + 1));
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (video, barrier) = (video.clone(), Arc::clone(&barrier));
+                    std::thread::spawn(move || -> Result<(u64, u64)> {
+                        let mut source = VideoSource::open(&video, QUALITY)?;
+                        barrier.wait();
+                        let (mut frames, mut bytes) = (0u64, 0u64);
+                        while let Some(frame) = source.next_frame()? {
+                            frames += 1;
+                            bytes += frame.jpeg.len() as u64;
+                        }
+                        Ok((frames, bytes))
+                    })
+                })
+                .collect();
+            barrier.wait();
+            let started = Instant::now();
+            let (mut frames, mut bytes) = (0, 0);
+            for worker in workers {
+                let (f, b) = worker
+                    .join()
+                    .map_err(|_| anyhow!("a decode thread panicked"))??;
+                frames += f;
+                bytes += b;
+            }
+            let mut r = rate(frames, started.elapsed(), bytes);
+            r["threads"] = json!(threads);
+            r
+        }
+        "packets" => {
+            let info = VideoSource::open(&video, QUALITY)?.info().clone();
+            let mut reader = PacketReader::open(&video, &info)
+                .ok_or_else(|| anyhow!("{} has no JPEG packets", video.display()))?;
+            let started = Instant::now();
+            let (mut frames, mut bytes) = (0u64, 0u64);
+            while let Some(frame) = reader.next_frame()? {
+                frames += 1;
+                bytes += frame.jpeg.len() as u64;
+            }
+            rate(frames, started.elapsed(), bytes)
+        }
+        "pipeline" | "pipeline-reencode" => {
+            let options = FrameOptions {
+                reencode: kind == "pipeline-reencode",
+                ..FrameOptions::default()
+            };
+            let source = Frames::open(&video, options)?;
+            let passthrough = source.is_passthrough();
+            let started = Instant::now();
+            let mut rx = source.spawn()?;
+            let (mut frames, mut bytes) = (0u64, 0u64);
+            while let Some(frame) = rx.blocking_recv() {
+                frames += 1;
+                bytes += frame?.jpeg.len() as u64;
+            }
+            let mut r = rate(frames, started.elapsed(), bytes);
+            r["passthrough"] = json!(passthrough);
+            r
+        }
+        other => bail!("unknown limit {other}"),
+    };
+    let mut result = result;
+    result["kind"] = json!(kind);
+    // Every thread of this process, the opening of the video included.
+    result["cpu_s"] = json!(cpu_seconds(std::process::id()));
+    println!("{result}");
+    Ok(())
+}
+
+fn rate(frames: u64, elapsed: Duration, bytes: u64) -> Value {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    json!({
+        "frames": frames,
+        "seconds": secs,
+        "fps": frames as f64 / secs,
+        "output_bytes_per_frame": bytes.checked_div(frames).unwrap_or(0),
+    })
+}
+
+fn limits(videos: &[Video], data: &Path, quick: bool) -> Result<Value> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rows = Vec::new();
+    for video in videos {
+        if quick && video.height != 720 {
+            continue;
+        }
+        eprintln!("limits: {}", video.label);
+        if video.is_long() {
+            rows.push(repeated("fps", || limit("packets", video, 1, true))?);
+            rows.push(repeated("fps", || limit("pipeline", video, cores, false))?);
+            rows.push(read_file(video, false)?);
+            rows.push(repeated("mb_per_s", || read_file(video, true))?);
+            continue;
+        }
+        rows.push(repeated("fps", || limit("decode", video, 1, true))?);
+        rows.push(repeated("fps", || limit("decode-encode", video, 1, true))?);
+        rows.push(repeated("fps", || {
+            limit("decode-encode-all", video, cores, false)
+        })?);
+        if video.codec == "MJPEG" {
+            rows.push(repeated("fps", || limit("packets", video, 1, true))?);
+            rows.push(repeated("fps", || limit("pipeline", video, cores, false))?);
+            rows.push(repeated("fps", || {
+                limit("pipeline-reencode", video, cores, false)
+            })?);
+        } else {
+            rows.push(repeated("fps", || limit("pipeline", video, cores, false))?);
+        }
+        rows.push(read_file(video, false)?);
+        rows.push(repeated("mb_per_s", || read_file(video, true))?);
+    }
+    eprintln!("limits: disk");
+    let total = if quick { 128 } else { 256 } << 20;
+    for batch in [4 << 20, 32 << 20] {
+        rows.push(repeated("mb_per_s", || write_sync(data, total, batch, 1))?);
+    }
+    // As many files at once as the 8-session ingest writes.
+    rows.push(repeated("mb_per_s", || {
+        write_sync(data, total, 4 << 20, 8)
+    })?);
+    Ok(Value::Array(rows))
+}
+
+/// Reads the whole file: from the page cache (best of three, after a warm-up read), or with
+/// `O_DIRECT` (from the disk, bypassing the cache).
+fn read_file(video: &Video, direct: bool) -> Result<Value> {
+    let mut buf = vec![0u8; (1 << 20) + 4096];
+    // O_DIRECT wants a block-aligned buffer.
+    let skip = (4096 - (buf.as_ptr() as usize % 4096)) % 4096;
+    let buf = &mut buf[skip..skip + (1 << 20)];
+    let mut read_once = || -> Result<(u64, Duration)> {
+        let mut options = OpenOptions::new();
+        options.read(true);
+        if direct {
+            options.custom_flags(libc::O_DIRECT);
+        }
+        let mut file = options.open(&video.path)?;
+        let started = Instant::now();
+        let mut total = 0u64;
+        loop {
+            let n = file.read(buf)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        Ok((total, started.elapsed()))
+    };
+    let rounds = if direct { 1 } else { 4 };
+    let mut best = Duration::MAX;
+    let mut bytes = 0;
+    for round in 0..rounds {
+        let (total, elapsed) = read_once()?;
+        bytes = total;
+        if direct || round > 0 {
+            best = best.min(elapsed);
+        }
+    }
+    let secs = best.as_secs_f64().max(1e-9);
+    Ok(json!({
+        "kind": if direct { "read-direct" } else { "read-cached" },
+        "video": video.label,
+        "bytes": bytes,
+        "seconds": secs,
+        "mb_per_s": bytes as f64 / secs / 1e6,
+        "fps": f64::from(video.frames) / secs,
+        "one_core": true,
+    }))
+}
+
+/// Writes 1 GiB to the data directory and deletes it. In a virtual machine, memory the guest
+/// has not touched yet is slow to touch the first time (the host maps it then): the page
+/// cache pages freed here are the ones the next measurement writes to, as on a server that
+/// has been running for a while.
+fn warm_up(dir: &Path) -> Result<()> {
+    write_sync(dir, 1 << 30, 64 << 20, 1).map(|_| ())
+}
+
+/// Writes `total` bytes sequentially in 1 MiB writes, with `fdatasync` every `batch` bytes,
+/// spread over `files` files written at the same time (one thread each), as `files`
+/// sessions would.
+fn write_sync(dir: &Path, total: usize, batch: usize, files: usize) -> Result<Value> {
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for b in chunk.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let chunk = Arc::new(chunk);
+    let per_file = total / files;
+    let started = Instant::now();
+    let writers: Vec<_> = (0..files)
+        .map(|n| {
+            let path = dir.join(format!("bench-write-{n}.tmp"));
+            let chunk = Arc::clone(&chunk);
+            std::thread::spawn(move || -> Result<Duration> {
+                let mut file = File::create(&path)?;
+                let mut worst = Duration::ZERO;
+                let mut written = 0;
+                while written < per_file {
+                    file.write_all(&chunk)?;
+                    written += chunk.len();
+                    if written % batch == 0 || written >= per_file {
+                        let sync = Instant::now();
+                        file.sync_data()?;
+                        worst = worst.max(sync.elapsed());
+                    }
+                }
+                drop(file);
+                fs::remove_file(&path)?;
+                Ok(worst)
+            })
+        })
+        .collect();
+    let mut worst = Duration::ZERO;
+    for writer in writers {
+        let w = writer
+            .join()
+            .map_err(|_| anyhow!("a writer thread panicked"))??;
+        worst = worst.max(w);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let bytes = per_file * files;
+    let suffix = if files > 1 {
+        format!("-{files}files")
+    } else {
+        String::new()
+    };
+    Ok(json!({
+        "kind": format!("write-fdatasync-{}MiB{suffix}", batch >> 20),
+        "video": "-",
+        "bytes": bytes,
+        "seconds": secs,
+        "mb_per_s": bytes as f64 / secs / 1e6,
+        "worst_sync_ms": worst.as_secs_f64() * 1e3,
+        "one_core": files == 1,
+        "threads": files,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end
+
+fn e2e(bins: &Path, data: &Path, videos: &[Video], quick: bool) -> Result<Value> {
+    let mut rows = Vec::new();
+    for video in videos {
+        if quick && video.height != 720 {
+            continue;
+        }
+        // Passthrough on the long video when there is one of the same size.
+        let long = videos
+            .iter()
+            .any(|v| v.is_long() && v.height == video.height);
+        let cases: &[&[&str]] = match (video.codec, video.is_long()) {
+            ("MJPEG", true) => &[&[]],
+            ("MJPEG", false) if long => &[&["--reencode"]],
+            ("MJPEG", false) => &[&[], &["--reencode"]],
+            _ => &[&[]],
+        };
+        for extra in cases {
+            eprintln!("e2e: {} {}", video.label, extra.join(" "));
+            rows.push(repeated("fps", || e2e_case(bins, data, video, extra))?);
+        }
+    }
+    Ok(Value::Array(rows))
+}
+
+fn e2e_case(bins: &Path, data: &Path, video: &Video, extra: &[&str]) -> Result<Value> {
+    let case: String = format!("e2e-{}{}", video.label, extra.join(""))
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let server = Server::start(bins, &data.join(case), &[])?;
+    let state = data.join("client-state");
+    let log = File::create(data.join("e2e.client.log"))?;
+    // With a signal file the server starts processing only once the client has sent it,
+    // after it prints `Session ended`: the measurements below see the upload alone.
+    let signal = data.join("e2e.signal.txt");
+    fs::write(&signal, "0.000 start\n")?;
+    let spawned = Instant::now();
+    let mut client = Command::new(bins.join("referee-client"))
+        .arg(server.http_url())
+        .arg("--video")
+        .arg(&video.path)
+        .arg("--signal")
+        .arg(&signal)
+        .args(["--name", "bench"])
+        .args(extra)
+        .env("REFEREE_STATE_DIR", &state)
+        .env("REFEREE_LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .context("cannot start referee-client")?;
+    let pid = client.id();
+    let stdout = client
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no client stdout"))?;
+    let mut started = None;
+    let mut startup_cpu = f64::NAN;
+    let mut mode = String::new();
+    let mut measured = None;
+    let mut transcript = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        transcript.push_str(&line);
+        transcript.push('\n');
+        if line.starts_with("Session started:") {
+            started = Some(Instant::now());
+            startup_cpu = cpu_seconds(pid).unwrap_or(f64::NAN);
+        } else if let Some(frames) = line.strip_prefix("Frames: ") {
+            mode = frames.to_string();
+        } else if line.starts_with("Session ended:") {
+            // Every frame is durable: measure both processes now, before processing starts
+            // to weigh on the server.
+            let ended = Instant::now();
+            measured = Some((
+                ended,
+                cpu_seconds(pid).unwrap_or(f64::NAN),
+                peak_rss_mb(pid).unwrap_or(f64::NAN),
+                server.cpu_used(),
+                server.peak_rss_mb(),
+            ));
+            break;
+        }
+    }
+    let _ = client.kill();
+    let _ = client.wait();
+    let (Some(started), Some((ended, client_cpu, client_rss, server_cpu, server_rss))) =
+        (started, measured)
+    else {
+        server.stop();
+        bail!("the client did not finish streaming:\n{transcript}");
+    };
+    let session = server.session("bench")?;
+    server.stop();
+    let frames = session["frames_stored"].as_u64().unwrap_or(0);
+    let bytes = session["bytes_stored"].as_u64().unwrap_or(0);
+    let secs = (ended - started).as_secs_f64();
+    let wall = (ended - spawned).as_secs_f64();
+    Ok(json!({
+        "video": video.label,
+        "args": extra.join(" "),
+        "mode": if mode.contains("passthrough") { "passthrough" } else { "re-encode" },
+        "frames": frames,
+        "payload_bytes": bytes,
+        "seconds": secs,
+        "fps": frames as f64 / secs,
+        "mb_per_s": bytes as f64 / secs / 1e6,
+        "wall_seconds_from_spawn": wall,
+        "fps_from_spawn": frames as f64 / wall,
+        "client_cpu_s": client_cpu,
+        "client_cpu_before_start_s": startup_cpu,
+        "client_peak_rss_mb": client_rss,
+        "server_cpu_s": server_cpu,
+        "server_peak_rss_mb": server_rss,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest and processing: sessions played by this program
+
+/// The JPEG frames of a Motion-JPEG test video, as stored.
+fn jpegs(video: &Video) -> Result<Vec<Bytes>> {
+    let info = VideoSource::open(&video.path, QUALITY)?.info().clone();
+    let mut reader = PacketReader::open(&video.path, &info)
+        .ok_or_else(|| anyhow!("{} has no JPEG packets", video.path.display()))?;
+    let mut out = Vec::new();
+    while let Some(frame) = reader.next_frame()? {
+        out.push(Bytes::from(frame.jpeg));
+    }
+    Ok(out)
+}
+
+/// What one played session saw.
+#[derive(Default)]
+struct Played {
+    frames: u64,
+    bytes: u64,
+    window: u64,
+    /// Time from sending a frame to the ACK that covers it, one per frame.
+    ack_latencies: Vec<Duration>,
+    /// When the last frame was acknowledged.
+    last_ack: Option<Instant>,
+    /// Stage name and when it was first reported, then "complete".
+    stages: Vec<(String, Instant)>,
+    processing_started: Option<Instant>,
+    /// Time the sender spent with a full window, waiting for an ACK.
+    window_wait: Duration,
+    /// From the first frame sent to the last ACK.
+    busy: Duration,
+}
+
+/// Plays one session: SESSION_START, `frames` frames (cycling through `payloads`) within the
+/// window, then either closes (ingest) or ends the session with a signal and waits for
+/// COMPLETE (processing). Sending starts when every session has reached `barrier`.
+async fn play(
+    url: String,
+    name: String,
+    payloads: Arc<Vec<Bytes>>,
+    frames: u64,
+    size: (u32, u32),
+    process: bool,
+    barrier: Arc<Barrier>,
+) -> Result<Played> {
+    let (ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .with_context(|| format!("cannot connect to {url}"))?;
+    let (mut sink, mut stream) = ws.split();
+    let start = json!({
+        "type": "SESSION_START", "protocol_version": 1, "name": name, "source": "bench.avi",
+        "fps": 30.0, "width": size.0, "height": size.1, "frame_count": frames, "encoding": "jpeg",
+    });
+    sink.send(Message::text(start.to_string())).await?;
+    let started = next_json(&mut stream).await?;
+    if started["type"] != "SESSION_STARTED" {
+        bail!("expected SESSION_STARTED, got {started}");
+    }
+    let window = started["window"].as_u64().unwrap_or(1).max(1);
+    barrier.wait().await;
+
+    let sent_at = Arc::new(Mutex::new(Vec::with_capacity(frames as usize)));
+    let (acked_tx, mut acked_rx) = watch::channel(0u64);
+    // The receiving half: ACKs, then (for processing) SESSION_ENDED, PROGRESS and COMPLETE.
+    let receiver = {
+        let sent_at = Arc::clone(&sent_at);
+        tokio::spawn(async move {
+            let mut played = Played {
+                window,
+                ..Played::default()
+            };
+            let mut acked = 0u64;
+            loop {
+                let msg = next_json(&mut stream).await?;
+                let now = Instant::now();
+                match msg["type"].as_str().unwrap_or("") {
+                    "ACK" | "SESSION_ENDED" => {
+                        let stored = msg["frames_stored"].as_u64().unwrap_or(0);
+                        if stored > acked {
+                            let sent = sent_at.lock().map_err(|_| anyhow!("lock"))?;
+                            for at in sent.iter().take(stored as usize).skip(acked as usize) {
+                                played.ack_latencies.push(now - *at);
+                            }
+                            acked = stored;
+                            played.last_ack = Some(now);
+                            let _ = acked_tx.send(acked);
+                        }
+                        if acked == frames && !process {
+                            return Ok(played);
+                        }
+                    }
+                    "PROGRESS" => {
+                        let stage = msg["stage"].as_str().unwrap_or("?").to_string();
+                        if played.stages.last().map(|(s, _)| s) != Some(&stage) {
+                            played.stages.push((stage, now));
+                        }
+                    }
+                    "COMPLETE" => {
+                        played.stages.push(("complete".into(), now));
+                        return Ok(played);
+                    }
+                    "ERROR" => bail!("the server sent {msg}"),
+                    _ => {}
+                }
+            }
+        })
+    };
+    let mut crcs = Vec::with_capacity(frames as usize);
+    let mut bytes = 0;
+    let mut window_wait = Duration::ZERO;
+    let first_sent = Instant::now();
+    for index in 0..frames {
+        if index - *acked_rx.borrow_and_update() >= window {
+            let waiting = Instant::now();
+            while index - *acked_rx.borrow_and_update() >= window {
+                acked_rx.changed().await?;
+            }
+            window_wait += waiting.elapsed();
+        }
+        let payload = &payloads[index as usize % payloads.len()];
+        crcs.push(crc32c::crc32c(payload));
+        bytes += payload.len() as u64;
+        let message = encode_frame(
+            index,
+            (index as f64 * 1e6 / 30.0).round() as i64,
+            0,
+            payload,
+        )?;
+        sent_at
+            .lock()
+            .map_err(|_| anyhow!("lock"))?
+            .push(Instant::now());
+        sink.send(Message::Binary(message)).await?;
+    }
+    let mut processing_started = None;
+    if process {
+        let end = json!({
+            "type": "SESSION_END", "frames_sent": frames, "signal_follows": true,
+            "digest": FrameDigest::of(crcs),
+        });
+        sink.send(Message::text(end.to_string())).await?;
+        while *acked_rx.borrow_and_update() < frames {
+            acked_rx.changed().await?;
+        }
+        let duration = frames as f64 / 30.0;
+        let text: String = (0..10)
+            .map(|i| {
+                format!(
+                    "{:.3} touch_left score={i}-0\n",
+                    duration * f64::from(i) / 10.0
+                )
+            })
+            .collect();
+        let signal = json!({"type": "SIGNAL", "file_name": "bench.txt", "text": text});
+        processing_started = Some(Instant::now());
+        sink.send(Message::text(signal.to_string())).await?;
+    }
+    let mut played = receiver.await??;
+    played.frames = frames;
+    played.bytes = bytes;
+    played.processing_started = processing_started;
+    played.window_wait = window_wait;
+    played.busy = played.last_ack.map_or(Duration::ZERO, |at| at - first_sent);
+    let _ = sink.close().await;
+    Ok(played)
+}
+
+async fn next_json<S>(stream: &mut S) -> Result<Value>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(120), stream.next()).await {
+            Err(_) => bail!("the server was silent for 120 s"),
+            Ok(None) => bail!("the server closed the connection"),
+            Ok(Some(Err(err))) => bail!("connection failed: {err}"),
+            Ok(Some(Ok(Message::Text(text)))) => return Ok(serde_json::from_str(text.as_str())?),
+            Ok(Some(Ok(Message::Close(frame)))) => bail!("the server closed: {frame:?}"),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let at = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[at].as_secs_f64() * 1e3
+}
+
+fn ingest_all(bins: &Path, data: &Path, videos: &[Video], quick: bool) -> Result<Value> {
+    let video = videos
+        .iter()
+        .find(|v| v.height == 720 && v.codec == "MJPEG")
+        .ok_or_else(|| anyhow!("no 720p MJPEG video"))?;
+    let payloads = Arc::new(jpegs(video)?);
+    let mut rows = Vec::new();
+    let scale = if quick { 1 } else { 2 };
+    for (sessions, frames) in [(1usize, 1500u64), (8, 250), (32, 75)] {
+        eprintln!("ingest: {sessions} sessions");
+        rows.push(repeated("mb_per_s", || {
+            ingest(
+                bins,
+                data,
+                video,
+                Arc::clone(&payloads),
+                sessions,
+                frames * scale,
+            )
+        })?);
+    }
+    Ok(Value::Array(rows))
+}
+
+fn ingest(
+    bins: &Path,
+    data: &Path,
+    video: &Video,
+    payloads: Arc<Vec<Bytes>>,
+    sessions: usize,
+    frames: u64,
+) -> Result<Value> {
+    let server = Server::start(bins, &data.join(format!("ingest{sessions}")), &[])?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let own_cpu_before = cpu_seconds(std::process::id()).unwrap_or(f64::NAN);
+    let barrier = Arc::new(Barrier::new(sessions + 1));
+    let size = (video.width, video.height);
+    let url = server.ws_url();
+    let outcome = runtime.block_on(async {
+        let tasks: Vec<_> = (0..sessions)
+            .map(|i| {
+                tokio::spawn(play(
+                    url.clone(),
+                    format!("ingest{i}"),
+                    Arc::clone(&payloads),
+                    frames,
+                    size,
+                    false,
+                    Arc::clone(&barrier),
+                ))
+            })
+            .collect();
+        barrier.wait().await;
+        let started = Instant::now();
+        let mut played = Vec::new();
+        for task in tasks {
+            played.push(task.await??);
+        }
+        Ok::<_, anyhow::Error>((started, played))
+    });
+    let own_cpu = cpu_seconds(std::process::id()).unwrap_or(f64::NAN) - own_cpu_before;
+    let server_cpu = server.cpu_used();
+    let server_rss = server.peak_rss_mb();
+    server.stop();
+    let (started, played) = outcome?;
+    let end = played
+        .iter()
+        .filter_map(|p| p.last_ack)
+        .max()
+        .unwrap_or(started);
+    let secs = (end - started).as_secs_f64().max(1e-9);
+    let total_frames: u64 = played.iter().map(|p| p.frames).sum();
+    let total_bytes: u64 = played.iter().map(|p| p.bytes).sum();
+    let mut latencies: Vec<Duration> = played
+        .iter()
+        .flat_map(|p| p.ack_latencies.iter().copied())
+        .collect();
+    latencies.sort_unstable();
+    let window = played.first().map_or(0, |p| p.window);
+    let largest = payloads.iter().map(Bytes::len).max().unwrap_or(0) as f64;
+    let windows_mb = sessions as f64 * window as f64 * largest / 1e6;
+    Ok(json!({
+        "sessions": sessions,
+        "frames_per_session": frames,
+        "frame_bytes_avg": total_bytes / total_frames.max(1),
+        "window": window,
+        "seconds": secs,
+        "fps": total_frames as f64 / secs,
+        "gb_per_s": total_bytes as f64 / secs / 1e9,
+        "mb_per_s": total_bytes as f64 / secs / 1e6,
+        "ack_p50_ms": percentile(&latencies, 0.5),
+        "ack_p99_ms": percentile(&latencies, 0.99),
+        "window_full_fraction": played.iter().map(|p| p.window_wait.as_secs_f64() / p.busy.as_secs_f64().max(1e-9)).sum::<f64>() / played.len().max(1) as f64,
+        "server_cpu_s": server_cpu,
+        "server_peak_rss_mb": server_rss,
+        "advertised_windows_mb": windows_mb,
+        "rss_bound_mb": 100.0 + windows_mb,
+        "bench_clients_cpu_s": own_cpu,
+    }))
+}
+
+fn processing_all(bins: &Path, data: &Path, videos: &[Video], quick: bool) -> Result<Value> {
+    let mut rows = Vec::new();
+    for video in videos.iter().filter(|v| v.codec == "MJPEG" && !v.is_long()) {
+        if quick && video.height != 720 {
+            continue;
+        }
+        eprintln!("processing: {}", video.label);
+        rows.push(processing(bins, data, video)?);
+    }
+    Ok(Value::Array(rows))
+}
+
+fn processing(bins: &Path, data: &Path, video: &Video) -> Result<Value> {
+    let payloads = Arc::new(jpegs(video)?);
+    let frames = payloads.len() as u64;
+    let server = Server::start(bins, &data.join("processing"), &[])?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let played = runtime.block_on(play(
+        server.ws_url(),
+        "processing".into(),
+        payloads,
+        frames,
+        (video.width, video.height),
+        true,
+        Arc::new(Barrier::new(1)),
+    ));
+    let server_rss = server.peak_rss_mb();
+    server.stop();
+    let played = played?;
+    let start = played
+        .processing_started
+        .ok_or_else(|| anyhow!("processing never started"))?;
+    let mut stages = BTreeMap::new();
+    let mut order = Vec::new();
+    for pair in played.stages.windows(2) {
+        let ((stage, from), (_, to)) = (&pair[0], &pair[1]);
+        let secs = (*to - *from).as_secs_f64();
+        order.push(stage.clone());
+        stages.insert(
+            stage.clone(),
+            json!({"seconds": secs, "seconds_per_1000_frames": secs * 1000.0 / frames as f64}),
+        );
+    }
+    let end = played
+        .stages
+        .last()
+        .map(|(_, at)| *at)
+        .ok_or_else(|| anyhow!("no COMPLETE"))?;
+    let total = (end - start).as_secs_f64();
+    let duration = frames as f64 / 30.0;
+    Ok(json!({
+        "video": video.label,
+        "width": video.width,
+        "height": video.height,
+        "frames": frames,
+        "stages": stages,
+        "stage_order": order,
+        "seconds": total,
+        "seconds_per_1000_frames": total * 1000.0 / frames as f64,
+        "fps": frames as f64 / total,
+        "realtime_factor_at_30fps": duration / total,
+        "server_peak_rss_mb": server_rss,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets and the table
+
+fn find(rows: &Value, pred: impl Fn(&Value) -> bool) -> Option<&Value> {
+    rows.as_array()?.iter().find(|r| pred(r))
+}
+
+fn targets(results: &Value) -> Value {
+    let mut out = Vec::new();
+    let limits = &results["limits"];
+    let e2e = &results["e2e"];
+    let num = |v: &Value, key: &str| v[key].as_f64().unwrap_or(f64::NAN);
+    for (video, args) in [("720p mp4", ""), ("720p avi", "--reencode")] {
+        let run = find(e2e, |r| r["video"] == video && r["args"] == args);
+        let limit = find(limits, |r| {
+            r["video"] == video && r["kind"] == "decode-encode-all"
+        });
+        if let (Some(run), Some(limit)) = (run, limit) {
+            let ratio = num(run, "fps") / num(limit, "fps");
+            out.push(json!({
+                "target": format!("re-encode {video} {args}: e2e FPS >= 90% of the all-cores decode+encode limit").replace("  ", " "),
+                "measured": format!("{:.0} FPS vs {:.0} FPS = {:.0}%", num(run, "fps"), num(limit, "fps"), ratio * 100.0),
+                "met": ratio >= 0.9,
+            }));
+        }
+    }
+    let run = find(e2e, |r| r["video"] == "720p avi long" && r["args"] == "");
+    let cached = find(limits, |r| {
+        r["video"] == "720p avi long" && r["kind"] == "read-cached"
+    });
+    let direct = find(limits, |r| {
+        r["video"] == "720p avi long" && r["kind"] == "read-direct"
+    });
+    if let Some(run) = run {
+        out.push(json!({
+            "target": "passthrough 720p MJPEG: e2e >= 1000 FPS",
+            "measured": format!("{:.0} FPS", num(run, "fps")),
+            "met": num(run, "fps") >= 1000.0,
+        }));
+        for (label, read) in [("page cache", cached), ("O_DIRECT, disk", direct)] {
+            if let Some(read) = read {
+                let ratio = num(run, "mb_per_s") / num(read, "mb_per_s");
+                out.push(json!({
+                    "target": format!("passthrough 720p MJPEG: >= 70% of the raw file read rate ({label})"),
+                    "measured": format!("{:.0} MB/s vs {:.0} MB/s = {:.1}%", num(run, "mb_per_s"), num(read, "mb_per_s"), ratio * 100.0),
+                    "met": ratio >= 0.7,
+                }));
+            }
+        }
+    }
+    let ingest8 = find(&results["ingest"], |r| r["sessions"] == 8);
+    let disk = find(limits, |r| r["kind"] == "write-fdatasync-4MiB");
+    let disk8 = find(limits, |r| r["kind"] == "write-fdatasync-4MiB-8files");
+    if let Some(ingest8) = ingest8 {
+        if let Some(disk) = disk {
+            let ratio = num(ingest8, "mb_per_s") / num(disk, "mb_per_s");
+            let eight = disk8.map_or(String::new(), |d| {
+                format!(
+                    " (8 files at once: {:.0} MB/s = {:.0}%)",
+                    num(d, "mb_per_s"),
+                    num(ingest8, "mb_per_s") / num(d, "mb_per_s") * 100.0
+                )
+            });
+            out.push(json!({
+                "target": "ingest, 8 sessions, durable ACKs: >= 70% of the disk's sequential fdatasync write rate",
+                "measured": format!("{:.0} MB/s vs {:.0} MB/s = {:.0}%{eight}", num(ingest8, "mb_per_s"), num(disk, "mb_per_s"), ratio * 100.0),
+                "met": ratio >= 0.7,
+            }));
+        }
+        out.push(json!({
+            "target": "ingest, 8 sessions: server RSS < 100 MB + the advertised windows",
+            "measured": format!("{:.0} MB vs {:.0} MB", num(ingest8, "server_peak_rss_mb"), num(ingest8, "rss_bound_mb")),
+            "met": num(ingest8, "server_peak_rss_mb") < num(ingest8, "rss_bound_mb"),
+        }));
+    }
+    if let Some(p) = find(&results["processing"], |r| r["height"] == 720) {
+        out.push(json!({
+            "target": "processing 720p30: >= 5x real time",
+            "measured": format!("{:.1}x ({:.0} FPS)", num(p, "realtime_factor_at_30fps"), num(p, "fps")),
+            "met": num(p, "realtime_factor_at_30fps") >= 5.0,
+        }));
+    }
+    Value::Array(out)
+}
+
+fn print_table(results: &Value) {
+    let f = |v: &Value, key: &str, digits: usize| match v[key].as_f64() {
+        Some(x) if x.is_finite() => format!("{x:.digits$}"),
+        _ => "-".into(),
+    };
+    let c = &results["conditions"];
+    println!(
+        "\nreferee-bench {}  ({} cores, {}, {}, data on {})",
+        c["date_utc"].as_str().unwrap_or(""),
+        c["cores"],
+        c["cpu"].as_str().unwrap_or(""),
+        c["kernel"].as_str().unwrap_or(""),
+        c["data_fs"].as_str().unwrap_or("")
+    );
+    for v in c["videos"].as_array().into_iter().flatten() {
+        println!(
+            "  video {:<13} {:>4}x{:<4} {:>4} frames {:>6.1} MB  {}",
+            v["label"].as_str().unwrap_or(""),
+            v["width"],
+            v["height"],
+            v["frames"],
+            v["bytes"].as_f64().unwrap_or(0.0) / 1e6,
+            v["codec"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(rows) = results["limits"].as_array() {
+        println!("\nLimits (same machine, same files)");
+        println!(
+            "  {:<22} {:<13} {:>5} {:>9} {:>9}",
+            "what", "video", "cores", "FPS", "MB/s"
+        );
+        for r in rows {
+            let cores = if r["one_core"] == true {
+                "1".to_string()
+            } else {
+                r["threads"]
+                    .as_u64()
+                    .map_or("all".into(), |t| t.to_string())
+            };
+            println!(
+                "  {:<22} {:<13} {:>5} {:>9} {:>9}",
+                r["kind"].as_str().unwrap_or(""),
+                r["video"].as_str().unwrap_or(""),
+                cores,
+                f(r, "fps", 0),
+                f(r, "mb_per_s", 0)
+            );
+        }
+    }
+    if let Some(rows) = results["e2e"].as_array() {
+        println!("\nEnd to end: referee-client -> referee-server on loopback, durable ACKs");
+        println!(
+            "  {:<13} {:<12} {:<11} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
+            "video", "args", "mode", "FPS", "MB/s", "cli CPU", "cli RSS", "srv CPU", "srv RSS"
+        );
+        for r in rows {
+            println!(
+                "  {:<13} {:<12} {:<11} {:>7} {:>7} {:>7}s {:>6}MB {:>7}s {:>6}MB",
+                r["video"].as_str().unwrap_or(""),
+                r["args"].as_str().unwrap_or(""),
+                r["mode"].as_str().unwrap_or(""),
+                f(r, "fps", 0),
+                f(r, "mb_per_s", 0),
+                f(r, "client_cpu_s", 2),
+                f(r, "client_peak_rss_mb", 0),
+                f(r, "server_cpu_s", 2),
+                f(r, "server_peak_rss_mb", 0)
+            );
+        }
+    }
+    if let Some(rows) = results["ingest"].as_array() {
+        println!("\nServer ingest: pre-encoded 720p JPEG frames, as fast as the window allows");
+        println!(
+            "  {:>8} {:>7} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "sessions",
+            "window",
+            "frames/s",
+            "GB/s",
+            "ACK p50",
+            "ACK p99",
+            "srv CPU",
+            "srv RSS",
+            "RSS bound"
+        );
+        for r in rows {
+            println!(
+                "  {:>8} {:>7} {:>8} {:>7} {:>7}ms {:>7}ms {:>8}s {:>7}MB {:>7}MB",
+                f(r, "sessions", 0),
+                f(r, "window", 0),
+                f(r, "fps", 0),
+                f(r, "gb_per_s", 3),
+                f(r, "ack_p50_ms", 1),
+                f(r, "ack_p99_ms", 1),
+                f(r, "server_cpu_s", 2),
+                f(r, "server_peak_rss_mb", 0),
+                f(r, "rss_bound_mb", 0)
+            );
+        }
+    }
+    if let Some(rows) = results["processing"].as_array() {
+        println!("\nProcessing: seconds per 1000 frames");
+        for r in rows {
+            let stages: Vec<String> = r["stage_order"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|s| format!("{s} {}", f(&r["stages"][s], "seconds_per_1000_frames", 2)))
+                .collect();
+            println!(
+                "  {:<13} {} frames: total {} s/1000 ({} FPS, {}x real time at 30 fps); {}",
+                r["video"].as_str().unwrap_or(""),
+                r["frames"],
+                f(r, "seconds_per_1000_frames", 2),
+                f(r, "fps", 0),
+                f(r, "realtime_factor_at_30fps", 1),
+                stages.join(", ")
+            );
+        }
+    }
+    if let Some(rows) = results["targets"].as_array() {
+        println!("\nTargets");
+        for r in rows {
+            println!(
+                "  [{}] {}: {}",
+                if r["met"] == true { "met" } else { "NOT met" },
+                r["target"].as_str().unwrap_or(""),
+                r["measured"].as_str().unwrap_or("")
+            );
+        }
+    }
+}
