@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use opencv::core::{Size, Vector};
+use opencv::core::{Mat, Size, Vector};
 use opencv::prelude::*;
 use opencv::{imgcodecs, videoio};
 
@@ -59,6 +59,10 @@ fn open_writer(
     ))
 }
 
+/// Decoded frames waiting for the encoder: decoding runs one frame or a few ahead of it, on
+/// its own thread, so that JPEG decoding and video encoding use both cores.
+const DECODED_AHEAD: usize = 4;
+
 /// Writes every stored frame, in order, to a video in `scratch`.
 pub(super) fn reconstruct(
     meta: &SessionMeta,
@@ -68,22 +72,49 @@ pub(super) fn reconstruct(
 ) -> Result<Video, StageError> {
     let (mut writer, video) = open_writer(meta, scratch)?;
     let total = frames.len();
-    for index in 0..total {
-        let frame = frames.read(index)?;
-        let image = imgcodecs::imdecode(
-            &Vector::<u8>::from_slice(&frame.payload),
-            imgcodecs::IMREAD_COLOR,
-        )?;
-        let size = image.size()?;
-        if image.empty() || size.width != meta.width as i32 || size.height != meta.height as i32 {
-            return Err(StageError::Other(format!(
-                "frame {index} decodes to a {}x{} image, expected {}x{}",
-                size.width, size.height, meta.width, meta.height
-            )));
+    let (width, height) = (meta.width as i32, meta.height as i32);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Mat, StageError>>(DECODED_AHEAD);
+        scope.spawn(move || {
+            for index in 0..total {
+                let decoded = decode(frames, index, width, height);
+                let failed = decoded.is_err();
+                if tx.send(decoded).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        for index in 0..total {
+            let image = rx.recv().map_err(|_| {
+                StageError::Other(format!("the decoding thread stopped before frame {index}"))
+            })??;
+            writer.write(&image)?;
+            reporter.update(index + 1);
         }
-        writer.write(&image)?;
-        reporter.update(index + 1);
-    }
+        Ok::<_, StageError>(())
+    })?;
     writer.release()?;
     Ok(video)
+}
+
+/// Reads and decodes stored frame `index`, checking its size.
+fn decode(
+    frames: &mut dyn FrameSource,
+    index: u64,
+    width: i32,
+    height: i32,
+) -> Result<Mat, StageError> {
+    let frame = frames.read(index)?;
+    let image = imgcodecs::imdecode(
+        &Vector::<u8>::from_slice(&frame.payload),
+        imgcodecs::IMREAD_COLOR,
+    )?;
+    let size = image.size()?;
+    if image.empty() || size.width != width || size.height != height {
+        return Err(StageError::Other(format!(
+            "frame {index} decodes to a {}x{} image, expected {width}x{height}",
+            size.width, size.height
+        )));
+    }
+    Ok(image)
 }
