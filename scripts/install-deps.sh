@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the system packages referee builds against: OpenCV (with its FFmpeg backend) and
-# clang/libclang for the opencv crate's bindings; with `--tests`, also what the tests drive
+# Installs the system packages referee builds against: OpenCV (with its FFmpeg backend), the
+# FFmpeg libraries the server writes H.264 with, and clang/libclang for the bindings; with `--tests`, also what the tests drive
 # (headless Chromium and its chromedriver). Does nothing when they are already there.
 set -euo pipefail
 
 need=()
 pkg-config --exists opencv4 2>/dev/null || need+=(libopencv-dev)
+pkg-config --exists libavcodec libavformat libavutil 2>/dev/null ||
+  need+=(libavcodec-dev libavformat-dev libavutil-dev)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)

@@ -65,6 +65,12 @@ pub struct Config {
     #[arg(long, env = "REFEREE_PROCESSING_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     pub processing_workers: u16,
 
+    /// x264 preset of the H.264 video built from each session's frames: a faster one
+    /// processes sooner and writes a larger file (ultrafast, superfast, veryfast, faster,
+    /// fast, medium, slow, slower, veryslow, placebo).
+    #[arg(long, env = "REFEREE_VIDEO_PRESET", default_value = "veryfast", value_parser = clap::builder::PossibleValuesParser::new(crate::pipeline::VIDEO_PRESETS))]
+    pub video_preset: String,
+
     /// Bearer token that may stream and create sessions, and read and watch
     /// (`Authorization: Bearer TOKEN`). A server with no token at all is open to anyone who
     /// reaches it.

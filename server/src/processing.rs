@@ -29,6 +29,9 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
     let workers = Arc::clone(&app.processing);
     let publisher = Arc::clone(&live);
     let (bus, metrics) = (app.events.clone(), Arc::clone(&app.metrics));
+    let options = pipeline::Options {
+        video_preset: app.config.video_preset.clone(),
+    };
     tokio::spawn(async move {
         // Relays the pipeline's events to the session's connections and to the event bus,
         // and times each stage.
@@ -61,7 +64,8 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
         let _permit = workers.acquire_owned().await;
         let id = live.id().to_string();
         let failed = tx.clone();
-        let run = tokio::task::spawn_blocking(move || pipeline::run(store, live, signal, tx));
+        let run =
+            tokio::task::spawn_blocking(move || pipeline::run(store, live, signal, &options, tx));
         if let Err(err) = run.await {
             tracing::error!("Session {id}: the processing thread failed: {err}");
             let _ = failed

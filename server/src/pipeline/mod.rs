@@ -5,6 +5,7 @@
 
 mod activity;
 mod analysis;
+mod h264;
 mod motion;
 mod reconstruct;
 mod report_html;
@@ -21,7 +22,15 @@ use crate::live::LiveSession;
 use crate::store::{now_rfc3339, SessionMeta, SessionStatus, SessionStore, StoreError};
 
 pub use analysis::{frame_for_time, Report, REPORT_FILE, REPORT_HTML_FILE, REPORT_SCHEMA_VERSION};
+pub use h264::PRESETS as VIDEO_PRESETS;
 pub use thumbnails::THUMBNAILS_DIR;
+
+/// How the operator wants sessions processed.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// x264 preset of the reconstructed video (one of [`VIDEO_PRESETS`]).
+    pub video_preset: String,
+}
 
 /// What the pipeline tells the connection that started it.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +104,7 @@ pub fn run(
     store: Arc<dyn SessionStore>,
     live: Arc<LiveSession>,
     signal: Option<SignalTrack>,
+    options: &Options,
     events: mpsc::Sender<PipelineEvent>,
 ) {
     let id = live.id().to_string();
@@ -111,7 +121,13 @@ pub fn run(
             live: &live,
         };
         reporter.update(0);
-        let video = reconstruct::reconstruct(&meta, frames.as_mut(), &scratch, &mut reporter)?;
+        let video = reconstruct::reconstruct(
+            &meta,
+            frames.as_mut(),
+            &scratch,
+            &options.video_preset,
+            &mut reporter,
+        )?;
         store.put_result_file(&id, &video.file_name, &video.path)?;
         tracing::info!(
             "Session {id}: video_reconstruction complete: {} ({} frames, {})",

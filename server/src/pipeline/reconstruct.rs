@@ -1,17 +1,20 @@
 //! Stage `video_reconstruction`: writes the stored JPEG frames to a playable video file at the
-//! session's fps, with OpenCV. The stored frames stay the source of truth.
+//! session's fps: H.264 through FFmpeg's libx264 at the operator's preset ([`super::h264`]),
+//! or, where that cannot be opened, whatever OpenCV's `VideoWriter` can write. The stored
+//! frames stay the source of truth.
 
 use std::path::{Path, PathBuf};
 
 use opencv::core::{Mat, Size, Vector};
 use opencv::prelude::*;
-use opencv::{imgcodecs, videoio};
+use opencv::{imgcodecs, imgproc, videoio};
 
+use super::h264::H264Writer;
 use super::{Reporter, StageError};
 use crate::store::{FrameSource, SessionMeta};
 
-/// Containers and codecs to try, best first: H.264 MP4 plays in browsers; MPEG-4 Part 2 MP4
-/// and MJPEG AVI play in desktop players.
+/// What OpenCV is asked for when FFmpeg's libx264 cannot be used, best first: H.264 MP4
+/// plays in browsers; MPEG-4 Part 2 MP4 and MJPEG AVI play in desktop players.
 const CODECS: [(&str, [char; 4], &str); 3] = [
     ("video.mp4", ['a', 'v', 'c', '1'], "H.264"),
     ("video.mp4", ['m', 'p', '4', 'v'], "MPEG-4 Part 2"),
@@ -25,36 +28,73 @@ pub struct Video {
     pub codec: &'static str,
 }
 
-fn open_writer(
+/// Where the decoded frames go.
+enum Sink {
+    /// FFmpeg's libx264, fed I420 images.
+    H264(H264Writer),
+    /// OpenCV's `VideoWriter`, fed BGR images.
+    OpenCv(videoio::VideoWriter),
+}
+
+impl Sink {
+    fn write(&mut self, image: &Mat) -> Result<(), StageError> {
+        match self {
+            Sink::H264(writer) => writer.write(image),
+            Sink::OpenCv(writer) => Ok(writer.write(image)?),
+        }
+    }
+
+    fn finish(self) -> Result<(), StageError> {
+        match self {
+            Sink::H264(writer) => writer.finish(),
+            Sink::OpenCv(mut writer) => Ok(writer.release()?),
+        }
+    }
+}
+
+fn open_sink(
     meta: &SessionMeta,
     scratch: &Path,
-) -> Result<(videoio::VideoWriter, Video), StageError> {
+    preset: &str,
+) -> Result<(Sink, Video), StageError> {
+    let path = scratch.join("video.mp4");
+    match H264Writer::create(&path, meta.width, meta.height, meta.fps, preset) {
+        Ok(writer) => {
+            let video = Video {
+                file_name: "video.mp4".into(),
+                path,
+                codec: "H.264",
+            };
+            return Ok((Sink::H264(writer), video));
+        }
+        Err(err) => tracing::warn!(
+            "Session {}: cannot write H.264 through FFmpeg ({err}): trying OpenCV's encoders",
+            meta.id
+        ),
+    }
     let size = Size::new(meta.width as i32, meta.height as i32);
-    for (i, (file_name, [a, b, c, d], codec)) in CODECS.iter().enumerate() {
+    for (file_name, [a, b, c, d], codec) in CODECS {
         let path = scratch.join(file_name);
-        let fourcc = videoio::VideoWriter::fourcc(*a, *b, *c, *d)?;
-        let writer = videoio::VideoWriter::new(&path, fourcc, meta.fps, size, true);
-        match writer {
+        let fourcc = videoio::VideoWriter::fourcc(a, b, c, d)?;
+        match videoio::VideoWriter::new(&path, fourcc, meta.fps, size, true) {
             Ok(writer) if writer.is_opened()? => {
-                if i > 0 {
-                    tracing::warn!(
-                        "Session {}: no {} encoder in this OpenCV build, writing {codec} ({file_name}) instead",
-                        meta.id,
-                        CODECS[0].2
-                    );
-                }
+                tracing::warn!(
+                    "Session {}: writing {codec} ({file_name}) with OpenCV",
+                    meta.id
+                );
                 let video = Video {
                     file_name: file_name.to_string(),
                     path,
                     codec,
                 };
-                return Ok((writer, video));
+                return Ok((Sink::OpenCv(writer), video));
             }
             _ => tracing::debug!("Session {}: OpenCV cannot write {codec}", meta.id),
         }
     }
     Err(StageError::Other(
-        "OpenCV can write none of H.264, MPEG-4 or MJPEG: install an OpenCV built with FFmpeg"
+        "neither FFmpeg's libx264 nor OpenCV can write H.264, MPEG-4 or MJPEG: install an \
+         OpenCV and FFmpeg built with them"
             .into(),
     ))
 }
@@ -68,16 +108,18 @@ pub(super) fn reconstruct(
     meta: &SessionMeta,
     frames: &mut dyn FrameSource,
     scratch: &Path,
+    preset: &str,
     reporter: &mut Reporter<'_>,
 ) -> Result<Video, StageError> {
-    let (mut writer, video) = open_writer(meta, scratch)?;
+    let (mut sink, video) = open_sink(meta, scratch, preset)?;
+    let i420 = matches!(sink, Sink::H264(_));
     let total = frames.len();
     let (width, height) = (meta.width as i32, meta.height as i32);
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Mat, StageError>>(DECODED_AHEAD);
         scope.spawn(move || {
             for index in 0..total {
-                let decoded = decode(frames, index, width, height);
+                let decoded = decode(frames, index, width, height, i420);
                 let failed = decoded.is_err();
                 if tx.send(decoded).is_err() || failed {
                     return;
@@ -88,21 +130,22 @@ pub(super) fn reconstruct(
             let image = rx.recv().map_err(|_| {
                 StageError::Other(format!("the decoding thread stopped before frame {index}"))
             })??;
-            writer.write(&image)?;
+            sink.write(&image)?;
             reporter.update(index + 1);
         }
         Ok::<_, StageError>(())
     })?;
-    writer.release()?;
+    sink.finish()?;
     Ok(video)
 }
 
-/// Reads and decodes stored frame `index`, checking its size.
+/// Reads and decodes stored frame `index`, checking its size, to BGR or to I420.
 fn decode(
     frames: &mut dyn FrameSource,
     index: u64,
     width: i32,
     height: i32,
+    i420: bool,
 ) -> Result<Mat, StageError> {
     let frame = frames.read(index)?;
     let image = imgcodecs::imdecode(
@@ -116,5 +159,10 @@ fn decode(
             size.width, size.height
         )));
     }
-    Ok(image)
+    if !i420 {
+        return Ok(image);
+    }
+    let mut planes = Mat::default();
+    imgproc::cvt_color_def(&image, &mut planes, imgproc::COLOR_BGR2YUV_I420)?;
+    Ok(planes)
 }

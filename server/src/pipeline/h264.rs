@@ -1,0 +1,218 @@
+//! H.264 in MP4 written through FFmpeg's libx264 directly, with a chosen preset.
+//!
+//! OpenCV's `VideoWriter` (4.6) opens x264 with its slowest-but-one defaults and passes it no
+//! options (`OPENCV_FFMPEG_WRITER_OPTIONS` only picks hardware encoders there): that encode
+//! alone took half of the processing time of a 720p session. Here the operator's preset
+//! (`--video-preset`) and a constant quality are set, and the MP4 is written with its index
+//! first (`faststart`), so a browser starts playing it before it has the whole file.
+//!
+//! Frames come in as OpenCV I420 images (`COLOR_BGR2YUV_I420`: the Y plane, then U, then V,
+//! BT.601 limited range, as the stream is tagged).
+
+use std::path::Path;
+use std::sync::Once;
+
+use ffmpeg::format::Pixel;
+use ffmpeg::{codec, color, encoder, format, frame, Dictionary, Packet, Rational};
+use ffmpeg_next as ffmpeg;
+use opencv::core::Mat;
+use opencv::prelude::*;
+
+use super::StageError;
+
+/// x264's presets, fastest first: what `--video-preset` accepts.
+pub const PRESETS: [&str; 10] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
+
+/// x264's constant rate factor: its default, visually close to the JPEG frames at quality 90.
+const CRF: &str = "23";
+
+/// An open H.264 MP4 file being written.
+pub struct H264Writer {
+    output: format::context::Output,
+    encoder: encoder::Video,
+    frame: frame::Video,
+    packet: Packet,
+    time_base: Rational,
+    stream_time_base: Rational,
+    next_pts: i64,
+}
+
+/// Why the H.264 writer could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum H264Error {
+    #[error("this FFmpeg has no libx264 encoder")]
+    NoEncoder,
+    #[error("H.264 needs an even width and height, the frames are {0}x{1}")]
+    OddSize(u32, u32),
+    #[error("FFmpeg: {0}")]
+    Ffmpeg(#[from] ffmpeg::Error),
+}
+
+impl From<H264Error> for StageError {
+    fn from(err: H264Error) -> Self {
+        StageError::Other(format!("writing H.264: {err}"))
+    }
+}
+
+/// The frame rate as an exact fraction where it is a usual one (30, 29.97 as 30000/1001).
+fn frame_rate(fps: f64) -> Rational {
+    for den in [1, 1001] {
+        let num = (fps * f64::from(den)).round();
+        if num >= 1.0 && num < f64::from(i32::MAX) && (num / f64::from(den) - fps).abs() < 1e-6 {
+            return Rational::new(num as i32, den);
+        }
+    }
+    Rational::from(fps)
+}
+
+impl H264Writer {
+    /// Creates `path` for `width` x `height` frames at `fps`, encoded with x264's `preset`.
+    pub fn create(
+        path: &Path,
+        width: u32,
+        height: u32,
+        fps: f64,
+        preset: &str,
+    ) -> Result<Self, H264Error> {
+        static INIT: Once = Once::new();
+        INIT.call_once(|| {
+            // x264 prints its settings and statistics at the info level: keep stderr for errors.
+            ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+        });
+        if width % 2 == 1 || height % 2 == 1 {
+            return Err(H264Error::OddSize(width, height));
+        }
+        let codec = encoder::find_by_name("libx264").ok_or(H264Error::NoEncoder)?;
+        let mut output = format::output(path)?;
+        let global_header = output
+            .format()
+            .flags()
+            .contains(format::Flags::GLOBAL_HEADER);
+        let rate = frame_rate(fps);
+        let time_base = rate.invert();
+
+        let mut context = codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .video()?;
+        context.set_width(width);
+        context.set_height(height);
+        context.set_format(Pixel::YUV420P);
+        context.set_frame_rate(Some(rate));
+        context.set_time_base(time_base);
+        context.set_colorspace(color::Space::SMPTE170M);
+        context.set_color_range(color::Range::MPEG);
+        if global_header {
+            context.set_flags(codec::Flags::GLOBAL_HEADER);
+        }
+        let mut options = Dictionary::new();
+        options.set("preset", preset);
+        options.set("crf", CRF);
+        let encoder = context.open_with(options)?;
+
+        let mut stream = output.add_stream(codec)?;
+        stream.set_parameters(&encoder);
+        stream.set_time_base(time_base);
+        stream.set_rate(rate);
+        stream.set_avg_frame_rate(rate);
+        let mut muxer = Dictionary::new();
+        muxer.set("movflags", "+faststart");
+        output.write_header_with(muxer)?;
+        // The muxer may have chosen another time base for the stream.
+        let stream_time_base = output
+            .stream(0)
+            .map_or(time_base, |stream| stream.time_base());
+        Ok(Self {
+            output,
+            encoder,
+            frame: frame::Video::new(Pixel::YUV420P, width, height),
+            packet: Packet::empty(),
+            time_base,
+            stream_time_base,
+            next_pts: 0,
+        })
+    }
+
+    /// Encodes the next frame, an I420 image of `width` x `height * 3 / 2` bytes.
+    pub fn write(&mut self, i420: &Mat) -> Result<(), StageError> {
+        let (width, height) = (self.frame.width() as usize, self.frame.height() as usize);
+        let bytes = i420.data_bytes()?;
+        if bytes.len() != width * height * 3 / 2 {
+            return Err(StageError::Other(format!(
+                "an I420 image of {} bytes for a {width}x{height} video",
+                bytes.len()
+            )));
+        }
+        let (luma, chroma) = bytes.split_at(width * height);
+        let (u, v) = chroma.split_at(chroma.len() / 2);
+        for (plane, (source, plane_width)) in [(luma, width), (u, width / 2), (v, width / 2)]
+            .into_iter()
+            .enumerate()
+        {
+            let stride = self.frame.stride(plane);
+            let data = self.frame.data_mut(plane);
+            for (row, line) in source.chunks_exact(plane_width).enumerate() {
+                data[row * stride..row * stride + plane_width].copy_from_slice(line);
+            }
+        }
+        self.frame.set_pts(Some(self.next_pts));
+        self.next_pts += 1;
+        // libx264 copies the picture when it is sent; every packet is taken right after, so
+        // the frame's buffer is free again for the next one.
+        self.encoder
+            .send_frame(&self.frame)
+            .map_err(H264Error::from)?;
+        self.drain()
+    }
+
+    /// Flushes the encoder and finishes the file.
+    pub fn finish(mut self) -> Result<(), StageError> {
+        self.encoder.send_eof().map_err(H264Error::from)?;
+        self.drain()?;
+        self.output.write_trailer().map_err(H264Error::from)?;
+        Ok(())
+    }
+
+    /// Writes the packets the encoder has ready.
+    fn drain(&mut self) -> Result<(), StageError> {
+        loop {
+            match self.encoder.receive_packet(&mut self.packet) {
+                Ok(()) => {}
+                Err(ffmpeg::Error::Eof) => break,
+                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::error::EAGAIN => break,
+                Err(err) => return Err(H264Error::from(err).into()),
+            }
+            self.packet.set_stream(0);
+            self.packet
+                .rescale_ts(self.time_base, self.stream_time_base);
+            self.packet
+                .write_interleaved(&mut self.output)
+                .map_err(H264Error::from)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usual_frame_rates_are_exact() {
+        assert_eq!(frame_rate(30.0), Rational::new(30, 1));
+        assert_eq!(frame_rate(30000.0 / 1001.0), Rational::new(30000, 1001));
+        assert_eq!(frame_rate(25.0), Rational::new(25, 1));
+        let odd = frame_rate(12.345);
+        assert!((f64::from(odd) - 12.345).abs() < 1e-6);
+    }
+}
