@@ -151,7 +151,15 @@ impl Upload {
             signal,
             pacer: Pacer::unlimited(),
         };
-        let frames_stored = upload.resume(true).await?;
+        // A server restarting at this moment is waited for, like any other outage.
+        let frames_stored = match upload.resume(true).await {
+            Ok(frames_stored) => frames_stored,
+            Err(err) if err.is_transient() => {
+                println!("Cannot resume yet ({err}); trying again");
+                upload.resume_retrying(true, err.to_string()).await?.0
+            }
+            Err(err) => return Err(err),
+        };
         println!(
             "Resumed session {} at frame {frames_stored}",
             upload.session_id
@@ -355,7 +363,7 @@ impl Upload {
     /// outage are used up.
     async fn reconnect(&mut self, ended: Ended, progress: &Progress) -> Result<(), ClientError> {
         self.conn = None;
-        let mut reason = match ended {
+        let reason = match ended {
             Ended::Lost(reason) => reason,
             Ended::Server(err) => err.to_string(),
         };
@@ -365,18 +373,28 @@ impl Upload {
             self.window.sent(),
             self.session_id
         ));
+        let (frames_stored, attempt) = self.resume_retrying(false, reason).await?;
+        progress.line(&format!(
+            "Resumed session {} at frame {frames_stored} (attempt {attempt})",
+            self.session_id
+        ));
+        Ok(())
+    }
+
+    /// Tries to resume up to `link.retries` times, waiting with backoff before each attempt;
+    /// returns the frames stored and the attempt that worked. `reason` is why the session
+    /// needs resuming, reported if no attempt works.
+    async fn resume_retrying(
+        &mut self,
+        restarted: bool,
+        mut reason: String,
+    ) -> Result<(u64, u32), ClientError> {
         for attempt in 1..=self.link.retries {
             let wait = backoff(attempt);
             tracing::debug!("resume attempt {attempt} in {wait:?}");
             tokio::time::sleep(wait).await;
-            match self.resume(false).await {
-                Ok(frames_stored) => {
-                    progress.line(&format!(
-                        "Resumed session {} at frame {frames_stored} (attempt {attempt})",
-                        self.session_id
-                    ));
-                    return Ok(());
-                }
+            match self.resume(restarted).await {
+                Ok(frames_stored) => return Ok((frames_stored, attempt)),
                 Err(err) if err.is_transient() => {
                     tracing::info!("resume attempt {attempt} failed: {err}");
                     reason = err.to_string();

@@ -98,14 +98,32 @@ fn unreachable_server_names_the_url() {
 
 #[test]
 fn a_server_error_is_shown_with_its_code() {
-    // A server that accepts only tiny frames refuses the client's first one.
+    // A server that keeps sessions small refuses the upload part way through: the client
+    // says what the server said, with its code, and fails.
+    let server = TestServer::start_with(|c| c.max_session_bytes = 20_000);
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "v.avi", 30, 30.0, 320, 240);
+    let run = run_client(&[&server.http_url(), "--video", video.to_str().unwrap()]);
+    run.assert_failure();
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("server error session_too_large") && last.contains("20000"),
+        "{}",
+        run.transcript()
+    );
+}
+
+#[test]
+fn a_frame_over_the_servers_limit_is_caught_by_the_client() {
+    // A server that accepts only tiny frames: the client sees the limit in SESSION_STARTED
+    // and says which frame is too large and what to do.
     let server = TestServer::start_with(|c| c.max_frame_bytes = 1_000);
     let work = tempfile::tempdir().unwrap();
     let video = make_video(work.path(), "v.avi", 3, 30.0, 320, 240);
     let run = run_client(&[&server.http_url(), "--video", video.to_str().unwrap()]);
     run.assert_failure();
     assert!(
-        run.stderr.contains("frame_too_large") || run.stderr.contains("1000"),
+        run.stderr.contains("frame 0 is") && run.stderr.contains("limit of 1000 bytes"),
         "{}",
         run.transcript()
     );

@@ -192,3 +192,54 @@ async fn an_idle_session_is_detached_with_a_timeout_error() {
     );
     tokio::task::block_in_place(|| server.wait_for_status(&id, "detached"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_drop_at_every_point_leave_a_streaming_session_unharmed() {
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "steady.avi", 150, 30.0, 320, 240);
+    let url = server.http_url();
+    let path = video.clone();
+    let steady = std::thread::spawn(move || {
+        run_client(&[&url, "--video", path.to_str().unwrap(), "--max-fps", "100"])
+    });
+
+    let jpegs = frames(160, 120, 2);
+    for _ in 0..3 {
+        // Before SESSION_START: no session is made.
+        RawClient::connect(&server).await.drop_connection();
+        // Right after SESSION_START, and mid-frames.
+        let mut raw = RawClient::connect(&server).await;
+        raw.start(160, 120).await;
+        raw.drop_connection();
+        let mut raw = RawClient::connect(&server).await;
+        raw.start(160, 120).await;
+        raw.send_binary(encode_frame(0, 0, 0, &jpegs[0]).unwrap())
+            .await;
+        raw.drop_connection();
+        // Half a message: the TCP connection ends inside a frame.
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, b"GET /stream HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        drop(tcp);
+    }
+
+    let run = tokio::task::block_in_place(|| steady.join().unwrap());
+    run.assert_success();
+    let id = run.session_id();
+    let meta = tokio::task::block_in_place(|| server.wait_for_status(&id, "complete"));
+    assert_eq!(meta["frames_stored"], 150);
+    let sent = referee_tests::default_frames(&video);
+    let mut stored = server.store().frame_source(&id).unwrap();
+    for (i, jpeg) in sent.iter().enumerate() {
+        assert!(
+            stored.read(i as u64).unwrap().payload == jpeg[..],
+            "frame {i}"
+        );
+    }
+    // Six sessions were started and dropped, besides the one that completed.
+    assert_eq!(server.session_ids().len(), 7);
+    let (status, health) = server.get_json("/health");
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+}

@@ -106,6 +106,48 @@ async fn cuts_at_random_points_lose_nothing() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_budget_is_per_outage() {
+    // Four outages, each lasting one failed attempt before the server answers again: two
+    // attempts per outage are enough, though the whole upload needs eight.
+    let server = TestServer::start();
+    let cuts = vec![
+        Cut::Upstream(200_000),
+        Cut::Upstream(400_000),
+        Cut::Upstream(600_000),
+        Cut::Upstream(800_000),
+    ];
+    let proxy = FaultProxy::start(server.addr, cuts).await;
+    proxy.refuse_after_each_cut(1);
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "outages.avi", 120, 30.0, 320, 240);
+    let url = proxy.http_url();
+    let run = tokio::task::block_in_place(|| {
+        run_client(&[
+            &url,
+            "--video",
+            video.to_str().unwrap(),
+            "--retries",
+            "2",
+            "--verbose",
+        ])
+    });
+    run.assert_success();
+    assert_eq!(proxy.cuts_made(), 4, "{}", run.transcript());
+    assert_eq!(proxy.refused(), 4, "{}", run.transcript());
+    assert_eq!(
+        run.stdout.matches("(attempt 2)").count(),
+        4,
+        "each outage resumed at its second attempt:\n{}",
+        run.transcript()
+    );
+    let id = completed_id(&run.stdout);
+    tokio::task::block_in_place(|| {
+        server.wait_for_status(&id, "complete");
+        assert_stored_exactly(&server, &id, &video);
+    });
+}
+
 #[test]
 fn a_server_killed_mid_stream_comes_back_and_the_client_resumes() {
     let data = tempfile::tempdir().unwrap();
@@ -375,9 +417,14 @@ fn the_client_restarted_with_resume_continues_its_session() {
     child.wait().unwrap();
     server.wait_for_status(&id, "detached");
 
+    // The restarted client finds the server away for two attempts (e.g. restarting) and
+    // waits for it.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let proxy = runtime.block_on(FaultProxy::start(server.addr, Vec::new()));
+    proxy.refuse_next(2);
     let output = std::process::Command::new(referee_tests::workspace_binary("referee-client"))
         .args([
-            &server.http_url(),
+            &proxy.http_url(),
             "--video",
             video.to_str().unwrap(),
             "--resume",
@@ -386,6 +433,7 @@ fn the_client_restarted_with_resume_continues_its_session() {
         .env("REFEREE_STATE_DIR", state.path())
         .output()
         .unwrap();
+    assert_eq!(proxy.refused(), 2);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

@@ -1,7 +1,9 @@
 //! A whole session, streamed by the real client: every frame arrives byte-identical, the video
 //! is rebuilt and the signal events are lined up with their frames.
 
+use referee_protocol::frame::decode_frame;
 use referee_server::store::SessionStore;
+use referee_tests::proxy::FaultProxy;
 use referee_tests::{client_frames, make_video, run_client, TestServer};
 
 #[test]
@@ -131,4 +133,35 @@ fn health_and_session_api_answer_json() {
     assert_eq!(missing["code"], "session_not_found");
     let (status, _) = server.get_json("/api/sessions/..%2F..%2Fetc");
     assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_frames_on_the_wire_are_the_frames_stored() {
+    // The client's own bytes, recorded on their way to the server: re-encoded on several
+    // threads (an MPEG-4 video) and passed through (a Motion-JPEG one).
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    for (name, frames) in [("wire.mp4", 24), ("wire.avi", 12)] {
+        let proxy = FaultProxy::start(server.addr, Vec::new()).await;
+        proxy.record();
+        let video = make_video(work.path(), name, frames, 30.0, 320, 240);
+        let url = proxy.http_url();
+        let run =
+            tokio::task::block_in_place(|| run_client(&[&url, "--video", video.to_str().unwrap()]));
+        run.assert_success();
+        let id = run.session_id();
+        let sent = proxy.recorded();
+        assert_eq!(sent.len(), frames as usize, "{name}: one message a frame");
+        let mut stored = server.store().frame_source(&id).unwrap();
+        assert_eq!(stored.len(), u64::from(frames), "{name}");
+        for (i, message) in sent.into_iter().enumerate() {
+            let frame = decode_frame(message.into()).unwrap();
+            assert_eq!(frame.header.index, i as u64, "{name}: frames in order");
+            let kept = stored.read(frame.header.index).unwrap();
+            assert!(
+                kept.payload == frame.payload,
+                "{name}: frame {i} stored differs from the bytes the client sent"
+            );
+        }
+    }
 }

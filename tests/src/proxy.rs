@@ -2,7 +2,12 @@
 //! points: after a number of bytes sent by clients over the proxy's whole life, or just
 //! before the server's first message containing a text (server messages are not masked, so
 //! `"SESSION_ENDED"` finds that message), so that cuts land at the same place every run.
+//! It can also play a server that is away for a while: the next connections after a cut (or
+//! after [`FaultProxy::refuse_next`]) are closed as soon as they are accepted. And it can
+//! record the binary messages clients send ([`FaultProxy::record`]), so that a test compares
+//! the bytes a client really sent with what the server stored.
 
+use std::io::Cursor;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
 /// Where to cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +34,14 @@ struct Shared {
     /// Cuts still to make, in the order given.
     plan: Mutex<Vec<Cut>>,
     cuts_made: AtomicU64,
+    /// Connections still to close as soon as they are accepted.
+    refuse: AtomicU64,
+    /// Connections to refuse after each cut.
+    refuse_after_cut: AtomicU64,
+    refused: AtomicU64,
+    /// The binary messages clients sent, when recording.
+    recording: std::sync::atomic::AtomicBool,
+    recorded: Mutex<Vec<Vec<u8>>>,
 }
 
 /// A running proxy. Stops accepting when dropped.
@@ -54,6 +69,12 @@ impl FaultProxy {
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((client, _)) = accepted else { return };
+                        let refuse = &accept_shared.refuse;
+                        if refuse.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                            accept_shared.refused.fetch_add(1, Ordering::SeqCst);
+                            drop(client);
+                            continue;
+                        }
                         let Ok(server) = TcpStream::connect(target).await else { continue };
                         tokio::spawn(forward(client, server, Arc::clone(&accept_shared)));
                     }
@@ -75,6 +96,35 @@ impl FaultProxy {
     /// How many cuts were made so far.
     pub fn cuts_made(&self) -> u64 {
         self.shared.cuts_made.load(Ordering::SeqCst)
+    }
+
+    /// Closes the next `n` connections as soon as they are accepted, as if the server were
+    /// away.
+    pub fn refuse_next(&self, n: u64) {
+        self.shared.refuse.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// After each cut from now on, closes the next `n` connections as soon as they are
+    /// accepted: every outage then lasts `n` failed attempts.
+    pub fn refuse_after_each_cut(&self, n: u64) {
+        self.shared.refuse_after_cut.store(n, Ordering::SeqCst);
+    }
+
+    /// Records from now on the binary WebSocket messages clients send (unmasked), for
+    /// [`FaultProxy::recorded`].
+    pub fn record(&self) {
+        self.shared.recording.store(true, Ordering::SeqCst);
+    }
+
+    /// The binary messages clients sent since [`FaultProxy::record`], in the order the
+    /// proxy forwarded them (connection after connection).
+    pub fn recorded(&self) -> Vec<Vec<u8>> {
+        self.shared.recorded.lock().unwrap().clone()
+    }
+
+    /// How many connections were refused so far.
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::SeqCst)
     }
 }
 
@@ -106,11 +156,18 @@ async fn pump(
     let mut buf = vec![0u8; 16 * 1024];
     // The end of the previous chunk, so that a text split across two reads is found.
     let mut tail: Vec<u8> = Vec::new();
+    let mut recorder =
+        (upstream && shared.recording.load(Ordering::SeqCst)).then(WsRecorder::default);
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        if let Some(recorder) = &mut recorder {
+            // What reaches the server: the bytes before a cut are recorded too, but a
+            // message the cut splits never completes.
+            recorder.feed(&buf[..n], &shared.recorded);
+        }
         let counter = if upstream {
             &shared.upstream
         } else {
@@ -144,10 +201,67 @@ async fn pump(
         if let Some(keep) = cut_at {
             let _ = to.write_all(&buf[..keep.min(n)]).await;
             shared.cuts_made.fetch_add(1, Ordering::SeqCst);
+            let outage = shared.refuse_after_cut.load(Ordering::SeqCst);
+            shared.refuse.fetch_add(outage, Ordering::SeqCst);
             return;
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Reassembles the binary messages of one client-to-server WebSocket stream: skips the HTTP
+/// upgrade request, then parses frames, unmasks them and joins fragments.
+#[derive(Default)]
+struct WsRecorder {
+    pending: Vec<u8>,
+    upgraded: bool,
+    /// The binary message being reassembled from fragments.
+    message: Option<Vec<u8>>,
+}
+
+impl WsRecorder {
+    fn feed(&mut self, bytes: &[u8], out: &Mutex<Vec<Vec<u8>>>) {
+        self.pending.extend_from_slice(bytes);
+        if !self.upgraded {
+            let Some(end) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return;
+            };
+            self.pending.drain(..end + 4);
+            self.upgraded = true;
+        }
+        loop {
+            let mut cursor = Cursor::new(&self.pending[..]);
+            let Ok(Some((header, length))) = FrameHeader::parse(&mut cursor) else {
+                return;
+            };
+            let start = cursor.position() as usize;
+            let end = start + length as usize;
+            if self.pending.len() < end {
+                return;
+            }
+            let mut payload = self.pending[start..end].to_vec();
+            if let Some(mask) = header.mask {
+                for (i, byte) in payload.iter_mut().enumerate() {
+                    *byte ^= mask[i % 4];
+                }
+            }
+            self.pending.drain(..end);
+            match header.opcode {
+                OpCode::Data(Data::Binary) => self.message = Some(payload),
+                OpCode::Data(Data::Continue) => {
+                    if let Some(message) = &mut self.message {
+                        message.extend_from_slice(&payload);
+                    }
+                }
+                _ => continue,
+            }
+            if header.is_final {
+                if let Some(message) = self.message.take() {
+                    out.lock().unwrap().push(message);
+                }
+            }
         }
     }
 }
