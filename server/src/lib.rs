@@ -40,7 +40,7 @@ pub mod watch;
 pub mod webhooks;
 pub mod writer;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,12 +221,21 @@ pub async fn serve(
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = match tls {
         None => {
-            axum::serve(listener, service)
+            let stopped = token.clone();
+            let serving = axum::serve(listener, service)
                 .with_graceful_shutdown(async move {
                     shutdown.await;
                     token.cancel();
                 })
-                .await
+                .into_future();
+            // axum waits for every open HTTP response to end: bound that wait too.
+            tokio::select! {
+                served = serving => served,
+                () = async { stopped.cancelled().await; tokio::time::sleep(grace).await } => {
+                    tracing::warn!("HTTP responses still open after {} s: closing them", grace.as_secs());
+                    Ok(())
+                }
+            }
         }
         Some(tls) => {
             let handle = axum_server::Handle::new();

@@ -16,10 +16,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{self, Stream};
+use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::events::{EventKind, SessionEvent};
 use crate::metrics::Metrics;
@@ -137,12 +138,21 @@ impl Watch {
     }
 }
 
-fn sse(watch: Watch) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+fn sse(app: &AppState, watch: Watch) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let events = stream::unfold(watch, |mut watch| async move {
         let event = watch.next().await?;
         Some((Ok(event), watch))
     });
-    Sse::new(events).keep_alive(KeepAlive::default())
+    Sse::new(until_shutdown(&app.shutdown, events)).keep_alive(KeepAlive::default())
+}
+
+/// Ends `stream` when the server shuts down, so that an open watcher never holds the
+/// shutdown up (a browser's `EventSource` reconnects by itself once the server is back).
+fn until_shutdown<S: Stream>(
+    shutdown: &CancellationToken,
+    stream: S,
+) -> impl Stream<Item = S::Item> {
+    stream.take_until(shutdown.clone().cancelled_owned())
 }
 
 /// `GET /api/sessions/{id}/events`: the session's events as Server-Sent Events.
@@ -161,26 +171,32 @@ pub async fn session_events(
     let waiting = meta
         .as_ref()
         .is_none_or(|m| m.status == SessionStatus::Created);
-    sse(Watch {
-        rx,
-        first: meta.map(|m| SessionEvent::new(EventKind::State, &m)),
-        wait_until: waiting.then(|| Instant::now() + wait),
-        only: Some(id),
-        done: false,
-        _guard: WatcherGuard::new(&app.metrics),
-    })
+    sse(
+        &app,
+        Watch {
+            rx,
+            first: meta.map(|m| SessionEvent::new(EventKind::State, &m)),
+            wait_until: waiting.then(|| Instant::now() + wait),
+            only: Some(id),
+            done: false,
+            _guard: WatcherGuard::new(&app.metrics),
+        },
+    )
 }
 
 /// `GET /api/events`: every session's events, new sessions included.
 pub async fn all_events(State(app): State<AppState>) -> impl IntoResponse {
-    sse(Watch {
-        rx: app.events.subscribe(),
-        first: None,
-        wait_until: None,
-        only: None,
-        done: false,
-        _guard: WatcherGuard::new(&app.metrics),
-    })
+    sse(
+        &app,
+        Watch {
+            rx: app.events.subscribe(),
+            first: None,
+            wait_until: None,
+            only: None,
+            done: false,
+            _guard: WatcherGuard::new(&app.metrics),
+        },
+    )
 }
 
 /// `GET /api/sessions/{id}/live.mjpeg`: the latest stored frame, again whenever a newer one is
@@ -195,6 +211,7 @@ pub async fn live_mjpeg(
         .map_or(DEFAULT_WAIT, Duration::from_secs)
         .min(MAX_WAIT);
     let guard = WatcherGuard::new(&app.metrics);
+    let shutdown = app.shutdown.clone();
     let state = (app, id, None::<u64>, Instant::now() + wait, guard);
     let parts = stream::unfold(state, |(app, id, mut shown, deadline, guard)| async move {
         let mut tick = tokio::time::interval(Duration::from_millis(1000 / MJPEG_FPS));
@@ -252,7 +269,7 @@ pub async fn live_mjpeg(
             ),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        Body::from_stream(parts),
+        Body::from_stream(until_shutdown(&shutdown, parts)),
     )
         .into_response()
 }

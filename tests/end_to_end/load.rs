@@ -1,5 +1,8 @@
 //! Many sessions at once, and a server shutting down under them.
 
+use std::io::{Read, Write};
+use std::time::Duration;
+
 use referee_protocol::frame::encode_frame;
 use referee_protocol::{ControlMessage, ErrorCode};
 use referee_server::store::SessionStore;
@@ -91,4 +94,40 @@ async fn shutdown_tells_clients_and_keeps_their_sessions_resumable() {
     let meta = tokio::task::block_in_place(|| server.wait_for_status(&id, "detached"));
     assert_eq!(meta["frames_stored"], 3);
     assert!(meta["resumable_until"].is_string(), "{meta}");
+}
+
+#[test]
+fn open_watchers_do_not_hold_the_shutdown_up() {
+    // A dashboard left open (the event streams and the live view) must not keep a stopping
+    // server alive: their responses end when the shutdown starts.
+    let mut server = TestServer::start_with(|c| c.shutdown_timeout_secs = 600);
+    let mut watchers = Vec::new();
+    for path in [
+        "/api/events",
+        "/api/sessions/nobody/events?timeout=600",
+        "/api/sessions/nobody/live.mjpeg?timeout=600",
+    ] {
+        let mut tcp = std::net::TcpStream::connect(server.addr).unwrap();
+        write!(tcp, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut head = [0u8; 12];
+        tcp.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200", "{path}");
+        watchers.push(tcp);
+    }
+    // Not a timing assertion: a stop that waits for the watchers would wait 600 s (the
+    // shutdown timeout) or forever; the test only fails instead of hanging.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        server.stop();
+        let _ = done_tx.send(());
+    });
+    assert!(
+        done_rx.recv_timeout(Duration::from_secs(120)).is_ok(),
+        "the server did not stop while watchers were connected"
+    );
+    for mut tcp in watchers {
+        let mut rest = Vec::new();
+        // The responses ended: the server closed the connections.
+        let _ = tcp.read_to_end(&mut rest);
+    }
 }
