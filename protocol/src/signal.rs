@@ -12,6 +12,8 @@ use thiserror::Error;
 pub struct SignalEvent {
     /// 1-based line number in the file.
     pub line: usize,
+    /// The line as written (trimmed), for errors that name it.
+    pub text: String,
     /// Time from the start of the video, in microseconds.
     pub time_us: u64,
     /// The event's name, e.g. `touch_left`.
@@ -95,6 +97,7 @@ impl SignalTrack {
             }
             events.push(SignalEvent {
                 line,
+                text: trimmed.to_string(),
                 time_us,
                 name,
                 fields,
@@ -108,7 +111,7 @@ impl SignalTrack {
         match self.events.iter().find(|e| e.time_us > duration_us) {
             Some(e) => Err(SignalError {
                 line: e.line,
-                text: describe(e),
+                text: e.text.clone(),
                 kind: SignalErrorKind::PastEnd {
                     time: format_us(e.time_us),
                     duration: format_us(duration_us),
@@ -117,14 +120,6 @@ impl SignalTrack {
             None => Ok(()),
         }
     }
-}
-
-fn describe(e: &SignalEvent) -> String {
-    let mut s = format!("{} {}", format_us(e.time_us), e.name);
-    for (k, v) in &e.fields {
-        s.push_str(&format!(" {k}={v}"));
-    }
-    s
 }
 
 /// Parses `12.533`, `MM:SS.mmm` or `HH:MM:SS.mmm` into microseconds. Digits past the sixth
@@ -228,12 +223,13 @@ mod tests {
 
     #[test]
     fn events_past_the_end_are_caught() {
-        let track = SignalTrack::parse("1.0 a\n5.0 b\n").unwrap();
+        let track = SignalTrack::parse("1.0 a\n  00:05.0 b x=1\n").unwrap();
         assert!(track.check_duration(5_000_000).is_ok());
         let err = track.check_duration(4_000_000).unwrap_err();
         assert_eq!(err.line, 2);
-        assert!(err
-            .to_string()
-            .contains("past the end of the video (4.000s)"));
+        assert_eq!(
+            err.to_string(),
+            "line 2 (\"00:05.0 b x=1\"): the event at 5.000s is past the end of the video (4.000s)"
+        );
     }
 }
