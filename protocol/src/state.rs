@@ -71,12 +71,34 @@ pub enum Violation {
         message: &'static str,
         hint: &'static str,
     },
-    #[error("SESSION_END says {sent} frames were sent, but the server received {received}")]
+    #[error("SESSION_END says {sent} frames were sent, but the server received {received}: {}", missing(*sent, *received))]
     FrameCountMismatch { sent: u64, received: u64 },
     #[error("SESSION_START asks for protocol version {got}; this server speaks version {PROTOCOL_VERSION}")]
     UnsupportedVersion { got: u16 },
     #[error("SESSION_START is invalid: {0}")]
     InvalidStart(String),
+}
+
+/// Which frames a SESSION_END counting `sent` leaves unaccounted for, `received` being in.
+fn missing(sent: u64, received: u64) -> String {
+    let frames = |first: u64, last: u64| {
+        if first == last {
+            format!("frame {first} is")
+        } else {
+            format!("frames {first} to {last} are")
+        }
+    };
+    if sent > received {
+        format!(
+            "{} missing: resume the session and send them again",
+            frames(received, sent - 1)
+        )
+    } else {
+        format!(
+            "{} stored but not counted as sent",
+            frames(sent, received - 1)
+        )
+    }
 }
 
 impl Violation {
@@ -364,7 +386,7 @@ mod tests {
     #[test]
     fn illegal_messages_name_state_and_message_and_leave_state_alone() {
         let (start, signal, ack) = (start(), signal(), ControlMessage::Ack { frames_stored: 1 });
-        let (end4, end5) = (end(4, true), end(5, true));
+        let (end4, end5, end7) = (end(4, true), end(5, true), end(7, true));
         let cases: Vec<(SessionState, Incoming, ErrorCode, &str)> = vec![
             (
                 SessionState::AwaitingStart,
@@ -400,7 +422,13 @@ mod tests {
                 SessionState::Receiving { next_frame: 5 },
                 Incoming::Control(&end4),
                 ErrorCode::FrameCountMismatch,
-                "says 4 frames were sent, but the server received 5",
+                "says 4 frames were sent, but the server received 5: frame 4 is stored but not counted as sent",
+            ),
+            (
+                SessionState::Receiving { next_frame: 5 },
+                Incoming::Control(&end7),
+                ErrorCode::FrameCountMismatch,
+                "says 7 frames were sent, but the server received 5: frames 5 to 6 are missing: resume the session",
             ),
             (
                 SessionState::AwaitingSignal { frames: 5 },
