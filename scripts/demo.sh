@@ -36,7 +36,11 @@ python3 - "$session/report.json" <<'PY' 2>/dev/null || cat "$session/report.json
 import json, sys
 report = json.load(open(sys.argv[1]))
 print(f"{report['frames']} frames at {report['fps']} fps ({report['duration_s']:.2f} s), video: {report['video']}")
+for s in report["segments"]:
+    print(f"  action: frames {s['start_frame']}-{s['end_frame']} ({s['start_s']:.2f} s to {s['end_s']:.2f} s)")
 for e in report["events"]:
     fields = " ".join(f"{k}={v}" for k, v in e["fields"].items())
-    print(f"  {e['time_s']:7.3f} s  {e['name']:<12} -> frame {e['frame_index']:4} ({e['frame_time_s']:.3f} s) {fields}")
+    action = e.get("action")
+    lead = f", action began {action['lead_s']:.1f} s before (frame {action['start_frame']})" if action else ""
+    print(f"  {e['time_s']:7.3f} s  {e['name']:<12} -> frame {e['frame_index']:4} ({e['frame_time_s']:.3f} s) {fields}{lead}")
 PY

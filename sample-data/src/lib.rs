@@ -48,6 +48,11 @@ pub const BOUT_EVENTS: [(f64, &str); 6] = [
     (4.8, "end"),
 ];
 
+/// The phrases of the sample bout: the frames (inclusive ranges) on which the fencers move,
+/// each ending on a touch's frame, 0.6 s (18 frames) after it began. Between phrases only the
+/// frame counter changes.
+pub const BOUT_PHRASES: [(u32, u32); 3] = [(18, 36), (58, 76), (102, 120)];
+
 /// Why a sample file could not be made.
 #[derive(Debug, Error)]
 pub enum SampleError {
@@ -100,7 +105,33 @@ pub enum SampleError {
 /// `.avi` is Motion-JPEG (`MJPG`), `.mp4` is MPEG-4 Part 2 (`mp4v`). After writing, the file
 /// is read back and every frame is checked to be there, with the right size.
 pub fn write_video(path: &Path, spec: &SyntheticVideo) -> Result<(), SampleError> {
-    write_frames(path, spec, draw_frame)
+    write_frames(path, spec, |spec, background, index| {
+        draw_frame(spec, background, index, index, spec.frames)
+    })
+}
+
+/// Writes a video like [`write_video`] whose bar and disc move only on the frames of
+/// `phrases` (inclusive ranges of frame indices), as fencers do in the phrases that lead to
+/// the touches, and stand still between them; the frame counter changes on every frame. The
+/// sample bout is this with [`BOUT_PHRASES`].
+pub fn write_bout_video(
+    path: &Path,
+    spec: &SyntheticVideo,
+    phrases: &[(u32, u32)],
+) -> Result<(), SampleError> {
+    let moved = |index: u32| moving_frames(phrases, index);
+    let total = moved(spec.frames.saturating_sub(1)) + 1;
+    write_frames(path, spec, |spec, background, index| {
+        draw_frame(spec, background, index, moved(index), total)
+    })
+}
+
+/// How many frames up to `index` lie in one of `ranges` (inclusive).
+fn moving_frames(ranges: &[(u32, u32)], index: u32) -> u32 {
+    ranges
+        .iter()
+        .map(|&(a, b)| (index.min(b) + 1).saturating_sub(a))
+        .sum()
 }
 
 /// Writes a video like [`write_video`] whose only motion is a square that moves on the frames
@@ -111,13 +142,8 @@ pub fn write_motion_video(
     spec: &SyntheticVideo,
     moving: &[(u32, u32)],
 ) -> Result<(), SampleError> {
-    let moving = moving.to_vec();
-    write_frames(path, spec, move |spec, background, index| {
-        let steps = moving
-            .iter()
-            .map(|&(a, b)| (index.min(b) + 1).saturating_sub(a))
-            .sum::<u32>();
-        draw_square_frame(spec, background, steps)
+    write_frames(path, spec, |spec, background, index| {
+        draw_square_frame(spec, background, moving_frames(moving, index))
     })
 }
 
@@ -388,20 +414,27 @@ fn draw_square_frame(spec: &SyntheticVideo, background: &Mat, steps: u32) -> ope
     Ok(mat)
 }
 
-/// Frame `index`: the background with a moving bar, a moving disc and the frame counter.
-fn draw_frame(spec: &SyntheticVideo, background: &Mat, index: u32) -> opencv::Result<Mat> {
+/// Frame `index`: the background with a bar and a disc `step` steps of `steps` along their
+/// way, and the frame counter.
+fn draw_frame(
+    spec: &SyntheticVideo,
+    background: &Mat,
+    index: u32,
+    step: u32,
+    steps: u32,
+) -> opencv::Result<Mat> {
     let (w, h) = (spec.width, spec.height);
     let mut mat = background.try_clone()?;
-    let progress = if spec.frames > 1 {
-        f64::from(index) / f64::from(spec.frames - 1)
+    let progress = if steps > 1 {
+        f64::from(step) / f64::from(steps - 1)
     } else {
         0.0
     };
 
     // A vertical bar sweeping left to right, wrapping around.
     let bar_w = (w / 32).max(2);
-    let step = (w / 90).max(1);
-    let bar_x = (i64::from(index) * i64::from(step) % i64::from(w)) as i32;
+    let bar_step = (w / 90).max(1);
+    let bar_x = (i64::from(step) * i64::from(bar_step) % i64::from(w)) as i32;
     imgproc::rectangle(
         &mut mat,
         Rect::new(bar_x, 0, bar_w, h),
@@ -527,11 +560,48 @@ mod tests {
             height: 48,
         };
         let bg = draw_background(&spec).unwrap();
-        let a = draw_frame(&spec, &bg, 3).unwrap();
-        let b = draw_frame(&spec, &bg, 3).unwrap();
-        let c = draw_frame(&spec, &bg, 4).unwrap();
+        let a = draw_frame(&spec, &bg, 3, 3, spec.frames).unwrap();
+        let b = draw_frame(&spec, &bg, 3, 3, spec.frames).unwrap();
+        let c = draw_frame(&spec, &bg, 4, 4, spec.frames).unwrap();
         assert_eq!(a.data_bytes().unwrap(), b.data_bytes().unwrap());
         assert_ne!(a.data_bytes().unwrap(), c.data_bytes().unwrap());
+    }
+
+    #[test]
+    fn the_bout_moves_in_its_phrases_and_stands_still_between_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bout.avi");
+        let spec = SyntheticVideo::BOUT;
+        write_bout_video(&path, &spec, &BOUT_PHRASES).unwrap();
+        let mut capture = videoio::VideoCapture::from_file(&path, videoio::CAP_ANY).unwrap();
+        let mut frames = Vec::new();
+        let mut frame = Mat::default();
+        while capture.read(&mut frame).unwrap() && !frame.empty() {
+            frames.push(frame.try_clone().unwrap());
+        }
+        assert_eq!(frames.len(), 150);
+        // Below the frame counter: the scene, where the fencers are.
+        let scene = |i: usize| {
+            let rows = frames[i].rows();
+            Mat::roi(
+                &frames[i],
+                Rect::new(0, rows / 2, frames[i].cols(), rows / 2),
+            )
+            .unwrap()
+            .try_clone()
+            .unwrap()
+        };
+        let changed = |a: usize, b: usize| {
+            let mut diff = Mat::default();
+            opencv::core::absdiff(&scene(a), &scene(b), &mut diff).unwrap();
+            let sum = opencv::core::sum_elems(&diff).unwrap();
+            sum[0] + sum[1] + sum[2] > 1000.0
+        };
+        // Still between the first and second phrases (frames 37 to 57), moving in them.
+        assert!(!changed(40, 48));
+        assert!(changed(20, 24));
+        assert!(changed(60, 64));
+        assert!(!changed(125, 140));
     }
 
     #[test]

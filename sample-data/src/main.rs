@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use referee_sample_data::{write_signal, write_video, SyntheticVideo, BOUT_EVENTS};
+use referee_sample_data::{
+    write_bout_video, write_signal, SyntheticVideo, BOUT_EVENTS, BOUT_PHRASES,
+};
 
 const USAGE: &str = "usage: make-sample [--out-dir DIR]\n\n\
 Writes bout.mp4 (640x480, 30 fps, 150 frames, mp4v) and bout.txt (its signal file) into DIR\n\
@@ -17,7 +19,8 @@ fn main() -> Result<()> {
 
     let spec = SyntheticVideo::BOUT;
     let video = out_dir.join("bout.mp4");
-    write_video(&video, &spec).with_context(|| format!("writing {}", video.display()))?;
+    write_bout_video(&video, &spec, &BOUT_PHRASES)
+        .with_context(|| format!("writing {}", video.display()))?;
     report(
         &video,
         &format!(
