@@ -91,7 +91,9 @@ pub fn same_secret(expected: &str, given: &str) -> bool {
     diff == 0 && !a.is_empty()
 }
 
-/// The token of a request: its bearer header, else its `token` query parameter.
+/// The token of a request: its bearer header, else its `token` query parameter, decoded as
+/// `application/x-www-form-urlencoded` (percent escapes, `+` for a space), as a browser's
+/// `URLSearchParams` writes it.
 fn token_of(request: &Request) -> Option<String> {
     let bearer = request
         .headers()
@@ -101,10 +103,9 @@ fn token_of(request: &Request) -> Option<String> {
         .map(|t| t.trim().to_string());
     bearer.or_else(|| {
         request.uri().query().and_then(|q| {
-            q.split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .find(|(k, _)| *k == "token")
-                .map(|(_, v)| v.to_string())
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
         })
     })
 }
@@ -160,6 +161,7 @@ fn refuse(status: StatusCode, code: &str, message: String) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
 
     #[test]
     fn secrets_match_only_when_equal() {
@@ -168,6 +170,31 @@ mod tests {
         assert!(!same_secret("s3cret", "s3cre"));
         assert!(!same_secret("s3cret", "s3crett"));
         assert!(!same_secret("", ""));
+    }
+
+    fn token_of_uri(uri: &str) -> Option<String> {
+        token_of(&Request::builder().uri(uri).body(Body::empty()).unwrap())
+    }
+
+    #[test]
+    fn the_token_parameter_is_url_decoded() {
+        // `a+b/c=d%e` as `URLSearchParams` writes it.
+        assert_eq!(
+            token_of_uri("/api/sessions?token=a%2Bb%2Fc%3Dd%25e").as_deref(),
+            Some("a+b/c=d%e")
+        );
+        assert_eq!(
+            token_of_uri("/api/events?x=1&token=a+b").as_deref(),
+            Some("a b"),
+            "`+` is a space in a query"
+        );
+        assert_eq!(token_of_uri("/api/events?x=1").as_deref(), None);
+        let tokens = Tokens {
+            watch: Some("a+b/c=d%e".into()),
+            ..Tokens::default()
+        };
+        let given = token_of_uri("/api/sessions?token=a%2Bb%2Fc%3Dd%25e").unwrap();
+        assert_eq!(tokens.grant(&given), Some(Scope::Watch));
     }
 
     #[test]

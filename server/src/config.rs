@@ -186,12 +186,24 @@ pub enum ConfigError {
     },
     #[error("the config file {path}: {source}")]
     Invalid { path: PathBuf, source: clap::Error },
+    #[error("the config file {path} sets {key} wrongly: {problem}")]
+    BadValue {
+        path: PathBuf,
+        key: String,
+        problem: String,
+    },
 }
+
+/// The settings `--print-config` shows as `"(set)"` rather than their value.
+const SECRETS: [&str; 4] = ["token", "watch_token", "admin_token", "webhook_secret"];
+
+/// What `--print-config` shows for a secret that is set.
+const HIDDEN: &str = "(set)";
 
 /// Shows a secret as set or not, never its value.
 fn hidden<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match value {
-        Some(_) => s.serialize_str("(set)"),
+        Some(_) => s.serialize_str(HIDDEN),
         None => s.serialize_none(),
     }
 }
@@ -231,35 +243,37 @@ impl Config {
             source,
         })?;
         let command = Self::command();
-        let known: Vec<String> = command
+        let settings: Vec<&clap::Arg> = command
             .get_arguments()
             .filter(|a| {
                 a.get_long().is_some() && !["config", "print_config"].contains(&a.get_id().as_str())
             })
-            .map(|a| a.get_id().to_string())
             .collect();
         let mut extra = Vec::new();
         for (key, value) in table {
-            if !known.contains(&key) {
+            let Some(arg) = settings.iter().find(|a| a.get_id() == key.as_str()) else {
                 return Err(ConfigError::UnknownKey {
                     path: path.to_path_buf(),
                     key,
-                    known: known.join(", "),
+                    known: settings
+                        .iter()
+                        .map(|a| a.get_id().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
-            }
+            };
             let from_default = matches!(
                 matches.value_source(&key),
                 None | Some(ValueSource::DefaultValue)
             );
             if from_default {
-                let value = match value {
-                    toml::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                extra.push(OsString::from(format!(
-                    "--{}={value}",
-                    key.replace('_', "-")
-                )));
+                let args =
+                    setting_args(arg, &key, value).map_err(|problem| ConfigError::BadValue {
+                        path: path.to_path_buf(),
+                        key: key.clone(),
+                        problem,
+                    })?;
+                extra.extend(args.into_iter().map(OsString::from));
             }
         }
         Ok(extra)
@@ -330,6 +344,52 @@ impl Config {
     }
 }
 
+/// The command-line arguments that give the setting `key` of `arg` the file's `value`: a
+/// string or number as `--flag=value`, an array as one `--flag=item` per item (for settings
+/// that may be given more than once), `true` as the bare `--flag` and `false` as nothing (for
+/// flags without a value).
+fn setting_args(arg: &clap::Arg, key: &str, value: toml::Value) -> Result<Vec<String>, String> {
+    let flag = format!("--{}", key.replace('_', "-"));
+    let takes_value = arg.get_action().takes_values();
+    match value {
+        toml::Value::Boolean(on) if !takes_value => {
+            let given = matches!(arg.get_action(), clap::ArgAction::SetTrue) == on;
+            Ok(if given { vec![flag] } else { Vec::new() })
+        }
+        _ if !takes_value => Err(format!(
+            "it is a switch: write `{key} = true` or `{key} = false`"
+        )),
+        toml::Value::Array(items) => {
+            if !matches!(arg.get_action(), clap::ArgAction::Append) {
+                return Err(format!(
+                    "it takes one value, not a list: write `{key} = VALUE`"
+                ));
+            }
+            items
+                .into_iter()
+                .map(|item| Ok(format!("{flag}={}", scalar(key, item)?)))
+                .collect()
+        }
+        other => Ok(vec![format!("{flag}={}", scalar(key, other)?)]),
+    }
+}
+
+/// A single value of the setting `key` as text.
+fn scalar(key: &str, value: toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(s) if s == HIDDEN && SECRETS.contains(&key) => Err(format!(
+            "\"{HIDDEN}\" is how --print-config hides a secret: put the secret itself \
+             there, or remove the line and give it as a flag or environment variable"
+        )),
+        toml::Value::String(s) => Ok(s),
+        toml::Value::Array(_) | toml::Value::Table(_) => Err(format!(
+            "a list or table is not a value: write `{key} = VALUE` (or a list of values \
+             where the setting may be given more than once)"
+        )),
+        other => Ok(other.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,6 +445,87 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bad.toml") && err.contains("lots"), "{err}");
+    }
+
+    fn load_file(text: &str, flags: &[&str]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("referee.toml");
+        std::fs::write(&file, text).unwrap();
+        let mut args = vec!["referee-server", "--config", file.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        Config::load_from(args)
+    }
+
+    #[test]
+    fn a_list_in_the_file_gives_the_setting_once_per_item() {
+        let config = load_file("webhook = [\"https://a\", \"https://b\"]\n", &[]).unwrap();
+        assert_eq!(config.webhook, vec!["https://a", "https://b"]);
+        let config = load_file("webhook = []\n", &[]).unwrap();
+        assert!(config.webhook.is_empty());
+        let config = load_file(
+            "webhook = [\"https://a\", \"https://b\"]\n",
+            &["--webhook", "https://c"],
+        )
+        .unwrap();
+        assert_eq!(
+            config.webhook,
+            vec!["https://c"],
+            "a flag wins over the file"
+        );
+    }
+
+    #[test]
+    fn true_in_the_file_turns_a_switch_on_and_false_leaves_it_off() {
+        let config = load_file("protect_health = true\nprotect_metrics = false\n", &[]).unwrap();
+        assert!(config.protect_health);
+        assert!(!config.protect_metrics);
+        let config = load_file("protect_metrics = false\n", &["--protect-metrics"]).unwrap();
+        assert!(config.protect_metrics, "a flag wins over the file");
+    }
+
+    #[test]
+    fn values_of_the_wrong_shape_name_the_file_and_the_setting() {
+        for (text, says) in [
+            ("window = [32, 64]\n", "one value, not a list"),
+            ("protect_health = \"yes\"\n", "protect_health = true"),
+            ("webhook = [[\"https://a\"]]\n", "not a value"),
+            ("data_dir = { path = \"/srv\" }\n", "not a value"),
+            ("token = \"(set)\"\n", "put the secret itself"),
+        ] {
+            let err = load_file(text, &[]).unwrap_err().to_string();
+            let key = text.split(' ').next().unwrap();
+            assert!(
+                err.contains("referee.toml") && err.contains(key) && err.contains(says),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn printed_config_loads_back_as_the_same_config() {
+        let config = Config::load_from([
+            "referee-server",
+            "--webhook",
+            "https://a",
+            "--webhook",
+            "https://b",
+            "--protect-health",
+            "--window",
+            "48",
+            "--data-dir",
+            "/srv/referee",
+            "--tls-cert",
+            "/etc/cert.pem",
+            "--tls-key",
+            "/etc/key.pem",
+        ])
+        .unwrap();
+        let shown = config.to_toml();
+        let again = load_file(&shown, &[]).unwrap();
+        assert_eq!(again.to_toml(), shown);
+        assert_eq!(again.webhook, vec!["https://a", "https://b"]);
+        assert!(again.protect_health && !again.protect_metrics);
+        assert_eq!(again.window, 48);
     }
 
     #[test]

@@ -57,3 +57,29 @@ fn each_token_may_do_what_its_scope_allows() {
     assert!(deleted == 200 || deleted == 204, "{deleted}");
     assert_eq!(status(&server, "GET", &session, Some("admin-t")), 404);
 }
+
+#[test]
+fn a_token_in_the_query_is_url_decoded() {
+    let server = TestServer::start_with(|c| {
+        c.watch_token = Some("a+b/c=d%e".into());
+    });
+    // As the dashboard's `URLSearchParams` writes it.
+    assert_eq!(
+        status(
+            &server,
+            "GET",
+            "/api/sessions?token=a%2Bb%2Fc%3Dd%25e",
+            None
+        ),
+        200
+    );
+    assert_eq!(
+        status(&server, "GET", "/api/sessions", Some("a+b/c=d%e")),
+        200
+    );
+    assert_eq!(
+        status(&server, "GET", "/api/sessions?token=a+b/c=d%e", None),
+        401,
+        "`+` is a space and `%e` no escape: not the token"
+    );
+}

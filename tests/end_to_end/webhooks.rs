@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,14 @@ impl Received {
 
 /// A webhook receiver that answers 500 to its first request, then 200.
 fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
+    receiver_with(|log| log.is_empty())
+}
+
+/// A webhook receiver that answers 500 when `failing` says so (given the requests so far),
+/// else 200.
+fn receiver_with(
+    failing: impl Fn(&[Received]) -> bool + Send + 'static,
+) -> (String, Arc<Mutex<Vec<Received>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
@@ -56,7 +65,7 @@ fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
             let mut body = vec![0u8; len];
             reader.read_exact(&mut body).unwrap();
             let mut log = log.lock().unwrap();
-            let answered = if log.is_empty() { 500 } else { 200 };
+            let answered = if failing(&log) { 500 } else { 200 };
             log.push(Received {
                 headers,
                 body,
@@ -72,10 +81,19 @@ fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
 }
 
 fn wait_for(seen: &Arc<Mutex<Vec<Received>>>, ok: usize) -> Vec<Received> {
+    wait_until(seen, |got| {
+        got.iter().filter(|r| r.answered == 200).count() >= ok
+    })
+}
+
+fn wait_until(
+    seen: &Arc<Mutex<Vec<Received>>>,
+    done: impl Fn(&[Received]) -> bool,
+) -> Vec<Received> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got = seen.lock().unwrap().clone();
-        if got.iter().filter(|r| r.answered == 200).count() >= ok {
+        if done(&got) {
             return got;
         }
         assert!(Instant::now() < deadline, "webhooks received: {got:?}");
@@ -83,13 +101,22 @@ fn wait_for(seen: &Arc<Mutex<Vec<Received>>>, ok: usize) -> Vec<Received> {
     }
 }
 
+/// The idempotency keys of the requests `got` that were answered `status`.
+fn keys(got: &[Received], status: u16) -> Vec<String> {
+    got.iter()
+        .filter(|r| r.answered == status)
+        .filter_map(|r| r.header("Idempotency-Key").map(String::from))
+        .collect()
+}
+
 #[test]
 fn events_are_signed_retried_and_sent_once() {
     let (url, seen) = receiver();
-    let server = TestServer::start_with(|c| {
+    let configure = |c: &mut referee_server::Config| {
         c.webhook = vec![url.clone()];
         c.webhook_secret = Some("hook-secret".into());
-    });
+    };
+    let server = TestServer::start_with(configure);
     let work = tempfile::tempdir().unwrap();
     let video = make_video(work.path(), "v.avi", 4, 30.0, 160, 120);
     let run = run_client(&[&server.http_url(), "--video", video.to_str().unwrap()]);
@@ -125,12 +152,70 @@ fn events_are_signed_retried_and_sent_once() {
 
     // A restart sends nothing again.
     let count = seen.lock().unwrap().len();
-    let server = server.restart();
+    let server = server.restart_with(configure);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         seen.lock().unwrap().len(),
         count,
         "a restart repeated an event"
     );
+    drop(server);
+}
+
+#[test]
+fn a_failing_receiver_neither_holds_up_nor_repeats_to_the_others() {
+    let (good_url, good) = receiver_with(|_| false);
+    let down = Arc::new(AtomicBool::new(true));
+    let (bad_url, bad) = {
+        let down = Arc::clone(&down);
+        receiver_with(move |_| down.load(Ordering::SeqCst))
+    };
+    let configure = |c: &mut referee_server::Config| {
+        c.webhook = vec![good_url.clone(), bad_url.clone()];
+    };
+    let server = TestServer::start_with(configure);
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "v.avi", 4, 30.0, 160, 120);
+    let run = run_client(&[&server.http_url(), "--video", video.to_str().unwrap()]);
+    run.assert_success();
+    let id = run.session_id();
+    let both = vec![format!("{id}.created"), format!("{id}.completed")];
+
+    // The healthy receiver gets each event once while the other one keeps failing...
+    let got = wait_for(&good, 2);
+    assert_eq!(keys(&got, 200), both);
+    assert_eq!(got.len(), 2, "the healthy receiver got an event twice");
+    // ...which is retried its first event, its next one waiting behind it.
+    let got_bad = wait_until(&bad, |got| got.len() >= 2);
+    assert!(keys(&got_bad, 200).is_empty());
+    assert!(
+        keys(&got_bad, 500).iter().all(|k| *k == both[0]),
+        "{got_bad:?}"
+    );
+
+    // A restart while it is down sends the healthy one nothing again; once the failing
+    // receiver is back, it gets each event once.
+    let server = server.restart_with(configure);
+    down.store(false, Ordering::SeqCst);
+    let got_bad = wait_for(&bad, 2);
+    assert_eq!(keys(&got_bad, 200), both);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        good.lock().unwrap().len(),
+        2,
+        "the healthy receiver got a repeat"
+    );
+    assert_eq!(
+        keys(&bad.lock().unwrap(), 200),
+        both,
+        "a repeat once delivered"
+    );
+
+    // Nor does another restart repeat anything to either.
+    let (good_count, bad_count) = (good.lock().unwrap().len(), bad.lock().unwrap().len());
+    let server = server.restart_with(configure);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(good.lock().unwrap().len(), good_count);
+    assert_eq!(bad.lock().unwrap().len(), bad_count);
     drop(server);
 }

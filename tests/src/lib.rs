@@ -41,9 +41,15 @@ impl TestServer {
 
     /// Stops this server and starts a new one on the same data directory, as after a
     /// restart.
-    pub fn restart(mut self) -> Self {
+    pub fn restart(self) -> Self {
+        self.restart_with(|_| {})
+    }
+
+    /// Like [`TestServer::restart`], with a configuration `adjust` may change (e.g. to keep
+    /// the webhooks of the first run).
+    pub fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> Self {
         self.stop();
-        Self::start_in(std::sync::Arc::clone(&self.data_dir), |_| {})
+        Self::start_in(std::sync::Arc::clone(&self.data_dir), adjust)
     }
 
     /// Shuts the server down (as on SIGTERM) and waits until it has.

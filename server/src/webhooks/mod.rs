@@ -1,0 +1,196 @@
+//! Webhooks: `session.created`, `session.completed` and `session.failed` are POSTed as JSON to
+//! every `--webhook` URL, signed with an HMAC-SHA256 header, with an idempotency key per
+//! event, retried with backoff.
+//!
+//! Delivery is kept per event and URL, through an outbox on disk ([`outbox`]): each URL gets
+//! each event once, in order, from a sender of its own ([`deliver`]), so a URL that fails
+//! neither holds up the others nor makes them get an event again. At startup the outbox is
+//! sent again to the URLs that have not had its events, and sessions whose events never made
+//! it to the outbox (a crash in between) are queued from their stored state: a restart
+//! neither loses an event nor sends one with a new key.
+
+mod deliver;
+mod outbox;
+
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::events::{EventKind, SessionEvent};
+use crate::store::{now_rfc3339, SessionMeta, SessionStatus};
+use crate::AppState;
+use deliver::Senders;
+use outbox::{Entry, Outbox};
+
+/// One webhook event, as sent and as kept in the outbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WebhookEvent {
+    /// Stable for this event: the receiver can drop a second delivery with the same key.
+    pub idempotency_key: String,
+    /// `session.created`, `session.completed` or `session.failed`.
+    pub event: String,
+    pub session_id: String,
+    pub at: String,
+    pub session: serde_json::Value,
+}
+
+impl WebhookEvent {
+    fn of(kind: &str, meta: &SessionMeta) -> Self {
+        Self {
+            idempotency_key: format!("{}.{kind}", meta.id),
+            event: format!("session.{kind}"),
+            session_id: meta.id.clone(),
+            at: now_rfc3339(),
+            session: meta.public_json(),
+        }
+    }
+}
+
+/// The webhook kind of a bus event, if it has one.
+fn kind_of(event: EventKind) -> Option<&'static str> {
+    match event {
+        EventKind::Created => Some("created"),
+        EventKind::Complete => Some("completed"),
+        EventKind::Failed => Some("failed"),
+        _ => None,
+    }
+}
+
+/// `sha256=HEX` of the HMAC-SHA256 of `body` with `secret`.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(mac) => mac,
+        // HMAC takes keys of any length; this cannot happen.
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+/// Starts the webhook senders, if any webhook URL is configured.
+pub async fn start(app: &AppState) {
+    if app.config.webhook.is_empty() {
+        return;
+    }
+    let outbox = match Outbox::open(&app.config.data_dir, &app.config.webhook) {
+        Ok(outbox) => outbox,
+        Err(err) => {
+            tracing::error!(
+                "webhooks are off: cannot create their outbox in {}: {err}; check that the \
+                 data directory is writable",
+                app.config.data_dir.join("webhooks").display()
+            );
+            return;
+        }
+    };
+    let senders = Senders::start(app, &outbox);
+    // Listen before catching up, so that no event falls in between; the outbox claims each
+    // event once, so the two never queue the same one twice. What the listener queues waits
+    // until the catch-up (older events) is dispatched.
+    let (fresh_tx, mut fresh_rx) = mpsc::unbounded_channel::<Entry>();
+    tokio::spawn(listen(
+        app.events.subscribe(),
+        outbox.clone(),
+        fresh_tx,
+        app.clone(),
+    ));
+    let store = Arc::clone(&app.store);
+    let backlog = tokio::task::spawn_blocking(move || catch_up(store.as_ref(), &outbox)).await;
+    let backlog = backlog.unwrap_or_else(|err| {
+        tracing::error!("webhook catch-up failed ({err}); the outbox is sent at the next start");
+        Vec::new()
+    });
+    for entry in &backlog {
+        senders.dispatch(entry);
+    }
+    tokio::spawn(async move {
+        while let Some(entry) = fresh_rx.recv().await {
+            senders.dispatch(&entry);
+        }
+    });
+}
+
+/// The events to send at startup, oldest first: the outbox's, and those of stored sessions
+/// that never reached it.
+fn catch_up(store: &dyn crate::store::SessionStore, outbox: &Outbox) -> Vec<Entry> {
+    let sessions = store.list().unwrap_or_else(|err| {
+        tracing::error!("webhook catch-up: cannot list the sessions: {err}");
+        Vec::new()
+    });
+    let mut queued = Vec::new();
+    for meta in sessions {
+        let kinds: &[&str] = match meta.status {
+            SessionStatus::Complete => &["created", "completed"],
+            SessionStatus::Failed => &["created", "failed"],
+            _ => &["created"],
+        };
+        for kind in kinds {
+            match outbox.put(&WebhookEvent::of(kind, &meta)) {
+                Ok(Some(entry)) => queued.push(entry),
+                Ok(None) => {}
+                Err(err) => tracing::error!("webhook outbox: {err}"),
+            }
+        }
+    }
+    let mut all = outbox.claim_pending();
+    all.extend(queued);
+    outbox::sort_oldest_first(&mut all);
+    all
+}
+
+/// Turns bus events into outbox entries.
+async fn listen(
+    mut rx: broadcast::Receiver<SessionEvent>,
+    outbox: Outbox,
+    queue: mpsc::UnboundedSender<Entry>,
+    app: AppState,
+) {
+    loop {
+        let event = match rx.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    "webhooks: {n} events skipped; they are queued again at the next start"
+                );
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(kind) = kind_of(event.event) else {
+            continue;
+        };
+        let Some(meta) = crate::watch::current(&app, &event.session_id).await else {
+            continue;
+        };
+        let webhook = WebhookEvent::of(kind, &meta);
+        let box_ = outbox.clone();
+        let queued = tokio::task::spawn_blocking(move || box_.put(&webhook)).await;
+        match queued {
+            Ok(Ok(Some(entry))) => {
+                let _ = queue.send(entry);
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => tracing::error!("webhook outbox: {err}"),
+            Err(err) => tracing::error!("webhook outbox: {err}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_hmac_sha256_hex() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

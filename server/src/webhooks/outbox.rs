@@ -1,0 +1,351 @@
+//! The webhook outbox on disk (`DATA_DIR/webhooks/`): one file per event, holding the event
+//! and where its delivery to each URL stands.
+//!
+//! An event is written to `outbox/KEY.json` (and synced) before it is sent to any URL. Each
+//! URL's outcome is written into that file as soon as it is known (`sent` after a 2xx,
+//! `failed` after the last attempt); a URL not marked yet is still to be sent. Once every
+//! configured URL has an outcome, the file moves to `sent/` (every URL got it) or `failed/`
+//! (at least one did not; the file says which). A restart therefore sends each pending event
+//! again only to the URLs that have not had it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use super::WebhookEvent;
+
+/// Where one URL's delivery of an event stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    Pending,
+    Sent,
+    Failed,
+}
+
+/// One outbox file: the event, and its delivery to each URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    #[serde(flatten)]
+    pub event: WebhookEvent,
+    /// By URL; a configured URL missing here is pending (files written before deliveries
+    /// were kept per URL have none).
+    #[serde(default)]
+    pub deliveries: BTreeMap<String, Delivery>,
+}
+
+impl Entry {
+    /// The delivery to `url`.
+    pub fn delivery(&self, url: &str) -> Delivery {
+        self.deliveries
+            .get(url)
+            .copied()
+            .unwrap_or(Delivery::Pending)
+    }
+
+    /// Those of `urls` still to be sent this event.
+    pub fn pending<'a>(&self, urls: &'a [String]) -> Vec<&'a String> {
+        urls.iter()
+            .filter(|url| self.delivery(url) == Delivery::Pending)
+            .collect()
+    }
+}
+
+/// The outbox folders, for the configured URLs.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    root: PathBuf,
+    urls: Arc<[String]>,
+    /// Keys handed to the senders in this run, so that no event is queued twice (the live
+    /// listener and the catch-up at startup may both come across it). Held while a file is
+    /// read or written, so that the senders of two URLs do not overwrite each other.
+    claimed: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Outbox {
+    /// Opens (creates) the outbox of `data_dir` for `urls` (each once).
+    pub fn open(data_dir: &Path, urls: &[String]) -> std::io::Result<Self> {
+        let root = data_dir.join("webhooks");
+        for dir in ["outbox", "sent", "failed"] {
+            fs::create_dir_all(root.join(dir))?;
+        }
+        let mut unique: Vec<String> = Vec::new();
+        for url in urls {
+            if !unique.contains(url) {
+                unique.push(url.clone());
+            }
+        }
+        Ok(Self {
+            root,
+            urls: unique.into(),
+            claimed: Arc::default(),
+        })
+    }
+
+    /// The URLs events go to, each once.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.claimed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn path(&self, dir: &str, key: &str) -> PathBuf {
+        self.root.join(dir).join(format!("{key}.json"))
+    }
+
+    fn known(&self, key: &str) -> bool {
+        ["outbox", "sent", "failed"]
+            .iter()
+            .any(|dir| self.path(dir, key).exists())
+    }
+
+    /// Writes the event to the outbox, durably, pending for every URL, and claims it for
+    /// delivery; `None` if it was queued before (in this run or an earlier one).
+    pub fn put(&self, event: &WebhookEvent) -> std::io::Result<Option<Entry>> {
+        let mut claimed = self.lock();
+        if claimed.contains(&event.idempotency_key) || self.known(&event.idempotency_key) {
+            return Ok(None);
+        }
+        let entry = Entry {
+            event: event.clone(),
+            deliveries: self
+                .urls
+                .iter()
+                .map(|url| (url.clone(), Delivery::Pending))
+                .collect(),
+        };
+        write_durably(&self.path("outbox", &event.idempotency_key), &entry)?;
+        claimed.insert(event.idempotency_key.clone());
+        Ok(Some(entry))
+    }
+
+    /// Every entry of the outbox (events not yet sent to every URL), oldest first.
+    #[cfg(test)]
+    pub fn pending(&self) -> Vec<Entry> {
+        let _guard = self.lock();
+        self.read_pending()
+    }
+
+    /// The entries of the outbox no one has claimed in this run, oldest first, now claimed.
+    pub fn claim_pending(&self) -> Vec<Entry> {
+        let mut claimed = self.lock();
+        let entries: Vec<Entry> = self
+            .read_pending()
+            .into_iter()
+            .filter(|e| !claimed.contains(&e.event.idempotency_key))
+            .collect();
+        claimed.extend(entries.iter().map(|e| e.event.idempotency_key.clone()));
+        entries
+    }
+
+    fn read_pending(&self) -> Vec<Entry> {
+        let dir = self.root.join("outbox");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) => {
+                tracing::error!("webhook outbox: cannot list {}: {err}", dir.display());
+                return Vec::new();
+            }
+        };
+        let mut pending: Vec<Entry> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|path| path.extension().is_some_and(|x| x == "json"))
+            .filter_map(|path| match read_entry(&path) {
+                Ok(entry) => Some(entry),
+                Err(err) => {
+                    tracing::error!(
+                        "webhook outbox: cannot read {}: {err}; it is left there, not sent",
+                        path.display()
+                    );
+                    None
+                }
+            })
+            .collect();
+        sort_oldest_first(&mut pending);
+        pending
+    }
+
+    /// Records how the delivery of the event `key` to `url` ended. Once every URL has an
+    /// outcome, the entry moves to `sent/` if each got it, else to `failed/`.
+    pub fn record(&self, key: &str, url: &str, delivered: bool) -> std::io::Result<()> {
+        let mut claimed = self.lock();
+        let path = self.path("outbox", key);
+        let mut entry = read_entry(&path)?;
+        let outcome = if delivered {
+            Delivery::Sent
+        } else {
+            Delivery::Failed
+        };
+        entry.deliveries.insert(url.to_string(), outcome);
+        write_durably(&path, &entry)?;
+        if !entry.pending(&self.urls).is_empty() {
+            return Ok(());
+        }
+        let every_url = self
+            .urls
+            .iter()
+            .all(|url| entry.delivery(url) == Delivery::Sent);
+        let to = if every_url { "sent" } else { "failed" };
+        fs::rename(&path, self.path(to, key))?;
+        sync_dir(&self.root.join(to))?;
+        claimed.remove(key);
+        Ok(())
+    }
+}
+
+/// Oldest first; a session's `created` before its other events of the same instant.
+pub fn sort_oldest_first(entries: &mut [Entry]) {
+    entries.sort_by(|a, b| {
+        let rank = |e: &Entry| (e.event.at.clone(), e.event.event != "session.created");
+        rank(a).cmp(&rank(b))
+    });
+}
+
+fn read_entry(path: &Path) -> std::io::Result<Entry> {
+    let bytes = fs::read(path)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Writes `entry` to `path` through a synced temporary file and a rename, so that a crash
+/// leaves either the old file or the new one.
+fn write_durably(path: &Path, entry: &Entry) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(entry)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(&bytes)?;
+    file.sync_data()?;
+    fs::rename(&tmp, path)?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::now_rfc3339;
+
+    fn event(key: &str) -> WebhookEvent {
+        let (session, kind) = key.split_once('.').unwrap();
+        WebhookEvent {
+            idempotency_key: key.into(),
+            event: format!("session.{kind}"),
+            session_id: session.into(),
+            at: now_rfc3339(),
+            session: serde_json::json!({}),
+        }
+    }
+
+    fn urls() -> Vec<String> {
+        vec!["http://a/hook".into(), "http://b/hook".into()]
+    }
+
+    #[test]
+    fn the_outbox_queues_an_event_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), &urls()).unwrap();
+        let event = event("s1.created");
+        assert!(outbox.put(&event).unwrap().is_some());
+        assert!(outbox.put(&event).unwrap().is_none(), "queued twice");
+        let pending: Vec<WebhookEvent> = outbox.pending().into_iter().map(|e| e.event).collect();
+        assert_eq!(pending, vec![event.clone()]);
+        for url in urls() {
+            outbox.record("s1.created", &url, true).unwrap();
+        }
+        assert!(outbox.pending().is_empty());
+        assert!(
+            outbox.put(&event).unwrap().is_none(),
+            "sent events are not queued again"
+        );
+        let restarted = Outbox::open(dir.path(), &urls()).unwrap();
+        assert!(
+            restarted.put(&event).unwrap().is_none(),
+            "sent events are not queued again after a restart"
+        );
+    }
+
+    #[test]
+    fn each_url_keeps_its_own_delivery_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (&urls()[0], &urls()[1]);
+        let outbox = Outbox::open(dir.path(), &urls()).unwrap();
+        outbox.put(&event("s1.created")).unwrap().unwrap();
+        outbox.record("s1.created", a, true).unwrap();
+
+        // After a restart, only b still has to be sent it.
+        let restarted = Outbox::open(dir.path(), &urls()).unwrap();
+        let pending = restarted.claim_pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].pending(restarted.urls()), vec![b]);
+        restarted.record("s1.created", b, true).unwrap();
+        assert!(Outbox::open(dir.path(), &urls())
+            .unwrap()
+            .claim_pending()
+            .is_empty());
+        let sent = read_entry(&dir.path().join("webhooks/sent/s1.created.json")).unwrap();
+        assert_eq!(sent.delivery(a), Delivery::Sent);
+        assert_eq!(sent.delivery(b), Delivery::Sent);
+
+        // One URL that fails for good sets the entry aside, saying which.
+        restarted.put(&event("s1.completed")).unwrap().unwrap();
+        restarted.record("s1.completed", b, false).unwrap();
+        assert_eq!(restarted.pending()[0].pending(restarted.urls()), vec![a]);
+        restarted.record("s1.completed", a, true).unwrap();
+        assert!(restarted.pending().is_empty());
+        let failed = read_entry(&dir.path().join("webhooks/failed/s1.completed.json")).unwrap();
+        assert_eq!(failed.delivery(a), Delivery::Sent);
+        assert_eq!(failed.delivery(b), Delivery::Failed);
+    }
+
+    #[test]
+    fn an_event_is_claimed_for_delivery_once_per_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), &urls()).unwrap();
+        // The live listener queues it...
+        assert!(outbox.put(&event("s1.created")).unwrap().is_some());
+        // ...so the catch-up does not, nor twice after a restart.
+        assert!(outbox.claim_pending().is_empty());
+        let restarted = Outbox::open(dir.path(), &urls()).unwrap();
+        assert_eq!(restarted.claim_pending().len(), 1);
+        assert!(restarted.claim_pending().is_empty());
+        assert!(restarted.put(&event("s1.created")).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_entry_of_an_earlier_version_is_pending_for_every_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), &urls()).unwrap();
+        let event = event("s1.created");
+        fs::write(
+            dir.path().join("webhooks/outbox/s1.created.json"),
+            serde_json::to_vec(&event).unwrap(),
+        )
+        .unwrap();
+        let pending = outbox.claim_pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].event, event);
+        assert_eq!(pending[0].pending(outbox.urls()).len(), 2);
+    }
+
+    #[test]
+    fn a_url_given_twice_is_sent_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let twice = vec!["http://a/hook".to_string(), "http://a/hook".to_string()];
+        let outbox = Outbox::open(dir.path(), &twice).unwrap();
+        assert_eq!(outbox.urls(), &twice[..1]);
+    }
+}
