@@ -437,22 +437,34 @@ where
             }
             return ControlFlow::Continue(());
         }
-        if let Err(violation) = self.state.accept(Incoming::Control(&msg)) {
+        // The state the message leads to. `SESSION_END` and `SIGNAL` are checked further
+        // (digest, signal file) and may still be refused: they move the state only once
+        // accepted, so that a refused one leaves the session where it was (and detached).
+        let mut next = self.state;
+        if let Err(violation) = next.accept(Incoming::Control(&msg)) {
             return self.fail(violation.code(), violation.to_string()).await;
         }
         match msg {
-            ControlMessage::SessionStart { .. } => self.on_start(msg).await,
+            ControlMessage::SessionStart { .. } => {
+                self.state = next;
+                self.on_start(msg).await
+            }
             ControlMessage::SessionResume {
                 session_id,
                 resume_token,
                 ..
-            } => self.on_resume(session_id, resume_token).await,
+            } => {
+                self.state = next;
+                self.on_resume(session_id, resume_token).await
+            }
             ControlMessage::SessionEnd {
                 frames_sent,
                 signal_follows,
                 digest,
-            } => self.on_end(frames_sent, signal_follows, digest).await,
-            ControlMessage::Signal { file_name, text } => self.on_signal(file_name, text).await,
+            } => self.on_end(frames_sent, signal_follows, digest, next).await,
+            ControlMessage::Signal { file_name, text } => {
+                self.on_signal(file_name, text, next).await
+            }
             // The state machine accepts no other message.
             _ => ControlFlow::Continue(()),
         }
@@ -1029,11 +1041,14 @@ where
         ControlFlow::Continue(())
     }
 
+    /// `SESSION_END`: moves to `next` (`awaiting_signal` or `processing`) once every frame is
+    /// durable and the digest matches; refused, the session stays in `receiving`.
     async fn on_end(
         &mut self,
         frames_sent: u64,
         signal_follows: bool,
         digest: FrameDigest,
+        next: SessionState,
     ) -> ControlFlow<()> {
         let Some(writer) = self.session.as_mut().and_then(|s| s.writer.take()) else {
             return ControlFlow::Continue(());
@@ -1066,10 +1081,7 @@ where
         };
         let differing = ours.differing_frames(&digest, frames_sent);
         if !differing.is_empty() {
-            // Back to receiving: the client may resume and the frames stay as stored.
-            self.state = SessionState::Receiving {
-                next_frame: stored.frames,
-            };
+            // Still receiving: the client may resume and the frames stay as stored.
             return self
                 .fail(
                     ErrorCode::DigestMismatch,
@@ -1088,6 +1100,7 @@ where
         let Some(session) = self.session.as_mut() else {
             return ControlFlow::Continue(());
         };
+        self.state = next;
         let status = if signal_follows {
             SessionStatus::AwaitingSignal
         } else {
@@ -1115,7 +1128,14 @@ where
         ControlFlow::Continue(())
     }
 
-    async fn on_signal(&mut self, file_name: String, text: String) -> ControlFlow<()> {
+    /// `SIGNAL`: moves to `next` (`processing`) once the signal file is valid and stored;
+    /// refused, the session stays in `awaiting_signal`, to be resumed with a corrected one.
+    async fn on_signal(
+        &mut self,
+        file_name: String,
+        text: String,
+        next: SessionState,
+    ) -> ControlFlow<()> {
         let limit = self.app.config.max_signal_bytes;
         if text.len() > limit {
             return self
@@ -1168,6 +1188,7 @@ where
             "Session {}: signal received ({bytes} bytes, {events} events), starting processing",
             meta.id
         );
+        self.state = next;
         self.start_processing(Some(track)).await;
         ControlFlow::Continue(())
     }
