@@ -230,7 +230,6 @@ struct Session {
     height: u32,
     /// Payload bytes stored before this connection, plus those received on it.
     bytes_total: u64,
-    received: u64,
     acked: u64,
     disk: DiskCheck,
     /// Arrival time of each frame not yet acknowledged (at most the window), for the ACK
@@ -660,7 +659,6 @@ where
             width: meta.width,
             height: meta.height,
             bytes_total: stored.bytes,
-            received: 0,
             acked: stored.frames,
             disk: DiskCheck::new(&config.data_dir, config.min_free_disk_bytes),
             arrivals: Default::default(),
@@ -947,7 +945,6 @@ where
                 .fail(ErrorCode::DiskFull, format!("frame {index}: {why}"))
                 .await;
         }
-        session.received += 1;
         Metrics::add(&self.app.metrics.frames_received, 1);
         Metrics::add(&self.app.metrics.bytes_received, frame.payload.len() as u64);
         session.arrivals.push_back(Instant::now());
@@ -959,13 +956,8 @@ where
         if session.recent.len() > window as usize {
             session.recent.pop_front();
         }
-        if session.received % LOG_EVERY_FRAMES == 0 {
-            tracing::info!(
-                "Session {}: received frame {index}, total {}, {:.1} MB",
-                session.live.id(),
-                index + 1,
-                session.bytes_total as f64 / 1e6
-            );
+        if let Some(line) = received_line(session.live.id(), index, session.bytes_total) {
+            tracing::info!("{line}");
         }
         let pushed = match &session.writer {
             Some(writer) => writer.push(frame.header, message).await,
@@ -1298,6 +1290,19 @@ where
     }
 }
 
+/// The info line logged every [`LOG_EVERY_FRAMES`] frames of a session, counted from 1 (so
+/// `received frame 100, total 100` when frame index 99 arrives), whatever connection
+/// they arrive on.
+fn received_line(id: &str, index: u64, bytes_total: u64) -> Option<String> {
+    let count = index + 1;
+    count.is_multiple_of(LOG_EVERY_FRAMES).then(|| {
+        format!(
+            "Session {id}: received frame {count}, total {count}, {:.1} MB",
+            bytes_total as f64 / 1e6
+        )
+    })
+}
+
 /// Whether a receive error is the WebSocket layer refusing an oversized message.
 fn is_too_large(err: axum::Error) -> bool {
     matches!(
@@ -1305,3 +1310,6 @@ fn is_too_large(err: axum::Error) -> bool {
         Some(tungstenite::Error::Capacity(_))
     )
 }
+
+#[cfg(test)]
+mod tests;
