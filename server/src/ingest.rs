@@ -1278,8 +1278,8 @@ where
                 self.app.events.publish(EventKind::Detached, &meta);
                 persist(Arc::clone(&self.app.store), meta).await;
             }
-            SessionState::Processing { .. } => tracing::info!(
-                "Session {id}: {} during processing; processing continues",
+            SessionState::Processing { frames } => tracing::info!(
+                "Session {id}: {} in state processing; {frames} frames stored, processing continues",
                 self.end
             ),
             SessionState::AwaitingStart | SessionState::Complete { .. } => {

@@ -127,3 +127,19 @@ fn the_frame_log_line_comes_every_hundred_frames_of_the_session() {
         .contains("frame 200, total 200"));
     assert_eq!(received_line("s", 200, 0), None);
 }
+
+#[tokio::test]
+async fn a_disconnect_during_processing_is_logged_with_the_frames_stored() {
+    let (logs, app, _dir) = serve(upload(3, true)).await;
+    let line = logs
+        .lines()
+        .find(|l| l.contains("in state processing"))
+        .unwrap_or_else(|| panic!("no line about the disconnect in processing:\n{logs}"));
+    assert!(line.contains(" INFO "), "{line}");
+    assert!(
+        line.contains("3 frames stored, processing continues"),
+        "{line}"
+    );
+    let id = app.store.list().unwrap()[0].id.clone();
+    assert!(line.contains(&format!("Session {id}: ")), "{line}");
+}
