@@ -29,7 +29,7 @@ use tokio::time::{interval, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::EventKind;
-use crate::limits::{ClientSlot, DiskCheck};
+use crate::limits::{self, ClientSlot, DiskCheck};
 use crate::live::LiveSession;
 use crate::metrics::Metrics;
 use crate::pipeline::PipelineEvent;
@@ -469,23 +469,6 @@ where
         }
     }
 
-    /// Checks the limits on new sessions; the error to refuse with, if any.
-    fn refuse_new_session(&self) -> Option<(ErrorCode, String)> {
-        let config = &self.app.config;
-        if self.app.live.len() >= config.max_sessions {
-            return Some((
-                ErrorCode::ServerBusy,
-                format!(
-                    "the server already has {} sessions, its limit: try again later",
-                    config.max_sessions
-                ),
-            ));
-        }
-        DiskCheck::new(&config.data_dir, config.min_free_disk_bytes)
-            .refuse_new()
-            .map(|why| (ErrorCode::DiskFull, why))
-    }
-
     async fn on_start(&mut self, msg: ControlMessage) -> ControlFlow<()> {
         let ControlMessage::SessionStart {
             name,
@@ -525,7 +508,7 @@ where
                 }
             },
         };
-        if let Some((code, why)) = self.refuse_new_session() {
+        if let Some((code, why)) = limits::refuse_new_session(&self.app.live, &self.app.config) {
             return self.fail(code, why).await;
         }
         let Some(client_slot) = self.client_slot() else {
@@ -669,8 +652,9 @@ where
     }
 
     async fn on_resume(&mut self, id: String, token: String) -> ControlFlow<()> {
-        let live = match self.app.live.handle(&id) {
-            Some(live) => live,
+        let existing = self.app.live.handle(&id);
+        let stored = match &existing {
+            Some(live) => live.snapshot(),
             None => {
                 let lookup = id.clone();
                 let found = self
@@ -683,7 +667,7 @@ where
                     })
                     .await;
                 match found {
-                    Ok(Some(meta)) => self.app.live.insert(meta).0,
+                    Ok(Some(meta)) => meta,
                     Ok(None) => {
                         return self
                             .fail(
@@ -696,7 +680,7 @@ where
                 }
             }
         };
-        if !crate::auth::same_secret(&live.snapshot().resume_token, &token) {
+        if !crate::auth::same_secret(&stored.resume_token, &token) {
             return self
                 .fail(
                     ErrorCode::ResumeRefused,
@@ -704,6 +688,32 @@ where
                 )
                 .await;
         }
+        let live = match existing {
+            Some(live) => live,
+            None => {
+                // A session that is not live (detached) becomes live again: it counts against
+                // the server's limit like a new one. One that is over for good does not.
+                let finished = matches!(
+                    stored.status,
+                    SessionStatus::Complete | SessionStatus::Failed | SessionStatus::Abandoned
+                );
+                let busy =
+                    limits::session_limit_reached(&self.app.live, self.app.config.max_sessions);
+                if let (false, Some(why)) = (finished, busy) {
+                    let until = stored
+                        .resumable_until
+                        .as_deref()
+                        .map_or_else(String::new, |t| format!(" until {t}"));
+                    return self
+                        .fail(
+                            ErrorCode::ServerBusy,
+                            format!("{why}; session {id} stays resumable{until}"),
+                        )
+                        .await;
+                }
+                self.app.live.insert(stored).0
+            }
+        };
         let Some(client_slot) = self.client_slot() else {
             return self
                 .fail(
