@@ -29,7 +29,7 @@ use tokio::time::{interval, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::EventKind;
-use crate::limits::{ClientSlot, DiskCheck};
+use crate::limits::{self, ClientSlot, DiskCheck};
 use crate::live::LiveSession;
 use crate::metrics::Metrics;
 use crate::pipeline::PipelineEvent;
@@ -230,7 +230,6 @@ struct Session {
     height: u32,
     /// Payload bytes stored before this connection, plus those received on it.
     bytes_total: u64,
-    received: u64,
     acked: u64,
     disk: DiskCheck,
     /// Arrival time of each frame not yet acknowledged (at most the window), for the ACK
@@ -437,42 +436,37 @@ where
             }
             return ControlFlow::Continue(());
         }
-        if let Err(violation) = self.state.accept(Incoming::Control(&msg)) {
+        // The state the message leads to. `SESSION_END` and `SIGNAL` are checked further
+        // (digest, signal file) and may still be refused: they move the state only once
+        // accepted, so that a refused one leaves the session where it was (and detached).
+        let mut next = self.state;
+        if let Err(violation) = next.accept(Incoming::Control(&msg)) {
             return self.fail(violation.code(), violation.to_string()).await;
         }
         match msg {
-            ControlMessage::SessionStart { .. } => self.on_start(msg).await,
+            ControlMessage::SessionStart { .. } => {
+                self.state = next;
+                self.on_start(msg).await
+            }
             ControlMessage::SessionResume {
                 session_id,
                 resume_token,
                 ..
-            } => self.on_resume(session_id, resume_token).await,
+            } => {
+                self.state = next;
+                self.on_resume(session_id, resume_token).await
+            }
             ControlMessage::SessionEnd {
                 frames_sent,
                 signal_follows,
                 digest,
-            } => self.on_end(frames_sent, signal_follows, digest).await,
-            ControlMessage::Signal { file_name, text } => self.on_signal(file_name, text).await,
+            } => self.on_end(frames_sent, signal_follows, digest, next).await,
+            ControlMessage::Signal { file_name, text } => {
+                self.on_signal(file_name, text, next).await
+            }
             // The state machine accepts no other message.
             _ => ControlFlow::Continue(()),
         }
-    }
-
-    /// Checks the limits on new sessions; the error to refuse with, if any.
-    fn refuse_new_session(&self) -> Option<(ErrorCode, String)> {
-        let config = &self.app.config;
-        if self.app.live.len() >= config.max_sessions {
-            return Some((
-                ErrorCode::ServerBusy,
-                format!(
-                    "the server already has {} sessions, its limit: try again later",
-                    config.max_sessions
-                ),
-            ));
-        }
-        DiskCheck::new(&config.data_dir, config.min_free_disk_bytes)
-            .refuse_new()
-            .map(|why| (ErrorCode::DiskFull, why))
     }
 
     async fn on_start(&mut self, msg: ControlMessage) -> ControlFlow<()> {
@@ -514,7 +508,7 @@ where
                 }
             },
         };
-        if let Some((code, why)) = self.refuse_new_session() {
+        if let Some((code, why)) = limits::refuse_new_session(&self.app.live, &self.app.config) {
             return self.fail(code, why).await;
         }
         let Some(client_slot) = self.client_slot() else {
@@ -648,7 +642,6 @@ where
             width: meta.width,
             height: meta.height,
             bytes_total: stored.bytes,
-            received: 0,
             acked: stored.frames,
             disk: DiskCheck::new(&config.data_dir, config.min_free_disk_bytes),
             arrivals: Default::default(),
@@ -659,8 +652,9 @@ where
     }
 
     async fn on_resume(&mut self, id: String, token: String) -> ControlFlow<()> {
-        let live = match self.app.live.handle(&id) {
-            Some(live) => live,
+        let existing = self.app.live.handle(&id);
+        let stored = match &existing {
+            Some(live) => live.snapshot(),
             None => {
                 let lookup = id.clone();
                 let found = self
@@ -673,7 +667,7 @@ where
                     })
                     .await;
                 match found {
-                    Ok(Some(meta)) => self.app.live.insert(meta).0,
+                    Ok(Some(meta)) => meta,
                     Ok(None) => {
                         return self
                             .fail(
@@ -686,7 +680,7 @@ where
                 }
             }
         };
-        if !crate::auth::same_secret(&live.snapshot().resume_token, &token) {
+        if !crate::auth::same_secret(&stored.resume_token, &token) {
             return self
                 .fail(
                     ErrorCode::ResumeRefused,
@@ -694,6 +688,32 @@ where
                 )
                 .await;
         }
+        let live = match existing {
+            Some(live) => live,
+            None => {
+                // A session that is not live (detached) becomes live again: it counts against
+                // the server's limit like a new one. One that is over for good does not.
+                let finished = matches!(
+                    stored.status,
+                    SessionStatus::Complete | SessionStatus::Failed | SessionStatus::Abandoned
+                );
+                let busy =
+                    limits::session_limit_reached(&self.app.live, self.app.config.max_sessions);
+                if let (false, Some(why)) = (finished, busy) {
+                    let until = stored
+                        .resumable_until
+                        .as_deref()
+                        .map_or_else(String::new, |t| format!(" until {t}"));
+                    return self
+                        .fail(
+                            ErrorCode::ServerBusy,
+                            format!("{why}; session {id} stays resumable{until}"),
+                        )
+                        .await;
+                }
+                self.app.live.insert(stored).0
+            }
+        };
         let Some(client_slot) = self.client_slot() else {
             return self
                 .fail(
@@ -935,7 +955,6 @@ where
                 .fail(ErrorCode::DiskFull, format!("frame {index}: {why}"))
                 .await;
         }
-        session.received += 1;
         Metrics::add(&self.app.metrics.frames_received, 1);
         Metrics::add(&self.app.metrics.bytes_received, frame.payload.len() as u64);
         session.arrivals.push_back(Instant::now());
@@ -947,13 +966,8 @@ where
         if session.recent.len() > window as usize {
             session.recent.pop_front();
         }
-        if session.received % LOG_EVERY_FRAMES == 0 {
-            tracing::info!(
-                "Session {}: received frame {index}, total {}, {:.1} MB",
-                session.live.id(),
-                index + 1,
-                session.bytes_total as f64 / 1e6
-            );
+        if let Some(line) = received_line(session.live.id(), index, session.bytes_total) {
+            tracing::info!("{line}");
         }
         let pushed = match &session.writer {
             Some(writer) => writer.push(frame.header, message).await,
@@ -1029,11 +1043,14 @@ where
         ControlFlow::Continue(())
     }
 
+    /// `SESSION_END`: moves to `next` (`awaiting_signal` or `processing`) once every frame is
+    /// durable and the digest matches; refused, the session stays in `receiving`.
     async fn on_end(
         &mut self,
         frames_sent: u64,
         signal_follows: bool,
         digest: FrameDigest,
+        next: SessionState,
     ) -> ControlFlow<()> {
         let Some(writer) = self.session.as_mut().and_then(|s| s.writer.take()) else {
             return ControlFlow::Continue(());
@@ -1066,10 +1083,7 @@ where
         };
         let differing = ours.differing_frames(&digest, frames_sent);
         if !differing.is_empty() {
-            // Back to receiving: the client may resume and the frames stay as stored.
-            self.state = SessionState::Receiving {
-                next_frame: stored.frames,
-            };
+            // Still receiving: the client may resume and the frames stay as stored.
             return self
                 .fail(
                     ErrorCode::DigestMismatch,
@@ -1088,6 +1102,7 @@ where
         let Some(session) = self.session.as_mut() else {
             return ControlFlow::Continue(());
         };
+        self.state = next;
         let status = if signal_follows {
             SessionStatus::AwaitingSignal
         } else {
@@ -1115,7 +1130,14 @@ where
         ControlFlow::Continue(())
     }
 
-    async fn on_signal(&mut self, file_name: String, text: String) -> ControlFlow<()> {
+    /// `SIGNAL`: moves to `next` (`processing`) once the signal file is valid and stored;
+    /// refused, the session stays in `awaiting_signal`, to be resumed with a corrected one.
+    async fn on_signal(
+        &mut self,
+        file_name: String,
+        text: String,
+        next: SessionState,
+    ) -> ControlFlow<()> {
         let limit = self.app.config.max_signal_bytes;
         if text.len() > limit {
             return self
@@ -1168,6 +1190,7 @@ where
             "Session {}: signal received ({bytes} bytes, {events} events), starting processing",
             meta.id
         );
+        self.state = next;
         self.start_processing(Some(track)).await;
         ControlFlow::Continue(())
     }
@@ -1265,8 +1288,8 @@ where
                 self.app.events.publish(EventKind::Detached, &meta);
                 persist(Arc::clone(&self.app.store), meta).await;
             }
-            SessionState::Processing { .. } => tracing::info!(
-                "Session {id}: {} during processing; processing continues",
+            SessionState::Processing { frames } => tracing::info!(
+                "Session {id}: {} in state processing; {frames} frames stored, processing continues",
                 self.end
             ),
             SessionState::AwaitingStart | SessionState::Complete { .. } => {
@@ -1277,6 +1300,19 @@ where
     }
 }
 
+/// The info line logged every [`LOG_EVERY_FRAMES`] frames of a session, counted from 1 (so
+/// `received frame 100, total 100` when frame index 99 arrives), whatever connection
+/// they arrive on.
+fn received_line(id: &str, index: u64, bytes_total: u64) -> Option<String> {
+    let count = index + 1;
+    count.is_multiple_of(LOG_EVERY_FRAMES).then(|| {
+        format!(
+            "Session {id}: received frame {count}, total {count}, {:.1} MB",
+            bytes_total as f64 / 1e6
+        )
+    })
+}
+
 /// Whether a receive error is the WebSocket layer refusing an oversized message.
 fn is_too_large(err: axum::Error) -> bool {
     matches!(
@@ -1284,3 +1320,6 @@ fn is_too_large(err: axum::Error) -> bool {
         Some(tungstenite::Error::Capacity(_))
     )
 }
+
+#[cfg(test)]
+mod tests;

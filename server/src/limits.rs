@@ -1,10 +1,33 @@
-//! Limits that protect the server and the sessions already on it: sessions per client, and
-//! the free-disk floor.
+//! Limits that protect the server and the sessions already on it: sessions in all and per
+//! client, and the free-disk floor.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use referee_protocol::ErrorCode;
+
+use crate::config::Config;
+use crate::live::LiveSessions;
+
+/// Why one more live session (receiving or processing) must be refused, if it must: the
+/// server already has `max` of them.
+pub fn session_limit_reached(live: &LiveSessions, max: usize) -> Option<String> {
+    (live.len() >= max)
+        .then(|| format!("the server already has {max} sessions, its limit: try again later"))
+}
+
+/// Why a new session (`SESSION_START`, `POST /api/sessions`) must be refused, if it must:
+/// `server_busy` at the limit of sessions, `disk_full` below the free-disk floor.
+pub fn refuse_new_session(live: &LiveSessions, config: &Config) -> Option<(ErrorCode, String)> {
+    if let Some(why) = session_limit_reached(live, config.max_sessions) {
+        return Some((ErrorCode::ServerBusy, why));
+    }
+    DiskCheck::new(&config.data_dir, config.min_free_disk_bytes)
+        .refuse_new()
+        .map(|why| (ErrorCode::DiskFull, why))
+}
 
 /// Sessions attached per client address.
 pub type ClientCounts = Arc<Mutex<HashMap<IpAddr, usize>>>;

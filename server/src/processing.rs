@@ -22,6 +22,8 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
     let meta = live.update(|m| {
         m.status = SessionStatus::Processing;
         m.error = None;
+        m.stage = None;
+        m.percent = None;
     });
     persist(Arc::clone(&app.store), meta).await;
     let (tx, mut rx) = mpsc::channel(PROGRESS_QUEUE);
@@ -64,16 +66,30 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
         let _permit = workers.acquire_owned().await;
         let id = live.id().to_string();
         let failed = tx.clone();
+        let (store_after, live_after) = (Arc::clone(&store), Arc::clone(&live));
         let run =
             tokio::task::spawn_blocking(move || pipeline::run(store, live, signal, &options, tx));
         if let Err(err) = run.await {
             tracing::error!("Session {id}: the processing thread failed: {err}");
-            let _ = failed
-                .send(PipelineEvent::Failed {
-                    stage: Stage::VideoReconstruction,
-                    message: format!("the processing thread failed: {err}"),
-                })
-                .await;
+            let recorded = tokio::task::spawn_blocking(move || {
+                let stage = live_after
+                    .snapshot()
+                    .stage
+                    .unwrap_or(Stage::VideoReconstruction);
+                let cause = format!(
+                    "the processing thread stopped unexpectedly ({err}); this is a bug of the server: report it with the server's log"
+                );
+                pipeline::record_failure(store_after.as_ref(), &live_after, stage, &cause)
+            })
+            .await;
+            match recorded {
+                Ok(event) => {
+                    let _ = failed.send(event).await;
+                }
+                Err(err) => {
+                    tracing::error!("Session {id}: cannot record that processing failed: {err}")
+                }
+            }
         }
     });
 }
@@ -97,5 +113,114 @@ pub async fn persist(store: Arc<dyn SessionStore>, meta: SessionMeta) {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::error!("Session {id}: cannot save its state: {err}"),
         Err(err) => tracing::error!("Session {id}: cannot save its state: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::{FrameSink, FrameSource, LocalStore, Recovered, ResultFile, StoreError};
+    use crate::Config;
+
+    /// A local store whose processing dies: `scratch_dir` panics (as a bug in a stage would).
+    struct PanicsInProcessing(LocalStore);
+
+    impl SessionStore for PanicsInProcessing {
+        fn create(&self, meta: &SessionMeta) -> Result<(), StoreError> {
+            self.0.create(meta)
+        }
+        fn save_meta(&self, meta: &SessionMeta) -> Result<(), StoreError> {
+            self.0.save_meta(meta)
+        }
+        fn load_meta(&self, id: &str) -> Result<SessionMeta, StoreError> {
+            self.0.load_meta(id)
+        }
+        fn list(&self) -> Result<Vec<SessionMeta>, StoreError> {
+            self.0.list()
+        }
+        fn frame_sink(&self, id: &str) -> Result<Box<dyn FrameSink>, StoreError> {
+            self.0.frame_sink(id)
+        }
+        fn recover_frames(&self, id: &str) -> Result<Recovered, StoreError> {
+            self.0.recover_frames(id)
+        }
+        fn frame_source(&self, id: &str) -> Result<Box<dyn FrameSource>, StoreError> {
+            self.0.frame_source(id)
+        }
+        fn put_signal(&self, id: &str, text: &str) -> Result<(), StoreError> {
+            self.0.put_signal(id, text)
+        }
+        fn signal(&self, id: &str) -> Result<Option<String>, StoreError> {
+            self.0.signal(id)
+        }
+        fn delete(&self, id: &str) -> Result<(), StoreError> {
+            self.0.delete(id)
+        }
+        fn put_result_file(&self, id: &str, name: &str, from: &Path) -> Result<(), StoreError> {
+            self.0.put_result_file(id, name, from)
+        }
+        fn put_result(&self, id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+            self.0.put_result(id, name, bytes)
+        }
+        fn scratch_dir(&self, _id: &str) -> Result<PathBuf, StoreError> {
+            panic!("a bug in processing");
+        }
+        fn remove_scratch(&self, id: &str) -> Result<(), StoreError> {
+            self.0.remove_scratch(id)
+        }
+        fn location(&self, id: &str) -> String {
+            self.0.location(id)
+        }
+        fn open_result(&self, id: &str, name: &str) -> Result<ResultFile, StoreError> {
+            self.0.open_result(id, name)
+        }
+        fn list_results(&self, id: &str) -> Result<Vec<String>, StoreError> {
+            self.0.list_results(id)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_processing_thread_that_dies_marks_the_session_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+        let store = PanicsInProcessing(LocalStore::open(dir.path()).unwrap());
+        let app = AppState::with_store(config, Arc::new(store)).unwrap();
+        let meta = SessionMeta::new("s1".into(), "s1".into(), SessionStatus::AwaitingSignal);
+        app.store.create(&meta).unwrap();
+        let (live, _) = app.live.insert(meta);
+        let mut events = live.subscribe();
+        start(&app, Arc::clone(&live), None).await;
+
+        let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let PipelineEvent::Failed { stage, message } = event else {
+            panic!("expected a Failed event, got {event:?}");
+        };
+        assert_eq!(stage, Stage::VideoReconstruction);
+        assert!(
+            message.contains("stage video_reconstruction failed"),
+            "{message}"
+        );
+        // Recorded on disk, not only told to the listeners: the session is not left
+        // `processing` until a restart.
+        let stored = app.store.load_meta("s1").unwrap();
+        assert_eq!(stored.status, SessionStatus::Failed, "{stored:?}");
+        let error = stored.error.unwrap_or_default();
+        assert!(
+            error.contains("stage video_reconstruction failed"),
+            "{error}"
+        );
+        assert!(
+            error.contains("processing thread stopped unexpectedly"),
+            "{error}"
+        );
+        assert_eq!(live.snapshot().status, SessionStatus::Failed);
     }
 }

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use crate::events::EventKind;
 use crate::metrics::Metrics;
 use crate::store::{SessionMeta, SessionStatus};
-use crate::{session_id, AppState};
+use crate::{limits, session_id, AppState};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +37,14 @@ pub async fn create(State(app): State<AppState>, body: Option<Json<NewSession>>)
                 "code": "invalid_name",
                 "message": format!("name {name:?} must be 1 to 64 letters, digits, '-' or '_' (e.g. {:?})", sanitize_name(&name)),
             })),
+        )
+            .into_response();
+    }
+    if let Some((code, why)) = limits::refuse_new_session(&app.live, &app.config) {
+        tracing::warn!("POST /api/sessions refused: {code}: {why}");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"code": code.as_str(), "message": why})),
         )
             .into_response();
     }

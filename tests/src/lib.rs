@@ -144,6 +144,22 @@ impl TestServer {
         }
     }
 
+    /// Waits until `n` sessions are live (receiving or processing), as `/health` counts them.
+    pub fn wait_for_active(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, json) = self.get_json("/health");
+            if json["active_sessions"] == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server never had {n} active sessions; last seen: {json}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The ids of every session, newest first.
     pub fn session_ids(&self) -> Vec<String> {
         self.store()
@@ -184,6 +200,32 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// `POST path` with a JSON `body`: the status code and the body as JSON.
+pub fn http_post_json(addr: SocketAddr, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or_default())
 }
 
 /// Reads a Server-Sent Events stream at `path` until an event named in `until` (or the end of

@@ -167,7 +167,7 @@ pub fn run(
         Ok((report.events.len() as u64, results))
     })();
 
-    let (meta, event) = match outcome {
+    let event = match outcome {
         Ok((event_count, results)) => {
             let meta = live.update(|m| {
                 m.status = SessionStatus::Complete;
@@ -182,24 +182,42 @@ pub fn run(
                 events: event_count,
                 directory: store.location(&id),
             };
-            (meta, event)
+            record_outcome(store.as_ref(), meta);
+            event
         }
-        Err(err) => {
-            let message = format!("stage {stage} failed: {err}");
-            tracing::warn!("Session {id}: processing failed: {message}");
-            let meta = live.update(|m| {
-                m.status = SessionStatus::Failed;
-                m.error = Some(message.clone());
-            });
-            (meta, PipelineEvent::Failed { stage, message })
-        }
+        Err(err) => record_failure(store.as_ref(), &live, stage, &err.to_string()),
     };
-    if let Err(err) = store.remove_scratch(&id) {
+    // The client may be gone; processing has finished either way.
+    let _ = events.blocking_send(event);
+}
+
+/// Records that processing of `live`'s session failed in `stage` because of `cause`: the
+/// session is `failed`, its `error` names the stage, and the outcome is saved. Returns the
+/// event to tell listeners. Used for a stage's error and for a processing thread that died.
+/// Blocking: call it from a blocking thread.
+pub fn record_failure(
+    store: &dyn SessionStore,
+    live: &LiveSession,
+    stage: Stage,
+    cause: &str,
+) -> PipelineEvent {
+    let message = format!("stage {stage} failed: {cause}");
+    tracing::warn!("Session {}: processing failed: {message}", live.id());
+    let meta = live.update(|m| {
+        m.status = SessionStatus::Failed;
+        m.error = Some(message.clone());
+    });
+    record_outcome(store, meta);
+    PipelineEvent::Failed { stage, message }
+}
+
+/// Saves the outcome of processing and removes its scratch files.
+fn record_outcome(store: &dyn SessionStore, meta: SessionMeta) {
+    let id = &meta.id;
+    if let Err(err) = store.remove_scratch(id) {
         tracing::warn!("Session {id}: {err}");
     }
     if let Err(err) = store.save_meta(&meta) {
         tracing::error!("Session {id}: cannot record the outcome of processing: {err}");
     }
-    // The client may be gone; processing has finished either way.
-    let _ = events.blocking_send(event);
 }

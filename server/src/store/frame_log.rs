@@ -15,7 +15,7 @@ use bytes::Bytes;
 use referee_protocol::frame::decode_frame;
 use referee_protocol::{FrameHeader, FRAME_HEADER_LEN};
 
-use super::{io_error, FrameSink, FrameSource, StoreError};
+use super::{io_error, sync_dir, FrameSink, FrameSource, StoreError};
 
 pub const LOG_FILE: &str = "frames.log";
 pub const INDEX_FILE: &str = "frames.idx";
@@ -76,6 +76,8 @@ impl FrameLogWriter {
         };
         let log = open(&log_path)?;
         let idx = open(&idx_path)?;
+        // The files' directory entries, if they were just created.
+        sync_dir(id, dir)?;
         let offset = log
             .metadata()
             .map_err(io_error(id, "cannot read", &log_path))?
@@ -205,6 +207,7 @@ pub fn recover(id: &str, dir: &Path) -> Result<Recovered, StoreError> {
             .open(path)
             .map_err(io_error(id, "cannot open", path))?;
     }
+    sync_dir(id, dir)?;
     let mut reader = FrameLogReader::open(id, dir)?;
     let indexed = reader.len();
     let mut kept = Recovered::default();

@@ -17,7 +17,7 @@ use referee_protocol::state::valid_name;
 
 use super::frame_log::{self, FrameLogReader, FrameLogWriter, Recovered, INDEX_FILE, LOG_FILE};
 use super::result_files::{self, ResultFile};
-use super::{io_error, FrameSink, FrameSource, SessionMeta, SessionStore, StoreError};
+use super::{io_error, sync_dir, FrameSink, FrameSource, SessionMeta, SessionStore, StoreError};
 
 const META_FILE: &str = "session.json";
 const SIGNAL_FILE: &str = "signal.txt";
@@ -40,6 +40,8 @@ impl LocalStore {
             path: sessions.clone(),
             source,
         })?;
+        // The sessions directory itself, if it was just created.
+        sync_dir("-", data_dir)?;
         Ok(Self { sessions })
     }
 
@@ -60,7 +62,8 @@ impl LocalStore {
         }
     }
 
-    /// Writes `bytes` to `dir/name` atomically (temporary file, sync, rename).
+    /// Writes `bytes` to `dir/name` atomically and durably (temporary file, sync, rename, sync
+    /// of the directory).
     fn write_atomic(id: &str, dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let path = dir.join(name);
         let tmp = dir.join(format!(".{name}.tmp"));
@@ -68,7 +71,8 @@ impl LocalStore {
         file.write_all(bytes)
             .and_then(|()| file.sync_data())
             .map_err(io_error(id, "cannot write", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io_error(id, "cannot replace", &path))
+        fs::rename(&tmp, &path).map_err(io_error(id, "cannot replace", &path))?;
+        sync_dir(id, dir)
     }
 }
 
@@ -76,6 +80,7 @@ impl SessionStore for LocalStore {
     fn create(&self, meta: &SessionMeta) -> Result<(), StoreError> {
         let dir = self.dir(&meta.id)?;
         fs::create_dir(&dir).map_err(io_error(&meta.id, "cannot create", &dir))?;
+        sync_dir(&meta.id, &self.sessions)?;
         self.save_meta(meta)
     }
 
@@ -151,7 +156,8 @@ impl SessionStore for LocalStore {
     fn put_result_file(&self, id: &str, name: &str, from: &Path) -> Result<(), StoreError> {
         let to = result_files::result_path(id, &self.existing_dir(id)?, name, &INTERNAL)?;
         result_files::create_parent(id, &to)?;
-        fs::rename(from, &to).map_err(io_error(id, "cannot move a result to", &to))
+        fs::rename(from, &to).map_err(io_error(id, "cannot move a result to", &to))?;
+        sync_dir(id, to.parent().unwrap_or(&to))
     }
 
     fn put_result(&self, id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
@@ -188,5 +194,53 @@ impl SessionStore for LocalStore {
 
     fn list_results(&self, id: &str) -> Result<Vec<String>, StoreError> {
         result_files::list(id, &self.existing_dir(id)?, &INTERNAL)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::SessionStatus;
+    use referee_protocol::frame::encode_frame;
+    use referee_protocol::FrameHeader;
+
+    #[test]
+    fn a_session_is_created_written_and_read_back_with_its_directory_synced() {
+        let data = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(&data.path().join("new")).unwrap();
+        let mut meta = SessionMeta::new("s1".into(), "s1".into(), SessionStatus::Receiving);
+        store.create(&meta).unwrap();
+        let mut sink = store.frame_sink("s1").unwrap();
+        for i in 0..3u64 {
+            let msg = encode_frame(i, i as i64 * 33_333, 0, &[i as u8; 20]).unwrap();
+            sink.append(&FrameHeader::parse(&msg).unwrap(), &msg)
+                .unwrap();
+        }
+        sink.sync().unwrap();
+        drop(sink);
+        meta.status = SessionStatus::AwaitingSignal;
+        meta.frames_stored = 3;
+        store.save_meta(&meta).unwrap();
+        store.put_signal("s1", "0.0 start\n").unwrap();
+        let scratch = store.scratch_dir("s1").unwrap();
+        std::fs::write(scratch.join("video.mp4"), b"mp4").unwrap();
+        store
+            .put_result_file("s1", "video.mp4", &scratch.join("video.mp4"))
+            .unwrap();
+
+        assert_eq!(store.load_meta("s1").unwrap(), meta);
+        assert_eq!(store.recover_frames("s1").unwrap().frames, 3);
+        assert_eq!(store.frame_source("s1").unwrap().len(), 3);
+        assert_eq!(store.signal("s1").unwrap().as_deref(), Some("0.0 start\n"));
+        assert_eq!(store.list_results("s1").unwrap(), vec!["video.mp4"]);
+        // No temporary file is left behind by the atomic writes.
+        let dir = store.dir("s1").unwrap();
+        let names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
     }
 }

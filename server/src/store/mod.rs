@@ -59,6 +59,15 @@ fn io_error(id: &str, what: &'static str, path: &Path) -> impl FnOnce(io::Error)
     }
 }
 
+/// Makes the entries of directory `dir` durable (a file or directory created in it, or
+/// renamed into it), so that they survive a power cut: `fsync` on the directory itself.
+/// `id` is the session, for the error.
+pub(crate) fn sync_dir(id: &str, dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(id, "cannot sync the directory", dir))
+}
+
 /// Appends frames to a session as they arrive.
 pub trait FrameSink: Send {
     /// Appends one frame message (header and payload, as received). Buffered: it is durable
@@ -122,4 +131,26 @@ pub trait SessionStore: Send + Sync + 'static {
     fn open_result(&self, id: &str, name: &str) -> Result<ResultFile, StoreError>;
     /// The names of the session's result files that exist now, sorted.
     fn list_results(&self, id: &str) -> Result<Vec<String>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_directory_syncs_and_a_missing_one_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        sync_dir("s", dir.path()).unwrap();
+        let missing = dir.path().join("gone");
+        let err = sync_dir("s", &missing).unwrap_err();
+        assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("session s: cannot sync the directory"),
+            "{text}"
+        );
+        assert!(text.contains(&missing.display().to_string()), "{text}");
+    }
 }

@@ -1,0 +1,145 @@
+//! A connection driven in-process through [`serve_connection`], with the server's log lines
+//! captured, for what the log tells the person running the server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Cursor, Write};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::Message;
+use futures_util::SinkExt;
+use referee_protocol::digest::FrameDigest;
+use referee_protocol::frame::encode_frame;
+
+use super::*;
+use crate::Config;
+
+const W: u32 = 32;
+const H: u32 = 16;
+
+/// Log output, shared with the subscriber that writes it.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+fn jpeg() -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(W, H, image::Rgb([10, 200, 30]));
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+fn text(msg: &ControlMessage) -> Message {
+    Message::Text(msg.to_json().into())
+}
+
+/// A session start, `frames` frames and, if `end` says so, a SESSION_END without signal.
+fn upload(frames: u64, end: bool) -> Vec<Message> {
+    let jpeg = jpeg();
+    let crc = FrameHeader::parse(&encode_frame(0, 0, 0, &jpeg).unwrap())
+        .unwrap()
+        .crc32c;
+    let mut messages = vec![text(&ControlMessage::SessionStart {
+        protocol_version: referee_protocol::PROTOCOL_VERSION,
+        name: "logged".into(),
+        source: "logged.avi".into(),
+        fps: 30.0,
+        width: W,
+        height: H,
+        frame_count: None,
+        encoding: FrameEncoding::Jpeg,
+        quality: Some(90),
+        session_id: None,
+    })];
+    for i in 0..frames {
+        let pts = (i as f64 * 1e6 / 30.0).round() as i64;
+        messages.push(Message::Binary(encode_frame(i, pts, 0, &jpeg).unwrap()));
+    }
+    if end {
+        messages.push(text(&ControlMessage::SessionEnd {
+            frames_sent: frames,
+            signal_follows: false,
+            digest: FrameDigest::of((0..frames).map(|_| crc)),
+        }));
+    }
+    messages
+}
+
+/// Serves one connection that sends `messages` and then drops; returns what the server
+/// logged meanwhile and the server's state.
+async fn serve(messages: Vec<Message>) -> (String, AppState, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    config.min_free_disk_bytes = 0;
+    let app = AppState::new(config).unwrap();
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut sent: Vec<Message> = Vec::new();
+    let sink = (&mut sent).sink_map_err(|never| match never {});
+    let stream = futures_util::stream::iter(messages.into_iter().map(Ok));
+    serve_connection(sink, stream, app.clone(), "127.0.0.1:5000".parse().unwrap()).await;
+    (logs.text(), app, dir)
+}
+
+#[tokio::test]
+async fn the_frame_log_line_counts_frames_from_one() {
+    let (logs, _app, _dir) = serve(upload(200, false)).await;
+    for count in [100, 200] {
+        assert!(
+            logs.contains(&format!("received frame {count}, total {count}, ")),
+            "{logs}"
+        );
+    }
+    assert!(!logs.contains("received frame 99,"), "{logs}");
+    assert!(!logs.contains("received frame 199,"), "{logs}");
+}
+
+#[test]
+fn the_frame_log_line_comes_every_hundred_frames_of_the_session() {
+    assert_eq!(received_line("s", 98, 0), None);
+    assert_eq!(
+        received_line("s", 99, 20_500_000).as_deref(),
+        Some("Session s: received frame 100, total 100, 20.5 MB")
+    );
+    // After a resume at frame 150, the next line is at frame 200 still.
+    assert!(received_line("s", 199, 0)
+        .unwrap()
+        .contains("frame 200, total 200"));
+    assert_eq!(received_line("s", 200, 0), None);
+}
+
+#[tokio::test]
+async fn a_disconnect_during_processing_is_logged_with_the_frames_stored() {
+    let (logs, app, _dir) = serve(upload(3, true)).await;
+    let line = logs
+        .lines()
+        .find(|l| l.contains("in state processing"))
+        .unwrap_or_else(|| panic!("no line about the disconnect in processing:\n{logs}"));
+    assert!(line.contains(" INFO "), "{line}");
+    assert!(
+        line.contains("3 frames stored, processing continues"),
+        "{line}"
+    );
+    let id = app.store.list().unwrap()[0].id.clone();
+    assert!(line.contains(&format!("Session {id}: ")), "{line}");
+}
