@@ -490,6 +490,24 @@ where
             None => None,
             Some(id) => match crate::watch::current(&self.app, &id).await {
                 Some(meta) if meta.status == SessionStatus::Created => Some(meta),
+                // Its upload began but stored no frame before the connection dropped (maybe
+                // before SESSION_STARTED, and so its resume token, reached the client): it
+                // begins again, nothing lost.
+                Some(meta)
+                    if meta.frames_stored == 0
+                        && matches!(
+                            meta.status,
+                            SessionStatus::Receiving | SessionStatus::Detached
+                        ) =>
+                {
+                    if let Some(stale) = self.app.live.handle(&id) {
+                        // The dropped connection may not have noticed yet: it lets go first.
+                        if tokio::time::timeout(TAKEOVER_WAIT, stale.attach()).await.is_err() {
+                            return self.takeover_timed_out(&id).await;
+                        }
+                    }
+                    crate::watch::current(&self.app, &id).await
+                }
                 Some(meta) => {
                     return self
                         .fail(
@@ -524,6 +542,9 @@ where
             Some(reserved) => SessionMeta {
                 status: SessionStatus::Receiving,
                 updated_at: now_rfc3339(),
+                error: None,
+                resumable_until: None,
+                expires_at: None,
                 ..reserved.clone()
             },
             None => SessionMeta::new(
@@ -574,7 +595,11 @@ where
             self.app.events.publish(EventKind::Created, &meta);
         }
         self.app.events.publish(EventKind::Started, &meta);
-        let (live, active) = self.app.live.insert(meta);
+        let (live, active) = self.app.live.insert(meta.clone());
+        if is_reserved {
+            // A live handle left by a dropped first upload holds that upload's metadata.
+            live.update(|current| *current = meta);
+        }
         tracing::info!("Created session {} ({active} active sessions)", live.id());
         let session_id = live.id().to_string();
         self.attach(live, client_slot, Some(sink), Stored::default())
@@ -651,6 +676,19 @@ where
         });
     }
 
+    /// Ends the connection when a stale connection of session `id` did not let go in time;
+    /// the client may try again (`server_busy` is worth retrying).
+    async fn takeover_timed_out(&mut self, id: &str) -> ControlFlow<()> {
+        self.fail(
+            ErrorCode::ServerBusy,
+            format!(
+                "the previous connection of session {id} did not let go within {} s: try again",
+                TAKEOVER_WAIT.as_secs()
+            ),
+        )
+        .await
+    }
+
     async fn on_resume(&mut self, id: String, token: String) -> ControlFlow<()> {
         let existing = self.app.live.handle(&id);
         let stored = match &existing {
@@ -725,12 +763,7 @@ where
         // Waits for a stale connection of this session to let go, if there is one.
         let attach = self.attach(Arc::clone(&live), client_slot, None, Stored::default());
         if tokio::time::timeout(TAKEOVER_WAIT, attach).await.is_err() {
-            return self
-                .fail(
-                    ErrorCode::Internal,
-                    format!("the previous connection of session {id} did not let go within {} s: try again", TAKEOVER_WAIT.as_secs()),
-                )
-                .await;
+            return self.takeover_timed_out(&id).await;
         }
         let meta = live.snapshot();
         let resumable = match meta.status {

@@ -107,6 +107,45 @@ async fn cuts_at_random_points_lose_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_created_ahead_survives_a_cut_before_session_started() {
+    // The first SESSION_STARTED never reaches the client, so it has no resume token: it
+    // starts the same session again, which stored nothing yet.
+    let server = TestServer::start();
+    let created = tokio::task::block_in_place(|| {
+        referee_tests::http_request(
+            server.addr,
+            "POST",
+            "/api/sessions",
+            &[("Content-Length", "0")],
+        )
+    });
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let proxy = FaultProxy::start(
+        server.addr,
+        vec![
+            Cut::DownstreamText("SESSION_STARTED"),
+            Cut::Upstream(200_000),
+        ],
+    )
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "ahead.avi", 60, 30.0, 320, 240);
+    let url = proxy.http_url();
+    let run = tokio::task::block_in_place(|| {
+        run_client(&[&url, "--video", video.to_str().unwrap(), "--session", &id])
+    });
+    run.assert_success();
+    assert_eq!(proxy.cuts_made(), 2, "{}", run.transcript());
+    assert_eq!(completed_id(&run.stdout), id);
+    tokio::task::block_in_place(|| {
+        let meta = server.wait_for_status(&id, "complete");
+        assert_eq!(meta["frames_stored"], 60);
+        assert_stored_exactly(&server, &id, &video);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_retry_budget_is_per_outage() {
     // Four outages, each lasting one failed attempt before the server answers again: two
     // attempts per outage are enough, though the whole upload needs eight.
