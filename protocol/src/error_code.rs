@@ -19,7 +19,8 @@ pub enum ErrorCode {
     UnexpectedBinary,
     /// A frame arrived before `SESSION_START`.
     FrameBeforeStart,
-    /// A frame's index is not the next one the server expects.
+    /// A frame's index is not the next one the server expects, or its timestamp is not after
+    /// the previous frame's.
     FrameOutOfOrder,
     /// A frame's payload is larger than the server's `max_frame_bytes`.
     FrameTooLarge,

@@ -235,6 +235,8 @@ struct Session {
     /// Arrival time of each frame not yet acknowledged (at most the window), for the ACK
     /// latency metric.
     arrivals: std::collections::VecDeque<Instant>,
+    /// Index and timestamp of the last frame stored or received, which the next must follow.
+    last_pts: Option<(u64, i64)>,
     /// Index and CRC32C of the last frames stored (at most the window), to recognise a frame
     /// sent again after a resume.
     recent: std::collections::VecDeque<(u64, u32)>,
@@ -670,6 +672,7 @@ where
             acked: stored.frames,
             disk: DiskCheck::new(&config.data_dir, config.min_free_disk_bytes),
             arrivals: Default::default(),
+            last_pts: None,
             recent: Default::default(),
             last_frames_event: Instant::now(),
             live,
@@ -827,17 +830,25 @@ where
             let window = self.app.config.session_window(meta.width, meta.height) as usize;
             let reopened = self
                 .with_store("cannot reopen the frames of the session", move |store| {
-                    let crcs = store.frame_source(&sink_id)?.checksums();
+                    let source = store.frame_source(&sink_id)?;
+                    let crcs = source.checksums();
                     let first = crcs.len().saturating_sub(window);
                     let recent: std::collections::VecDeque<(u64, u32)> = crcs[first..]
                         .iter()
                         .enumerate()
                         .map(|(i, &crc)| ((first + i) as u64, crc))
                         .collect();
-                    Ok((store.frame_sink(&sink_id)?, recent))
+                    // The next frame's timestamp must follow the last stored one's.
+                    let last_pts = frames.checked_sub(1).and_then(|last| {
+                        let pts = usize::try_from(last)
+                            .ok()
+                            .and_then(|i| source.timestamps().get(i).copied())?;
+                        Some((last, pts))
+                    });
+                    Ok((store.frame_sink(&sink_id)?, recent, last_pts))
                 })
                 .await;
-            let (sink, recent) = match reopened {
+            let (sink, recent, last_pts) = match reopened {
                 Ok(reopened) => reopened,
                 Err(flow) => return flow,
             };
@@ -849,6 +860,7 @@ where
                 let window = self.app.config.session_window(meta.width, meta.height);
                 session.writer = Some(FrameWriter::start(sink, window, stored));
                 session.recent = recent;
+                session.last_pts = last_pts;
             }
         }
         if let Some(session) = self.session.as_mut() {
@@ -960,6 +972,10 @@ where
         let Some(session) = self.session.as_mut() else {
             return ControlFlow::Continue(());
         };
+        let pts_us = frame.header.pts_us;
+        if let Err(why) = frame_check::check_timestamp(session.last_pts, index, pts_us) {
+            return self.fail(ErrorCode::FrameOutOfOrder, why).await;
+        }
         if let Err(why) = frame_check::check_payload(
             &frame.payload,
             session.encoding,
@@ -991,6 +1007,7 @@ where
         Metrics::add(&self.app.metrics.frames_received, 1);
         Metrics::add(&self.app.metrics.bytes_received, frame.payload.len() as u64);
         session.arrivals.push_back(Instant::now());
+        session.last_pts = Some((index, pts_us));
         session.recent.push_back((index, frame.header.crc32c));
         let window = self
             .app

@@ -3,8 +3,9 @@
 
 use referee_protocol::frame::encode_frame;
 use referee_protocol::{ControlMessage, ErrorCode};
+use referee_server::store::SessionStore;
 use referee_tests::{
-    client_frames, make_video, session_end, start_message, Closed, RawClient, TestServer,
+    client_frames, make_video, pts_us, session_end, start_message, Closed, RawClient, TestServer,
 };
 
 const W: u32 = 160;
@@ -19,7 +20,7 @@ fn jpegs(n: u32) -> Vec<Vec<u8>> {
 }
 
 fn frame(index: u64, jpeg: &[u8]) -> bytes::Bytes {
-    encode_frame(index, 0, 0, jpeg).unwrap()
+    encode_frame(index, pts_us(index), 0, jpeg).unwrap()
 }
 
 /// Checks the connection ended with one fatal ERROR of `code` and the matching close code,
@@ -316,4 +317,123 @@ async fn digest_that_does_not_match_the_stored_frames() {
         "frames 0-1 differ from what the client sent",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_timestamp_that_does_not_increase() {
+    let server = TestServer::start();
+    let js = jpegs(3);
+    let mut raw = started(&server).await;
+    raw.send_binary(encode_frame(0, 0, 0, &js[0]).unwrap())
+        .await;
+    raw.send_binary(encode_frame(1, 40_000, 0, &js[1]).unwrap())
+        .await;
+    // A client that sends the same timestamp twice (e.g. 0 for every frame).
+    raw.send_binary(encode_frame(2, 40_000, 0, &js[2]).unwrap())
+        .await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::FrameOutOfOrder,
+        "frame 2 has pts_us 40000, not after the 40000 of frame 1 before it",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_frame_timestamp_that_is_negative() {
+    let server = TestServer::start();
+    let mut raw = started(&server).await;
+    raw.send_binary(encode_frame(0, -1, 0, &jpegs(1)[0]).unwrap())
+        .await;
+    let closed = raw.until_closed().await;
+    assert_refused(
+        &server,
+        closed,
+        ErrorCode::FrameOutOfOrder,
+        "frame 0 has pts_us -1: the first frame's timestamp must be 0 or more",
+    )
+    .await;
+}
+
+/// Resumes session `id` in `receiving`; the frames the server has.
+async fn resume_receiving(server: &TestServer, id: &str, token: &str) -> (RawClient, u64) {
+    let mut raw = RawClient::connect(server).await;
+    raw.send(&ControlMessage::SessionResume {
+        protocol_version: referee_protocol::PROTOCOL_VERSION,
+        session_id: id.into(),
+        resume_token: token.into(),
+    })
+    .await;
+    match raw.recv().await {
+        ControlMessage::SessionResumed { frames_stored, .. } => (raw, frames_stored),
+        other => panic!("expected SESSION_RESUMED, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_timestamps_are_checked_against_the_stored_frames_after_a_resume_and_a_restart() {
+    let server = TestServer::start();
+    let js = jpegs(4);
+    let mut raw = RawClient::connect(&server).await;
+    raw.send(&start_message("pts", W, H)).await;
+    let (id, token) = match raw.recv().await {
+        ControlMessage::SessionStarted {
+            session_id,
+            resume_token,
+            ..
+        } => (session_id, resume_token),
+        other => panic!("expected SESSION_STARTED, got {other:?}"),
+    };
+    for i in 0..2u64 {
+        raw.send_binary(frame(i, &js[i as usize])).await;
+    }
+    loop {
+        if let ControlMessage::Ack { frames_stored: 2 } = raw.recv().await {
+            break;
+        }
+    }
+    raw.drop_connection();
+    tokio::task::block_in_place(|| server.wait_for_status(&id, "detached"));
+    let server = tokio::task::block_in_place(|| server.restart());
+
+    // After the restart, frame 2 must still come after frame 1's timestamp.
+    let (mut raw, stored) = resume_receiving(&server, &id, &token).await;
+    assert_eq!(stored, 2);
+    raw.send_binary(encode_frame(2, pts_us(1), 0, &js[2]).unwrap())
+        .await;
+    let closed = raw.until_closed().await;
+    let (code, message, _) = &closed.errors[0];
+    assert_eq!(*code, ErrorCode::FrameOutOfOrder, "{message}");
+    assert!(
+        message.contains(&format!(
+            "frame 2 has pts_us {}, not after the {} of frame 1",
+            pts_us(1),
+            pts_us(1)
+        )),
+        "{message}"
+    );
+    let meta = tokio::task::block_in_place(|| server.wait_for_status(&id, "detached"));
+    assert_eq!(meta["frames_stored"], 2, "{meta}");
+
+    // Resumed again with the right timestamps: the session completes.
+    let (mut raw, stored) = resume_receiving(&server, &id, &token).await;
+    assert_eq!(stored, 2);
+    for i in 2..4u64 {
+        raw.send_binary(frame(i, &js[i as usize])).await;
+    }
+    raw.send(&session_end(4, false, &js)).await;
+    loop {
+        match raw.recv().await {
+            ControlMessage::Complete { frames_stored, .. } => {
+                assert_eq!(frames_stored, 4);
+                break;
+            }
+            ControlMessage::Error { code, message, .. } => panic!("{code}: {message}"),
+            _ => {}
+        }
+    }
+    let timestamps = server.store().frame_source(&id).unwrap().timestamps();
+    assert_eq!(timestamps, (0..4).map(pts_us).collect::<Vec<_>>());
 }

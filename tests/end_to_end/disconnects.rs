@@ -73,7 +73,7 @@ async fn drop_after_session_end_keeps_the_frames() {
     let mut raw = RawClient::connect(&server).await;
     let id = raw.start(160, 120).await;
     for (i, jpeg) in jpegs.iter().enumerate() {
-        raw.send_binary(encode_frame(i as u64, 0, 0, jpeg).unwrap())
+        raw.send_binary(referee_tests::frame_message(i as u64, jpeg))
             .await;
     }
     raw.send(&session_end(2, true, &jpegs)).await;

@@ -3,7 +3,7 @@
 use referee_protocol::frame::encode_frame;
 use referee_protocol::{ControlMessage, ErrorCode, ResumedState};
 use referee_tests::{
-    client_frames, http_post_json, make_video, start_message, RawClient, TestServer,
+    client_frames, frame_message, http_post_json, make_video, start_message, RawClient, TestServer,
 };
 
 async fn refused_start(server: &TestServer, code: ErrorCode, text: &str) {
@@ -48,8 +48,7 @@ async fn a_session_larger_than_allowed_keeps_what_came_before() {
     let mut raw = RawClient::connect(&server).await;
     let id = raw.start(160, 120).await;
     for (i, jpeg) in jpegs.iter().enumerate() {
-        raw.send_binary(encode_frame(i as u64, 0, 0, jpeg).unwrap())
-            .await;
+        raw.send_binary(frame_message(i as u64, jpeg)).await;
     }
     let closed = raw.until_closed().await;
     let (code, message, _) = &closed.errors[0];

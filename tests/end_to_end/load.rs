@@ -69,7 +69,7 @@ async fn shutdown_tells_clients_and_keeps_their_sessions_resumable() {
         other => panic!("{other:?}"),
     };
     for (i, jpeg) in jpegs.iter().enumerate() {
-        raw.send_binary(encode_frame(i as u64, 0, 0, jpeg).unwrap())
+        raw.send_binary(referee_tests::frame_message(i as u64, jpeg))
             .await;
     }
     loop {

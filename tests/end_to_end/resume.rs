@@ -410,7 +410,7 @@ async fn a_resume_takes_over_from_a_stale_connection() {
     // The fresh connection finishes the session.
     for (i, jpeg) in jpegs.iter().enumerate().skip(1) {
         fresh
-            .send_binary(encode_frame(i as u64, 0, 0, jpeg).unwrap())
+            .send_binary(referee_tests::frame_message(i as u64, jpeg))
             .await;
     }
     fresh

@@ -446,6 +446,17 @@ impl RawClient {
     }
 }
 
+/// The timestamp of frame `index` of a 30 fps session, as the reference client computes it:
+/// timestamps must increase from frame to frame.
+pub fn pts_us(index: u64) -> i64 {
+    (index as f64 * 1e6 / 30.0).round() as i64
+}
+
+/// The frame message of frame `index` of a 30 fps session, with its timestamp.
+pub fn frame_message(index: u64, jpeg: &[u8]) -> bytes::Bytes {
+    referee_protocol::frame::encode_frame(index, pts_us(index), 0, jpeg).unwrap()
+}
+
 /// A SESSION_END for frames with these JPEG payloads, with their digest.
 pub fn session_end(frames_sent: u64, signal_follows: bool, jpegs: &[Vec<u8>]) -> ControlMessage {
     ControlMessage::SessionEnd {
