@@ -508,7 +508,19 @@ where
                             return self.takeover_timed_out(&id).await;
                         }
                     }
-                    crate::watch::current(&self.app, &id).await
+                    // Letting go flushed its frames, if any arrived meanwhile: then it is an
+                    // upload to resume, not to start again.
+                    match crate::watch::current(&self.app, &id).await {
+                        Some(meta) if meta.frames_stored > 0 => {
+                            return self
+                                .fail(
+                                    ErrorCode::AlreadyStarted,
+                                    format!("session {id} already has an upload with {} frames stored: resume it, or create another session", meta.frames_stored),
+                                )
+                                .await
+                        }
+                        current => current,
+                    }
                 }
                 Some(meta) => {
                     return self
@@ -1116,6 +1128,11 @@ where
                     .await
             }
         };
+        // The last batch is durable: counted and acknowledged like every other, before any
+        // check, so that a refused SESSION_END leaves the count a resume starts from right.
+        if self.on_stored(stored.clone()).await.is_break() {
+            return ControlFlow::Break(());
+        }
         let Some(session) = self.session.as_ref() else {
             return ControlFlow::Continue(());
         };
@@ -1144,10 +1161,6 @@ where
                     ),
                 )
                 .await;
-        }
-        // The last batch: counted and acknowledged like every other.
-        if self.on_stored(stored.clone()).await.is_break() {
-            return ControlFlow::Break(());
         }
         let Some(session) = self.session.as_mut() else {
             return ControlFlow::Continue(());

@@ -219,19 +219,35 @@ pub async fn serve(
         _ => None,
     };
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    // One deadline for the whole stop, fixed when it starts.
+    let deadline = Arc::new(std::sync::OnceLock::new());
+    let stop = {
+        let (token, deadline) = (token.clone(), Arc::clone(&deadline));
+        async move {
+            shutdown.await;
+            let _ = deadline.set(tokio::time::Instant::now() + grace);
+            token.cancel();
+        }
+    };
+    tokio::spawn(stop);
     let served = match tls {
         None => {
-            let stopped = token.clone();
             let serving = axum::serve(listener, service)
-                .with_graceful_shutdown(async move {
-                    shutdown.await;
-                    token.cancel();
-                })
+                .with_graceful_shutdown(token.clone().cancelled_owned())
                 .into_future();
             // axum waits for every open HTTP response to end: bound that wait too.
+            let stopped = token.clone();
+            let out_of_time = async {
+                stopped.cancelled().await;
+                let end = deadline.get().copied();
+                tokio::time::sleep_until(
+                    end.unwrap_or_else(|| tokio::time::Instant::now() + grace),
+                )
+                .await;
+            };
             tokio::select! {
                 served = serving => served,
-                () = async { stopped.cancelled().await; tokio::time::sleep(grace).await } => {
+                () = out_of_time => {
                     tracing::warn!("HTTP responses still open after {} s: closing them", grace.as_secs());
                     Ok(())
                 }
@@ -240,9 +256,9 @@ pub async fn serve(
         Some(tls) => {
             let handle = axum_server::Handle::new();
             let stopper = handle.clone();
+            let stopped = token.clone();
             tokio::spawn(async move {
-                shutdown.await;
-                token.cancel();
+                stopped.cancelled().await;
                 stopper.graceful_shutdown(Some(grace));
             });
             axum_server::from_tcp_rustls(listener.into_std()?, tls)?
@@ -252,7 +268,11 @@ pub async fn serve(
         }
     };
     tasks.close();
-    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+    let end = deadline
+        .get()
+        .copied()
+        .unwrap_or_else(|| tokio::time::Instant::now() + grace);
+    if tokio::time::timeout_at(end, tasks.wait()).await.is_err() {
         tracing::warn!(
             "{} connections did not close within {} s",
             tasks.len(),

@@ -10,14 +10,15 @@
 //! ```
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use referee_protocol::state::valid_name;
 
 use super::frame_log::{self, FrameLogReader, FrameLogWriter, Recovered, INDEX_FILE, LOG_FILE};
 use super::result_files::{self, ResultFile};
-use super::{io_error, sync_dir, FrameSink, FrameSource, SessionMeta, SessionStore, StoreError};
+use super::{
+    durable, io_error, sync_dir, FrameSink, FrameSource, SessionMeta, SessionStore, StoreError,
+};
 
 const META_FILE: &str = "session.json";
 const SIGNAL_FILE: &str = "signal.txt";
@@ -34,14 +35,17 @@ impl LocalStore {
     /// Uses `data_dir`, creating it if needed.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let sessions = data_dir.join("sessions");
-        fs::create_dir_all(&sessions).map_err(|source| StoreError::Io {
-            id: String::from("-"),
+        fs::create_dir_all(&sessions).map_err(|source| StoreError::DataDir {
             what: "cannot create the data directory",
             path: sessions.clone(),
             source,
         })?;
         // The sessions directory itself, if it was just created.
-        sync_dir("-", data_dir)?;
+        durable::sync_dir(data_dir).map_err(|source| StoreError::DataDir {
+            what: "cannot sync the data directory",
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
         Ok(Self { sessions })
     }
 
@@ -66,13 +70,7 @@ impl LocalStore {
     /// of the directory).
     fn write_atomic(id: &str, dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let path = dir.join(name);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let mut file = fs::File::create(&tmp).map_err(io_error(id, "cannot create", &tmp))?;
-        file.write_all(bytes)
-            .and_then(|()| file.sync_data())
-            .map_err(io_error(id, "cannot write", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io_error(id, "cannot replace", &path))?;
-        sync_dir(id, dir)
+        durable::write_file(&path, bytes).map_err(io_error(id, "cannot write", &path))
     }
 }
 

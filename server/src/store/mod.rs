@@ -5,6 +5,7 @@
 //! A session is a metadata record ([`SessionMeta`]), an append-only frame log with its index,
 //! the signal file, and the result files that processing produces.
 
+pub mod durable;
 mod frame_log;
 mod local;
 mod meta;
@@ -35,6 +36,14 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The data directory itself cannot be used.
+    #[error("{what} {path}: {source}: check that it exists and that the server may write to it")]
+    DataDir {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("the frame writer thread stopped unexpectedly: {0}")]
     WriterStopped(String),
     /// The session exists but has no result of that name (or the name is not a result's).
@@ -59,13 +68,9 @@ fn io_error(id: &str, what: &'static str, path: &Path) -> impl FnOnce(io::Error)
     }
 }
 
-/// Makes the entries of directory `dir` durable (a file or directory created in it, or
-/// renamed into it), so that they survive a power cut: `fsync` on the directory itself.
-/// `id` is the session, for the error.
+/// [`durable::sync_dir`], with the error naming session `id`.
 pub(crate) fn sync_dir(id: &str, dir: &Path) -> Result<(), StoreError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(id, "cannot sync the directory", dir))
+    durable::sync_dir(dir).map_err(io_error(id, "cannot sync the directory", dir))
 }
 
 /// Appends frames to a session as they arrive.

@@ -10,13 +10,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
 use super::WebhookEvent;
+use crate::store::durable;
 
 /// Where one URL's delivery of an event stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,7 +194,7 @@ impl Outbox {
             .all(|url| entry.delivery(url) == Delivery::Sent);
         let to = if every_url { "sent" } else { "failed" };
         fs::rename(&path, self.path(to, key))?;
-        sync_dir(&self.root.join(to))?;
+        durable::sync_dir(&self.root.join(to))?;
         claimed.remove(key);
         Ok(())
     }
@@ -219,19 +219,7 @@ fn read_entry(path: &Path) -> std::io::Result<Entry> {
 fn write_durably(path: &Path, entry: &Entry) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(entry)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    let tmp = path.with_extension("tmp");
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(&bytes)?;
-    file.sync_data()?;
-    fs::rename(&tmp, path)?;
-    match path.parent() {
-        Some(dir) => sync_dir(dir),
-        None => Ok(()),
-    }
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
+    durable::write_file(path, &bytes)
 }
 
 #[cfg(test)]
