@@ -62,7 +62,8 @@ pub enum ErrorCode {
     ResumeExpired,
     /// Another connection resumed this session; this one is closed.
     SessionTakenOver,
-    /// The server has too many sessions (in all, or from this client); try again later.
+    /// The server has too many sessions (in all, or from this client), or a stale connection
+    /// of the session did not let go in time; try again later.
     ServerBusy,
     /// The session exceeds the disk space allowed per session.
     SessionTooLarge,
