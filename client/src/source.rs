@@ -20,6 +20,8 @@ use opencv::core::{Mat, Size, Vector};
 use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc, videoio};
 
+use referee_protocol::frame::pts_us;
+
 use crate::error::ClientError;
 
 /// The JPEG quality frames are encoded with when none is chosen.
@@ -500,12 +502,6 @@ pub fn quiet_opencv(verbose: bool) {
     }
 }
 
-/// The presentation time of frame `index`, computed from the frame rate rather than read from
-/// the container, which not every format fills in reliably.
-fn pts_us(index: u64, fps: f64) -> i64 {
-    (index as f64 * 1e6 / fps).round() as i64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -676,12 +672,5 @@ mod tests {
         std::fs::write(&garbage, b"not a video at all").unwrap();
         let err = VideoSource::open(&garbage, 90).err().unwrap();
         assert!(err.to_string().contains(&garbage.display().to_string()));
-    }
-
-    #[test]
-    fn pts_rounds_to_the_microsecond() {
-        assert_eq!(pts_us(0, 29.97), 0);
-        assert_eq!(pts_us(1, 29.97), 33_367);
-        assert_eq!(pts_us(30, 30.0), 1_000_000);
     }
 }

@@ -150,6 +150,48 @@ impl FrameHeader {
     }
 }
 
+/// The presentation time of frame `index` of a video at `fps`, in microseconds: what a client
+/// that has no better timestamps sends (`round(index * 1_000_000 / fps)`).
+pub fn pts_us(index: u64, fps: f64) -> i64 {
+    (index as f64 * 1e6 / fps).round() as i64
+}
+
+/// Why a frame's timestamp cannot follow the frame before it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TimestampError {
+    #[error("frame {index} has pts_us {pts_us}: the first frame's timestamp must be 0 or more, and each next one larger")]
+    Negative { index: u64, pts_us: i64 },
+    #[error("frame {index} has pts_us {pts_us}, not after the {previous_pts} of frame {previous} before it: timestamps must increase from frame to frame (e.g. round(index * 1000000 / fps))")]
+    NotIncreasing {
+        index: u64,
+        pts_us: i64,
+        previous: u64,
+        previous_pts: i64,
+    },
+}
+
+/// Checks that frame `index` with timestamp `pts_us` may follow `previous` (the index and
+/// timestamp of the frame before it, `None` for the first frame): timestamps start at 0 or
+/// more and increase from frame to frame, so that signal events can be lined up with frames.
+pub fn check_timestamp(
+    previous: Option<(u64, i64)>,
+    index: u64,
+    pts_us: i64,
+) -> Result<(), TimestampError> {
+    match previous {
+        Some((previous, previous_pts)) if pts_us <= previous_pts => {
+            Err(TimestampError::NotIncreasing {
+                index,
+                pts_us,
+                previous,
+                previous_pts,
+            })
+        }
+        None if pts_us < 0 => Err(TimestampError::Negative { index, pts_us }),
+        _ => Ok(()),
+    }
+}
+
 /// A decoded frame message. `payload` shares the message's buffer (no copy).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -199,6 +241,29 @@ pub fn decode_frame(message: Bytes) -> Result<Frame, FrameHeaderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_must_increase_from_zero_or_more() {
+        assert!(check_timestamp(None, 0, 0).is_ok());
+        assert!(check_timestamp(Some((0, 0)), 1, 33_333).is_ok());
+        let err = check_timestamp(None, 0, -1).unwrap_err().to_string();
+        assert!(err.contains("frame 0 has pts_us -1"), "{err}");
+        let err = check_timestamp(Some((4, 133_333)), 5, 133_333)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("frame 5 has pts_us 133333, not after the 133333 of frame 4"),
+            "{err}"
+        );
+        assert!(check_timestamp(Some((4, 133_333)), 5, 100).is_err());
+    }
+
+    #[test]
+    fn pts_rounds_to_the_microsecond() {
+        assert_eq!(pts_us(0, 29.97), 0);
+        assert_eq!(pts_us(1, 29.97), 33_367);
+        assert_eq!(pts_us(30, 30.0), 1_000_000);
+    }
 
     #[test]
     fn round_trip_keeps_every_field_and_the_payload() {

@@ -34,43 +34,9 @@ pub fn check_payload(
     }
 }
 
-/// Returns why frame `index` with timestamp `pts_us` cannot follow `previous` (the index and
-/// timestamp of the frame stored before it, `None` for the first frame), if it cannot:
-/// timestamps start at 0 or more and increase from frame to frame, so that signal events
-/// can be lined up with frames.
-pub fn check_timestamp(
-    previous: Option<(u64, i64)>,
-    index: u64,
-    pts_us: i64,
-) -> Result<(), String> {
-    match previous {
-        Some((before, before_pts)) if pts_us <= before_pts => Err(format!(
-            "frame {index} has pts_us {pts_us}, not after the {before_pts} of frame {before} before it: timestamps must increase from frame to frame (e.g. round(index * 1000000 / fps))"
-        )),
-        None if pts_us < 0 => Err(format!(
-            "frame {index} has pts_us {pts_us}: the first frame's timestamp must be 0 or more, and each next one larger"
-        )),
-        _ => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_must_increase_from_zero_or_more() {
-        assert!(check_timestamp(None, 0, 0).is_ok());
-        assert!(check_timestamp(Some((0, 0)), 1, 33_333).is_ok());
-        let err = check_timestamp(None, 0, -1).unwrap_err();
-        assert!(err.contains("frame 0 has pts_us -1"), "{err}");
-        let err = check_timestamp(Some((4, 133_333)), 5, 133_333).unwrap_err();
-        assert!(
-            err.contains("frame 5 has pts_us 133333, not after the 133333 of frame 4"),
-            "{err}"
-        );
-        assert!(check_timestamp(Some((4, 133_333)), 5, 100).is_err());
-    }
 
     fn jpeg(w: u32, h: u32) -> Vec<u8> {
         let img = image::RgbImage::from_pixel(w, h, image::Rgb([10, 200, 30]));

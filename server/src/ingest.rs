@@ -17,7 +17,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use referee_protocol::digest::{describe_ranges, FrameDigest};
-use referee_protocol::frame::{decode_frame, FrameHeaderError};
+use referee_protocol::frame::{check_timestamp, decode_frame, FrameHeaderError};
 use referee_protocol::signal::SignalTrack;
 use referee_protocol::state::Incoming;
 use referee_protocol::{
@@ -985,8 +985,8 @@ where
             return ControlFlow::Continue(());
         };
         let pts_us = frame.header.pts_us;
-        if let Err(why) = frame_check::check_timestamp(session.last_pts, index, pts_us) {
-            return self.fail(ErrorCode::FrameOutOfOrder, why).await;
+        if let Err(why) = check_timestamp(session.last_pts, index, pts_us) {
+            return self.fail(ErrorCode::FrameOutOfOrder, why.to_string()).await;
         }
         if let Err(why) = frame_check::check_payload(
             &frame.payload,

@@ -4,7 +4,9 @@
 use referee_protocol::frame::encode_frame;
 use referee_protocol::ControlMessage;
 use referee_server::store::SessionStore;
-use referee_tests::{client_frames, make_video, run_client, session_end, RawClient, TestServer};
+use referee_tests::{
+    client_frames, frame_message, make_video, run_client, session_end, RawClient, TestServer,
+};
 
 fn frames(width: i32, height: i32, n: u32) -> Vec<Vec<u8>> {
     let work = tempfile::tempdir().unwrap();
@@ -41,8 +43,7 @@ async fn drop_mid_frames_keeps_every_acknowledged_frame() {
     let mut raw = RawClient::connect(&server).await;
     let id = raw.start(160, 120).await;
     for (i, jpeg) in jpegs.iter().enumerate().take(4) {
-        raw.send_binary(encode_frame(i as u64, i as i64 * 33_333, 0, jpeg).unwrap())
-            .await;
+        raw.send_binary(frame_message(i as u64, jpeg)).await;
     }
     // Wait until the server has stored all four, then vanish.
     let mut stored = 0;

@@ -3,10 +3,11 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use referee_protocol::frame::encode_frame;
 use referee_protocol::{ControlMessage, ErrorCode};
 use referee_server::store::SessionStore;
-use referee_tests::{client_frames, make_video, session_end, start_message, RawClient, TestServer};
+use referee_tests::{
+    client_frames, frame_message, make_video, session_end, start_message, RawClient, TestServer,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_two_sessions_at_once_all_complete_intact() {
@@ -25,8 +26,7 @@ async fn thirty_two_sessions_at_once_all_complete_intact() {
                 other => panic!("{other:?}"),
             };
             for (i, jpeg) in jpegs.iter().enumerate() {
-                raw.send_binary(encode_frame(i as u64, i as i64 * 33_333, 0, jpeg).unwrap())
-                    .await;
+                raw.send_binary(frame_message(i as u64, jpeg)).await;
             }
             raw.send(&session_end(jpegs.len() as u64, false, &jpegs))
                 .await;

@@ -10,8 +10,8 @@ use referee_protocol::{ControlMessage, ErrorCode, Stage};
 use referee_sample_data::{write_motion_video, SyntheticVideo};
 use referee_server::store::SessionStore;
 use referee_tests::{
-    artifacts_dir, client_frames, http_request, run_chromium, run_client, session_end,
-    start_message_at, HttpResponse, RawClient, TestServer,
+    artifacts_dir, client_frames, frame_message, http_request, run_chromium, run_client,
+    session_end, start_message_at, HttpResponse, RawClient, TestServer,
 };
 
 const W: u32 = 320;
@@ -546,8 +546,7 @@ async fn a_corrupt_stored_frame_fails_processing_naming_the_stage() {
     let mut raw = RawClient::connect(&server).await;
     let id = raw.start(W, H).await;
     for (i, jpeg) in jpegs.iter().take(3).enumerate() {
-        raw.send_binary(encode_frame(i as u64, i as i64 * 33_333, 0, jpeg).unwrap())
-            .await;
+        raw.send_binary(frame_message(i as u64, jpeg)).await;
     }
     raw.send(&session_end(3, true, &jpegs[..3])).await;
     loop {

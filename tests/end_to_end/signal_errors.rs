@@ -2,10 +2,10 @@
 //! order, an event past the end of the video) is caught by the client before it connects,
 //! and by the server with an `invalid_signal` ERROR, each naming the line and its text.
 
-use referee_protocol::frame::encode_frame;
 use referee_protocol::{ControlMessage, ErrorCode, ResumedState};
 use referee_tests::{
-    client_frames, make_video, run_client, session_end, start_message, RawClient, TestServer,
+    client_frames, frame_message, make_video, run_client, session_end, start_message, RawClient,
+    TestServer,
 };
 
 /// (what is wrong, file text, what the message must contain). The video lasts 0.1 s.
@@ -77,8 +77,7 @@ async fn the_server_refuses_each_mistake_with_invalid_signal() {
         let mut raw = RawClient::connect(&server).await;
         let id = raw.start(160, 120).await;
         for (i, jpeg) in jpegs.iter().enumerate() {
-            raw.send_binary(encode_frame(i as u64, i as i64 * 33_333, 0, jpeg).unwrap())
-                .await;
+            raw.send_binary(frame_message(i as u64, jpeg)).await;
         }
         raw.send(&session_end(3, true, &jpegs)).await;
         raw.send(&ControlMessage::Signal {
@@ -128,8 +127,7 @@ async fn upload_awaiting_signal(raw: &mut RawClient, jpegs: &[Vec<u8>]) -> (Stri
         other => panic!("expected SESSION_STARTED, got {other:?}"),
     };
     for (i, jpeg) in jpegs.iter().enumerate() {
-        raw.send_binary(encode_frame(i as u64, i as i64 * 33_333, 0, jpeg).unwrap())
-            .await;
+        raw.send_binary(frame_message(i as u64, jpeg)).await;
     }
     raw.send(&session_end(jpegs.len() as u64, true, jpegs))
         .await;

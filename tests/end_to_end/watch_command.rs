@@ -5,11 +5,10 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use referee_protocol::frame::encode_frame;
 use referee_protocol::ControlMessage;
 use referee_tests::{
-    client_frames, http_request, make_video, run_client, session_end, workspace_binary, ClientRun,
-    RawClient, TestServer,
+    client_frames, frame_message, http_request, make_video, run_client, session_end,
+    workspace_binary, ClientRun, RawClient, TestServer,
 };
 
 /// Starts `referee-client watch` with `args`, its output piped (no terminal: plain lines).
@@ -213,8 +212,7 @@ async fn watch_fails_for_a_session_whose_processing_failed() {
     let mut raw = RawClient::connect(&server).await;
     let id = raw.start(160, 120).await;
     for (i, jpeg) in jpegs.iter().enumerate() {
-        raw.send_binary(encode_frame(i as u64, i as i64 * 33_333, 0, jpeg).unwrap())
-            .await;
+        raw.send_binary(frame_message(i as u64, jpeg)).await;
     }
     raw.send(&session_end(3, true, &jpegs)).await;
     loop {

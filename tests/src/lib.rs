@@ -449,7 +449,7 @@ impl RawClient {
 /// The timestamp of frame `index` of a 30 fps session, as the reference client computes it:
 /// timestamps must increase from frame to frame.
 pub fn pts_us(index: u64) -> i64 {
-    (index as f64 * 1e6 / 30.0).round() as i64
+    referee_protocol::frame::pts_us(index, 30.0)
 }
 
 /// The frame message of frame `index` of a 30 fps session, with its timestamp.

@@ -66,7 +66,7 @@ fn upload(frames: u64, end: bool) -> Vec<Message> {
         session_id: None,
     })];
     for i in 0..frames {
-        let pts = (i as f64 * 1e6 / 30.0).round() as i64;
+        let pts = referee_protocol::frame::pts_us(i, 30.0);
         messages.push(Message::Binary(encode_frame(i, pts, 0, &jpeg).unwrap()));
     }
     if end {
