@@ -101,13 +101,16 @@ fn token_of(request: &Request) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string());
-    bearer.or_else(|| {
-        request.uri().query().and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "token")
-                .map(|(_, v)| v.into_owned())
-        })
-    })
+    bearer.or_else(|| request.uri().query().and_then(query_token))
+}
+
+/// The `token` parameter of a URL query, decoded (percent escapes, `+` for a space); `None`
+/// when there is none or it is empty.
+pub fn query_token(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// Middleware: refuses a request whose token does not grant the scope it needs.
@@ -189,6 +192,7 @@ mod tests {
             "`+` is a space in a query"
         );
         assert_eq!(token_of_uri("/api/events?x=1").as_deref(), None);
+        assert_eq!(query_token("x=1&token="), None);
         let tokens = Tokens {
             watch: Some("a+b/c=d%e".into()),
             ..Tokens::default()
