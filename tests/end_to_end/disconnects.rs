@@ -7,6 +7,7 @@ use referee_server::store::SessionStore;
 use referee_tests::{
     client_frames, frame_message, make_video, run_client, session_end, RawClient, TestServer,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn frames(width: i32, height: i32, n: u32) -> Vec<Vec<u8>> {
     let work = tempfile::tempdir().unwrap();
@@ -218,11 +219,37 @@ async fn peers_that_drop_at_every_point_leave_a_streaming_session_unharmed() {
         raw.send_binary(encode_frame(0, 0, 0, &jpegs[0]).unwrap())
             .await;
         raw.drop_connection();
-        // Half a message: the TCP connection ends inside a frame.
+        // Half an HTTP request: the connection ends before the upgrade.
         let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        tokio::io::AsyncWriteExt::write_all(&mut tcp, b"GET /stream HTTP/1.1\r\nHost: x\r\n")
+        tcp.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n")
             .await
             .unwrap();
+        drop(tcp);
+        // Half a WebSocket frame: upgraded, then the connection ends 10 bytes into a binary
+        // message that announces 1000.
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        tcp.write_all(
+            b"GET /stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            tcp.read_exact(&mut byte).await.unwrap();
+            answer.push(byte[0]);
+        }
+        assert!(
+            answer.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        // FIN + binary, masked, 16-bit length 1000, the mask, then 10 bytes of the 1000.
+        tcp.write_all(&[0x82, 0xFE, 0x03, 0xE8, 1, 2, 3, 4])
+            .await
+            .unwrap();
+        tcp.write_all(&[0u8; 10]).await.unwrap();
         drop(tcp);
     }
 
