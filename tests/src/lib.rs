@@ -204,28 +204,13 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// `POST path` with a JSON `body`: the status code and the body as JSON.
 pub fn http_post_json(addr: SocketAddr, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or_default())
+    let length = body.len().to_string();
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", length.as_str()),
+    ];
+    let response = http_send(addr, "POST", path, &headers, body.as_bytes());
+    (response.status, response.json())
 }
 
 /// Reads a Server-Sent Events stream at `path` until an event named in `until` (or the end of
@@ -579,6 +564,17 @@ pub fn http_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> HttpResponse {
+    http_send(addr, method, path, headers, &[])
+}
+
+/// [`http_request`] with a request `body` (give its `Content-Length` in `headers`).
+pub fn http_send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -589,6 +585,7 @@ pub fn http_request(
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
     let split = raw
