@@ -5,7 +5,8 @@ use referee_protocol::frame::encode_frame;
 use referee_protocol::{ControlMessage, ErrorCode};
 use referee_server::store::SessionStore;
 use referee_tests::{
-    client_frames, make_video, pts_us, session_end, start_message, Closed, RawClient, TestServer,
+    client_frames, make_video, pts_us, resume_message, session_end, start_message, Closed,
+    RawClient, TestServer,
 };
 
 const W: u32 = 160;
@@ -360,12 +361,7 @@ async fn first_frame_timestamp_that_is_negative() {
 /// Resumes session `id` in `receiving`; the frames the server has.
 async fn resume_receiving(server: &TestServer, id: &str, token: &str) -> (RawClient, u64) {
     let mut raw = RawClient::connect(server).await;
-    raw.send(&ControlMessage::SessionResume {
-        protocol_version: referee_protocol::PROTOCOL_VERSION,
-        session_id: id.into(),
-        resume_token: token.into(),
-    })
-    .await;
+    raw.send(&resume_message(id, token)).await;
     match raw.recv().await {
         ControlMessage::SessionResumed { frames_stored, .. } => (raw, frames_stored),
         other => panic!("expected SESSION_RESUMED, got {other:?}"),
@@ -377,15 +373,7 @@ async fn frame_timestamps_are_checked_against_the_stored_frames_after_a_resume_a
     let server = TestServer::start();
     let js = jpegs(4);
     let mut raw = RawClient::connect(&server).await;
-    raw.send(&start_message("pts", W, H)).await;
-    let (id, token) = match raw.recv().await {
-        ControlMessage::SessionStarted {
-            session_id,
-            resume_token,
-            ..
-        } => (session_id, resume_token),
-        other => panic!("expected SESSION_STARTED, got {other:?}"),
-    };
+    let (id, token) = raw.start_with_token("pts", W, H).await;
     for i in 0..2u64 {
         raw.send_binary(frame(i, &js[i as usize])).await;
     }

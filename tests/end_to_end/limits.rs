@@ -3,7 +3,8 @@
 use referee_protocol::frame::encode_frame;
 use referee_protocol::{ControlMessage, ErrorCode, ResumedState};
 use referee_tests::{
-    client_frames, frame_message, http_post_json, make_video, start_message, RawClient, TestServer,
+    client_frames, frame_message, http_post_json, make_video, resume_message, start_message,
+    RawClient, TestServer,
 };
 
 async fn refused_start(server: &TestServer, code: ErrorCode, text: &str) {
@@ -61,23 +62,8 @@ async fn a_session_larger_than_allowed_keeps_what_came_before() {
 /// Starts a session on a new connection: the connection, the id and the resume token.
 async fn start_with_token(server: &TestServer) -> (RawClient, String, String) {
     let mut raw = RawClient::connect(server).await;
-    raw.send(&start_message("limited", 160, 120)).await;
-    match raw.recv().await {
-        ControlMessage::SessionStarted {
-            session_id,
-            resume_token,
-            ..
-        } => (raw, session_id, resume_token),
-        other => panic!("expected SESSION_STARTED, got {other:?}"),
-    }
-}
-
-fn resume(id: &str, token: &str) -> ControlMessage {
-    ControlMessage::SessionResume {
-        protocol_version: referee_protocol::PROTOCOL_VERSION,
-        session_id: id.into(),
-        resume_token: token.into(),
-    }
+    let (id, token) = raw.start_with_token("limited", 160, 120).await;
+    (raw, id, token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +85,7 @@ async fn a_resume_past_the_session_limit_is_told_to_retry_later_and_stays_resuma
     let (other, _, _) = start_with_token(&server).await;
 
     let mut raw = RawClient::connect(&server).await;
-    raw.send(&resume(&id, &token)).await;
+    raw.send(&resume_message(&id, &token)).await;
     let closed = raw.until_closed().await;
     let (code, message, fatal) = &closed.errors[0];
     assert_eq!(*code, ErrorCode::ServerBusy, "{message}");
@@ -122,7 +108,7 @@ async fn a_resume_past_the_session_limit_is_told_to_retry_later_and_stays_resuma
     other.drop_connection();
     tokio::task::block_in_place(|| server.wait_for_active(0));
     let mut raw = RawClient::connect(&server).await;
-    raw.send(&resume(&id, &token)).await;
+    raw.send(&resume_message(&id, &token)).await;
     match raw.recv().await {
         ControlMessage::SessionResumed {
             state,

@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use referee_protocol::frame::encode_frame;
-use referee_protocol::{ControlMessage, ErrorCode, PROTOCOL_VERSION};
+use referee_protocol::{ControlMessage, ErrorCode};
 use referee_server::store::SessionStore;
 use referee_tests::proxy::{Cut, FaultProxy};
-use referee_tests::{client_frames, default_frames, make_video, run_client, RawClient, TestServer};
+use referee_tests::{
+    client_frames, default_frames, make_video, resume_message, run_client, RawClient, TestServer,
+};
 
 /// Checks that session `id` holds exactly the frames the client sends from `video` (its own
 /// JPEG frames: the test videos are Motion-JPEG).
@@ -295,15 +297,7 @@ async fn a_wrong_or_expired_resume_token_is_refused() {
     let work = tempfile::tempdir().unwrap();
     let jpegs = client_frames(&make_video(work.path(), "v.avi", 2, 30.0, 160, 120), 90);
     let mut raw = RawClient::connect(&server).await;
-    raw.send(&referee_tests::start_message("r", 160, 120)).await;
-    let (id, token) = match raw.recv().await {
-        ControlMessage::SessionStarted {
-            session_id,
-            resume_token,
-            ..
-        } => (session_id, resume_token),
-        other => panic!("{other:?}"),
-    };
+    let (id, token) = raw.start_with_token("r", 160, 120).await;
     raw.send_binary(encode_frame(0, 0, 0, &jpegs[0]).unwrap())
         .await;
     loop {
@@ -314,11 +308,7 @@ async fn a_wrong_or_expired_resume_token_is_refused() {
     raw.drop_connection();
     tokio::task::block_in_place(|| server.wait_for_status(&id, "detached"));
 
-    let resume = |token: &str| ControlMessage::SessionResume {
-        protocol_version: PROTOCOL_VERSION,
-        session_id: id.clone(),
-        resume_token: token.to_string(),
-    };
+    let resume = |token: &str| resume_message(&id, token);
     // A wrong token.
     let mut raw = RawClient::connect(&server).await;
     raw.send(&resume("not-the-token")).await;
@@ -327,12 +317,8 @@ async fn a_wrong_or_expired_resume_token_is_refused() {
 
     // An unknown session.
     let mut raw = RawClient::connect(&server).await;
-    raw.send(&ControlMessage::SessionResume {
-        protocol_version: PROTOCOL_VERSION,
-        session_id: "20250101_000000_nope_abcde".into(),
-        resume_token: token.clone(),
-    })
-    .await;
+    raw.send(&resume_message("20250101_000000_nope_abcde", &token))
+        .await;
     let closed = raw.until_closed().await;
     assert_eq!(closed.errors[0].0, ErrorCode::SessionNotFound, "{closed:?}");
 
@@ -360,17 +346,7 @@ async fn a_resume_takes_over_from_a_stale_connection() {
     let work = tempfile::tempdir().unwrap();
     let jpegs = client_frames(&make_video(work.path(), "v.avi", 3, 30.0, 160, 120), 90);
     let mut stale = RawClient::connect(&server).await;
-    stale
-        .send(&referee_tests::start_message("t", 160, 120))
-        .await;
-    let (id, token) = match stale.recv().await {
-        ControlMessage::SessionStarted {
-            session_id,
-            resume_token,
-            ..
-        } => (session_id, resume_token),
-        other => panic!("{other:?}"),
-    };
+    let (id, token) = stale.start_with_token("t", 160, 120).await;
     stale
         .send_binary(encode_frame(0, 0, 0, &jpegs[0]).unwrap())
         .await;
@@ -389,13 +365,7 @@ async fn a_resume_takes_over_from_a_stale_connection() {
 
     // A new connection resumes: the stale one is told and closed.
     let mut fresh = RawClient::connect(&server).await;
-    fresh
-        .send(&ControlMessage::SessionResume {
-            protocol_version: PROTOCOL_VERSION,
-            session_id: id.clone(),
-            resume_token: token,
-        })
-        .await;
+    fresh.send(&resume_message(&id, &token)).await;
     match fresh.recv().await {
         ControlMessage::SessionResumed { frames_stored, .. } => assert_eq!(frames_stored, 1),
         other => panic!("{other:?}"),

@@ -4,7 +4,7 @@
 
 use referee_protocol::{ControlMessage, ErrorCode, ResumedState};
 use referee_tests::{
-    client_frames, frame_message, make_video, run_client, session_end, start_message, RawClient,
+    client_frames, frame_message, make_video, resume_message, run_client, session_end, RawClient,
     TestServer,
 };
 
@@ -117,15 +117,7 @@ async fn the_server_refuses_each_mistake_with_invalid_signal() {
 
 /// Streams 3 frames and a SESSION_END announcing a signal; returns the id and resume token.
 async fn upload_awaiting_signal(raw: &mut RawClient, jpegs: &[Vec<u8>]) -> (String, String) {
-    raw.send(&start_message("refused", 160, 120)).await;
-    let (id, token) = match raw.recv().await {
-        ControlMessage::SessionStarted {
-            session_id,
-            resume_token,
-            ..
-        } => (session_id, resume_token),
-        other => panic!("expected SESSION_STARTED, got {other:?}"),
-    };
+    let (id, token) = raw.start_with_token("refused", 160, 120).await;
     for (i, jpeg) in jpegs.iter().enumerate() {
         raw.send_binary(frame_message(i as u64, jpeg)).await;
     }
@@ -143,12 +135,7 @@ async fn upload_awaiting_signal(raw: &mut RawClient, jpegs: &[Vec<u8>]) -> (Stri
 /// Resumes `id` and checks that the server waits for the signal file again.
 async fn resume_awaiting_signal(server: &TestServer, id: &str, token: &str) -> RawClient {
     let mut raw = RawClient::connect(server).await;
-    raw.send(&ControlMessage::SessionResume {
-        protocol_version: referee_protocol::PROTOCOL_VERSION,
-        session_id: id.into(),
-        resume_token: token.into(),
-    })
-    .await;
+    raw.send(&resume_message(id, token)).await;
     match raw.recv().await {
         ControlMessage::SessionResumed {
             state,

@@ -383,9 +383,23 @@ impl RawClient {
 
     /// Sends a SESSION_START and returns the session id from SESSION_STARTED.
     pub async fn start(&mut self, width: u32, height: u32) -> String {
-        self.send(&start_message("raw", width, height)).await;
+        self.start_with_token("raw", width, height).await.0
+    }
+
+    /// Starts a session named `name`: its id and resume token.
+    pub async fn start_with_token(
+        &mut self,
+        name: &str,
+        width: u32,
+        height: u32,
+    ) -> (String, String) {
+        self.send(&start_message(name, width, height)).await;
         match self.recv().await {
-            ControlMessage::SessionStarted { session_id, .. } => session_id,
+            ControlMessage::SessionStarted {
+                session_id,
+                resume_token,
+                ..
+            } => (session_id, resume_token),
             other => panic!("expected SESSION_STARTED, got {other:?}"),
         }
     }
@@ -452,6 +466,15 @@ pub fn session_end(frames_sent: u64, signal_follows: bool, jpegs: &[Vec<u8>]) ->
 }
 
 /// A SESSION_START for a `width`×`height` JPEG session at 30 fps.
+/// A SESSION_RESUME of session `id` with its resume `token`.
+pub fn resume_message(id: &str, token: &str) -> ControlMessage {
+    ControlMessage::SessionResume {
+        protocol_version: referee_protocol::PROTOCOL_VERSION,
+        session_id: id.into(),
+        resume_token: token.into(),
+    }
+}
+
 pub fn start_message(name: &str, width: u32, height: u32) -> ControlMessage {
     ControlMessage::SessionStart {
         protocol_version: referee_protocol::PROTOCOL_VERSION,
