@@ -153,14 +153,7 @@ fn the_dashboard_follows_sessions_live_and_seeks_the_video_to_an_event() {
     assert_eq!(states.last().unwrap(), "complete 300 / 300", "{states:?}");
 
     // A session created ahead of its upload appears at once; its page waits for the upload.
-    let created = http_request(
-        server.addr,
-        "POST",
-        "/api/sessions",
-        &[("Content-Length", "0")],
-    );
-    assert_eq!(created.status, 201, "{}", created.text());
-    let ahead = created.json()["id"].as_str().unwrap().to_string();
+    let ahead = server.create_session_ahead();
     browser.wait_for(
         "a row for the session created ahead",
         SHORT,

@@ -113,16 +113,7 @@ async fn a_session_created_ahead_survives_a_cut_before_session_started() {
     // The first SESSION_STARTED never reaches the client, so it has no resume token: it
     // starts the same session again, which stored nothing yet.
     let server = TestServer::start();
-    let created = tokio::task::block_in_place(|| {
-        referee_tests::http_request(
-            server.addr,
-            "POST",
-            "/api/sessions",
-            &[("Content-Length", "0")],
-        )
-    });
-    assert_eq!(created.status, 201, "{}", created.text());
-    let id = created.json()["id"].as_str().unwrap().to_string();
+    let id = tokio::task::block_in_place(|| server.create_session_ahead());
     let proxy = FaultProxy::start(
         server.addr,
         vec![

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use referee_protocol::ControlMessage;
 use referee_tests::{
-    client_frames, frame_message, http_request, make_video, run_client, session_end,
-    workspace_binary, ClientRun, RawClient, TestServer,
+    client_frames, frame_message, make_video, run_client, session_end, workspace_binary, ClientRun,
+    RawClient, TestServer,
 };
 
 /// Starts `referee-client watch` with `args`, its output piped (no terminal: plain lines).
@@ -64,14 +64,7 @@ fn finish(mut child: Child, limit: Duration) -> ClientRun {
 fn watch_follows_a_session_from_before_its_upload_to_complete() {
     let server = TestServer::start();
     // Created ahead: its id is known before anything is streamed.
-    let created = http_request(
-        server.addr,
-        "POST",
-        "/api/sessions",
-        &[("Content-Length", "0")],
-    );
-    assert_eq!(created.status, 201, "{}", created.text());
-    let id = created.json()["id"].as_str().unwrap().to_string();
+    let id = server.create_session_ahead();
 
     let watch = spawn_watch(&[&server.http_url(), &id, "--timeout", "60"]);
     std::thread::sleep(Duration::from_millis(300));

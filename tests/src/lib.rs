@@ -161,6 +161,19 @@ impl TestServer {
     }
 
     /// The ids of every session, newest first.
+    /// Creates a session ahead of its upload (`POST /api/sessions`, on a server without
+    /// tokens): its id.
+    pub fn create_session_ahead(&self) -> String {
+        let created = http_request(
+            self.addr,
+            "POST",
+            "/api/sessions",
+            &[("Content-Length", "0")],
+        );
+        assert_eq!(created.status, 201, "{}", created.text());
+        created.json()["id"].as_str().unwrap().to_string()
+    }
+
     pub fn session_ids(&self) -> Vec<String> {
         self.store()
             .list()
