@@ -39,8 +39,10 @@ print(f"{report['frames']} frames at {report['fps']} fps ({report['duration_s']:
 for s in report["segments"]:
     print(f"  action: frames {s['start_frame']}-{s['end_frame']} ({s['start_s']:.2f} s to {s['end_s']:.2f} s)")
 for e in report["events"]:
-    fields = " ".join(f"{k}={v}" for k, v in e["fields"].items())
+    notes = [" ".join(f"{k}={v}" for k, v in e["fields"].items())]
     action = e.get("action")
-    lead = f", action began {action['lead_s']:.1f} s before (frame {action['start_frame']})" if action else ""
-    print(f"  {e['time_s']:7.3f} s  {e['name']:<12} -> frame {e['frame_index']:4} ({e['frame_time_s']:.3f} s) {fields}{lead}")
+    if action:
+        notes.append(f"action began {action['lead_s']:.1f} s before (frame {action['start_frame']})")
+    notes = ", ".join(n for n in notes if n)
+    print(f"  {e['time_s']:7.3f} s  {e['name']:<12} -> frame {e['frame_index']:4} ({e['frame_time_s']:.3f} s)  {notes}")
 PY
