@@ -48,6 +48,10 @@ const LOG_EVERY_FRAMES: u64 = 100;
 const MISSED_HEARTBEATS: u32 = 3;
 /// Watchers get a `frames` event at most this often per session.
 const FRAMES_EVENT_EVERY: Duration = Duration::from_millis(250);
+/// The acknowledged count is saved to the session's metadata at most this often during an
+/// upload, so that after a crash the server can tell whether acknowledged frames went missing
+/// (`referee_frames_lost_total`).
+const SAVE_COUNT_EVERY: Duration = Duration::from_secs(1);
 
 /// Serves one WebSocket connection until it ends.
 pub async fn handle_socket(socket: WebSocket, app: AppState, remote: SocketAddr) {
@@ -241,6 +245,8 @@ struct Session {
     /// sent again after a resume.
     recent: std::collections::VecDeque<(u64, u32)>,
     last_frames_event: Instant,
+    /// When the acknowledged count was last saved to the session's metadata.
+    last_count_saved: Instant,
 }
 
 struct Connection<S> {
@@ -687,6 +693,7 @@ where
             last_pts: None,
             recent: Default::default(),
             last_frames_event: Instant::now(),
+            last_count_saved: Instant::now(),
             live,
         });
     }
@@ -1089,6 +1096,10 @@ where
         if session.last_frames_event.elapsed() >= FRAMES_EVENT_EVERY {
             session.last_frames_event = Instant::now();
             self.app.events.publish(EventKind::Frames, &meta);
+        }
+        if session.last_count_saved.elapsed() >= SAVE_COUNT_EVERY {
+            session.last_count_saved = Instant::now();
+            persist(Arc::clone(&self.app.store), meta).await;
         }
         if stored.frames > session.acked {
             let newly = (stored.frames - session.acked) as usize;

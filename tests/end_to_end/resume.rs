@@ -8,7 +8,8 @@ use referee_protocol::{ControlMessage, ErrorCode};
 use referee_server::store::SessionStore;
 use referee_tests::proxy::{Cut, FaultProxy};
 use referee_tests::{
-    client_frames, default_frames, make_video, resume_message, run_client, RawClient, TestServer,
+    client_frames, default_frames, frame_message, make_video, resume_message, run_client,
+    RawClient, TestServer,
 };
 
 /// Checks that session `id` holds exactly the frames the client sends from `video` (its own
@@ -473,4 +474,67 @@ fn bearer_token_auth_refuses_missing_and_wrong_tokens() {
         "s3cret-token",
     ]);
     run.assert_success();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_frames_missing_after_a_crash_are_counted_as_lost() {
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let jpegs = client_frames(&make_video(work.path(), "v.avi", 41, 30.0, 160, 120), 90);
+    let mut raw = RawClient::connect(&server).await;
+    let id = raw.start(160, 120).await;
+    for (i, jpeg) in jpegs.iter().enumerate().take(40) {
+        raw.send_binary(frame_message(i as u64, jpeg)).await;
+    }
+    acked_up_to(&mut raw, 40).await;
+    // The count on disk follows the acknowledgements during the upload (at most a second
+    // behind them), not only when the upload ends.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    raw.send_binary(frame_message(40, &jpegs[40])).await;
+    acked_up_to(&mut raw, 41).await;
+    let dir = server.session_dir(&id);
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("session.json")).unwrap()).unwrap();
+    assert_eq!(saved["frames_stored"], 41, "{saved}");
+
+    // A crash image of the data directory whose disk lost the last 31 acknowledged frames:
+    // the server that starts on it says so.
+    let image = tempfile::tempdir().unwrap();
+    let copy = image.path().join("sessions").join(&id);
+    std::fs::create_dir_all(&copy).unwrap();
+    for name in ["session.json", "frames.log", "frames.idx"] {
+        std::fs::copy(dir.join(name), copy.join(name)).unwrap();
+    }
+    let idx = std::fs::OpenOptions::new()
+        .write(true)
+        .open(copy.join("frames.idx"))
+        .unwrap();
+    idx.set_len(10 * 24).unwrap();
+    let path = image.path().to_path_buf();
+    let restarted = TestServer::start_with(move |c| c.data_dir = path);
+    let (_, metrics) =
+        tokio::task::block_in_place(|| referee_tests::http_get(restarted.addr, "/metrics"));
+    assert!(
+        metrics.contains("referee_frames_lost_total 31"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("lost"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let meta = tokio::task::block_in_place(|| restarted.wait_for_status(&id, "detached"));
+    assert_eq!(meta["frames_stored"], 10);
+    raw.drop_connection();
+}
+
+/// Reads the server's messages until an ACK of at least `n` frames.
+async fn acked_up_to(raw: &mut RawClient, n: u64) {
+    loop {
+        if let ControlMessage::Ack { frames_stored } = raw.recv().await {
+            if frames_stored >= n {
+                return;
+            }
+        }
+    }
 }
