@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use clap::Subcommand;
-use referee_protocol::state::{valid_name, MAX_NAME_LEN};
+use referee_protocol::text::check_name;
 
 use crate::source::FrameSize;
 
@@ -120,7 +120,7 @@ pub struct Args {
     #[arg(long, value_name = "MBPS", value_parser = parse_rate)]
     pub max_mbps: Option<f64>,
 
-    /// Session name: letters, digits, '-' and '_'. Defaults to the video's file name
+    /// Session name, any text up to 200 characters. Defaults to the video's file name
     /// without its extension.
     #[arg(long, value_parser = parse_name)]
     pub name: Option<String>,
@@ -188,13 +188,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 
 /// Accepts a session name the server will take.
 fn parse_name(name: &str) -> Result<String, String> {
-    if valid_name(name) {
-        Ok(name.to_string())
-    } else {
-        Err(format!(
-            "use 1 to {MAX_NAME_LEN} letters, digits, '-' or '_'"
-        ))
-    }
+    check_name(name).map(|()| name.to_string())
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub mod window;
 use std::path::Path;
 use std::time::Duration;
 
-use referee_protocol::state::sanitize_name;
+use referee_protocol::text::name_from;
 use referee_protocol::{ControlMessage, FrameEncoding, PROTOCOL_VERSION};
 use tracing_subscriber::EnvFilter;
 
@@ -196,7 +196,7 @@ pub fn init_logging(verbose: bool) {
 /// The session name when `--name` is not given: the video's file name without extension.
 fn default_name(video: &Path) -> String {
     let stem = video.file_stem().unwrap_or_default();
-    sanitize_name(&stem.to_string_lossy())
+    name_from(&stem.to_string_lossy())
 }
 
 fn file_name(path: &Path) -> String {

@@ -34,7 +34,9 @@ async fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {:#}", anyhow::Error::from(err));
+            // The error may quote the server: never a control character on the terminal.
+            let text = format!("{:#}", anyhow::Error::from(err));
+            eprintln!("error: {}", referee_protocol::text::escape_controls(&text));
             ExitCode::FAILURE
         }
     }

@@ -9,6 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use referee_protocol::text::escape_controls;
 use serde_json::Value;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
@@ -269,24 +270,30 @@ fn short_time(rfc3339: &str) -> String {
 
 /// `processing (analysis 45%)`, or the bare status.
 fn status_line(session: &Value) -> String {
-    let status = session["status"].as_str().unwrap_or("unknown");
+    let status = shown(session["status"].as_str().unwrap_or("unknown"));
     match (session["stage"].as_str(), session["percent"].as_f64()) {
         (Some(stage), Some(percent)) if status == "processing" => {
-            format!("{status} ({stage} {percent:.0}%)")
+            format!("{status} ({} {percent:.0}%)", shown(stage))
         }
-        _ => status.to_string(),
+        _ => status,
     }
+}
+
+/// Text from the server as the terminal shows it: control characters escaped, so that a
+/// session's name or error cannot move the cursor, clear the screen or forge a line.
+fn shown(text: &str) -> String {
+    escape_controls(text).into_owned()
 }
 
 /// What `referee-client status` prints for `session`, with absolute links made with `api`.
 pub fn status_text(api: &Api, session: &Value) -> String {
-    let text = |key: &str| session[key].as_str().unwrap_or("-").to_string();
+    let text = |key: &str| shown(session[key].as_str().unwrap_or("-"));
     let number = |key: &str| session[key].as_u64();
     let mut out = String::new();
     let _ = writeln!(out, "Session {} ({})", text("id"), text("name"));
     let _ = writeln!(out, "  status:    {}", status_line(session));
     if let Some(error) = session["error"].as_str() {
-        let _ = writeln!(out, "  error:     {error}");
+        let _ = writeln!(out, "  error:     {}", shown(error));
     }
     let fps = session["fps"].as_f64().unwrap_or(0.0);
     let _ = writeln!(
@@ -309,7 +316,7 @@ pub fn status_text(api: &Api, session: &Value) -> String {
     let _ = writeln!(
         out,
         "  signal:    {}",
-        session["signal_file"].as_str().unwrap_or("none")
+        shown(session["signal_file"].as_str().unwrap_or("none"))
     );
     let _ = writeln!(out, "  created:   {} UTC", short_time(&text("created_at")));
     let _ = writeln!(out, "  updated:   {} UTC", short_time(&text("updated_at")));
@@ -338,7 +345,7 @@ pub fn list_text(sessions: &[Value]) -> String {
         .iter()
         .map(|s| {
             [
-                s["id"].as_str().unwrap_or("-").to_string(),
+                shown(s["id"].as_str().unwrap_or("-")),
                 status_line(s),
                 s["frames_stored"].as_u64().unwrap_or(0).to_string(),
                 short_time(s["created_at"].as_str().unwrap_or("-")),
@@ -429,6 +436,19 @@ mod tests {
             ]
         );
         assert_eq!(list_text(&[]), "No sessions.\n");
+    }
+
+    #[test]
+    fn server_text_reaches_the_terminal_escaped() {
+        let api = Api::new("ws://h:8080/stream", None, None).unwrap();
+        let mut hostile = session();
+        hostile["name"] = json!("bout\u{1b}[2J");
+        hostile["error"] = json!("line\nINFO forged");
+        hostile["status"] = json!("detached\u{1b}[31m");
+        let text = status_text(&api, &hostile) + &list_text(&[hostile]);
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains("(bout\\u{1b}[2J)"), "{text}");
+        assert!(text.contains("error:     line\\nINFO forged\n"), "{text}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 
+use referee_protocol::text::{quoted, valid_id, MAX_ID_LEN};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
@@ -36,13 +37,24 @@ pub fn state_dir() -> PathBuf {
     }
 }
 
-fn path_of(id: &str) -> PathBuf {
-    state_dir().join(format!("{id}.json"))
+/// The state file of session `id`. An id that is not a well-formed session id (it came
+/// from the server, or from the command line) never becomes a path.
+fn path_of(id: &str) -> Result<PathBuf, ClientError> {
+    if !valid_id(id) {
+        return Err(ClientError::ResumeState {
+            path: state_dir(),
+            reason: format!(
+                "{} is not a session id (letters, digits, '-' and '_', at most {MAX_ID_LEN}): no state file is read or written for it",
+                quoted(id)
+            ),
+        });
+    }
+    Ok(state_dir().join(format!("{id}.json")))
 }
 
 /// Saves the state of a session.
 pub fn save(session: &SavedSession) -> Result<PathBuf, ClientError> {
-    let path = path_of(&session.session_id);
+    let path = path_of(&session.session_id)?;
     let failed = |reason: String| ClientError::ResumeState {
         path: path.clone(),
         reason,
@@ -62,7 +74,7 @@ pub fn save(session: &SavedSession) -> Result<PathBuf, ClientError> {
 
 /// Loads the state of session `id`.
 pub fn load(id: &str) -> Result<SavedSession, ClientError> {
-    let path = path_of(id);
+    let path = path_of(id)?;
     let text = fs::read_to_string(&path).map_err(|e| ClientError::ResumeState {
         path: path.clone(),
         reason: format!(
@@ -77,8 +89,28 @@ pub fn load(id: &str) -> Result<SavedSession, ClientError> {
 
 /// Forgets session `id` (it is complete).
 pub fn remove(id: &str) {
-    let path = path_of(id);
+    let Ok(path) = path_of(id) else { return };
     if let Err(err) = fs::remove_file(&path) {
         tracing::debug!("cannot remove {}: {err}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_id_that_is_not_one_never_becomes_a_path() {
+        for bad in ["../../etc/passwd", "a/b", "", "x.json", &"a".repeat(65)] {
+            let err = path_of(bad).unwrap_err().to_string();
+            assert!(err.contains("is not a session id"), "{bad}: {err}");
+        }
+        let saved = SavedSession {
+            session_id: "../escape".into(),
+            resume_token: "t".into(),
+            url: "ws://h/stream".into(),
+        };
+        assert!(save(&saved).is_err());
+        assert!(path_of("20251106_170116_bout_k7m2x").is_ok());
     }
 }

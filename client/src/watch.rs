@@ -202,6 +202,8 @@ impl Display {
     }
 
     fn line(&self, text: &str) {
+        // Lines quote the server's events: never a control character on the terminal.
+        let text = referee_protocol::text::escape_controls(text);
         match &self.bar {
             Some(bar) => bar.println(text),
             None => println!("{text}"),

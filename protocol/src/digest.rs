@@ -3,7 +3,8 @@
 //!
 //! The frames are cut into blocks of [`BLOCK_FRAMES`] frames; each block's digest is the
 //! CRC32C of the little-endian CRC32C values of its frames' payloads, in order, written as 8
-//! lowercase hex digits. Each frame's CRC32C is already in its header.
+//! hex digits (lowercase when written; either case is read). Each frame's CRC32C is already in
+//! its header.
 
 use std::ops::Range;
 
@@ -78,7 +79,11 @@ impl FrameDigest {
         let n = self.blocks.len().max(other.blocks.len());
         let mut ranges: Vec<Range<u64>> = Vec::new();
         for i in 0..n {
-            if self.blocks.get(i) == other.blocks.get(i) {
+            let same = match (self.blocks.get(i), other.blocks.get(i)) {
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                _ => false,
+            };
+            if same {
                 continue;
             }
             let start = i as u64 * self.block_frames;
@@ -89,6 +94,37 @@ impl FrameDigest {
             }
         }
         ranges
+    }
+}
+
+impl FrameDigest {
+    /// Checks the digest's form for a session of `frames` frames: blocks of [`BLOCK_FRAMES`],
+    /// one per started block, each 8 hex digits. Returns why it is not well formed.
+    pub fn check_form(&self, frames: u64) -> Result<(), String> {
+        if self.block_frames != BLOCK_FRAMES {
+            return Err(format!(
+                "digest.block_frames is {}, but protocol version 1 uses {BLOCK_FRAMES}",
+                self.block_frames
+            ));
+        }
+        let expected = frames.div_ceil(BLOCK_FRAMES);
+        if self.blocks.len() as u64 != expected {
+            return Err(format!(
+                "digest.blocks has {} blocks, but {frames} frames make {expected}",
+                self.blocks.len()
+            ));
+        }
+        match self
+            .blocks
+            .iter()
+            .position(|b| b.len() != 8 || !b.bytes().all(|c| c.is_ascii_hexdigit()))
+        {
+            Some(i) => Err(format!(
+                "digest block {i} is {}, not 8 hex digits",
+                crate::text::quoted(&self.blocks[i])
+            )),
+            None => Ok(()),
+        }
     }
 }
 
@@ -135,5 +171,28 @@ mod tests {
     #[test]
     fn order_matters() {
         assert_ne!(FrameDigest::of([1, 2]), FrameDigest::of([2, 1]));
+    }
+
+    #[test]
+    fn upper_case_hex_reads_the_same_and_bad_forms_are_named() {
+        let digest = FrameDigest::of([1, 2, 3]);
+        let upper = FrameDigest {
+            blocks: digest.blocks.iter().map(|b| b.to_uppercase()).collect(),
+            ..digest.clone()
+        };
+        assert!(digest.differing_frames(&upper, 3).is_empty());
+        assert_eq!(upper.check_form(3), Ok(()));
+        assert!(digest
+            .check_form(2000)
+            .unwrap_err()
+            .contains("2000 frames make 2"));
+        let bad = FrameDigest {
+            blocks: vec!["xyz".into()],
+            ..digest
+        };
+        assert!(bad
+            .check_form(3)
+            .unwrap_err()
+            .contains("block 0 is \"xyz\""));
     }
 }

@@ -8,6 +8,8 @@
 //! - [`error_code`]: the stable, machine-readable error codes and their WebSocket close codes.
 //! - [`signal`]: the signal file format (timestamped events) and its parser.
 //! - [`digest`]: the digest of a session's frames that `SESSION_END` carries.
+//! - [`text`]: the strings a client sends: their limits, session names, ids and slugs, and
+//!   escaping text from a peer for a log line or a terminal.
 //!
 //! `docs/protocol.md` at the repository root describes the same protocol for people writing a
 //! client in another language.
@@ -20,6 +22,7 @@ pub mod fuzz_checks;
 pub mod message;
 pub mod signal;
 pub mod state;
+pub mod text;
 
 pub use error_code::ErrorCode;
 pub use frame::{FrameHeader, FrameHeaderError, FRAME_HEADER_LEN};

@@ -183,6 +183,10 @@ pub enum DecodeError {
     UnknownType(String),
     #[error("malformed control message: {0}")]
     Malformed(String),
+    /// A `SESSION_START` whose fields do not fit their types (a missing or unknown field, a
+    /// negative count, a quality over 255): refused like one whose values are out of range.
+    #[error("SESSION_START is invalid: {0}")]
+    InvalidStart(String),
 }
 
 impl DecodeError {
@@ -190,6 +194,7 @@ impl DecodeError {
         match self {
             DecodeError::UnknownType(_) => ErrorCode::UnknownMessageType,
             DecodeError::Malformed(_) => ErrorCode::MalformedMessage,
+            DecodeError::InvalidStart(_) => ErrorCode::InvalidSessionStart,
         }
     }
 }
@@ -220,6 +225,7 @@ impl ControlMessage {
                 .and_then(|t| t.as_str());
             match ty {
                 Some(ty) if !MESSAGE_TYPES.contains(&ty) => DecodeError::UnknownType(ty.into()),
+                Some("SESSION_START") => DecodeError::InvalidStart(err.to_string()),
                 _ => DecodeError::Malformed(err.to_string()),
             }
         })
@@ -376,6 +382,28 @@ mod tests {
         ] {
             let err = ControlMessage::from_json(bad).unwrap_err();
             assert_eq!(err.code(), ErrorCode::MalformedMessage, "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_session_start_out_of_its_types_is_invalid_like_one_out_of_range() {
+        let start = |fields: &str| {
+            format!(
+                r#"{{"type":"SESSION_START","protocol_version":1,"name":"n","source":"s.mp4","fps":30,"width":8,"height":8,"encoding":"jpeg"{fields}}}"#
+            )
+        };
+        assert!(ControlMessage::from_json(&start("")).is_ok());
+        for bad in [
+            r#","quality":300"#,
+            r#","frame_count":-1"#,
+            r#","colour":true"#,
+        ] {
+            let err = ControlMessage::from_json(&start(bad)).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidSessionStart, "{bad}: {err}");
+            assert!(
+                err.to_string().starts_with("SESSION_START is invalid"),
+                "{err}"
+            );
         }
     }
 }

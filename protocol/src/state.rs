@@ -12,12 +12,11 @@
 
 use thiserror::Error;
 
+use crate::text::{self, check_len, check_name};
 use crate::{ControlMessage, ErrorCode, PROTOCOL_VERSION};
 
 /// The largest frame width or height accepted in `SESSION_START`.
 pub const MAX_DIMENSION: u32 = 16_384;
-/// The longest session name accepted in `SESSION_START`.
-pub const MAX_NAME_LEN: usize = 64;
 
 /// Where a session is in the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,10 +72,12 @@ pub enum Violation {
     },
     #[error("SESSION_END says {sent} frames were sent, but the server received {received}: {}", missing(*sent, *received))]
     FrameCountMismatch { sent: u64, received: u64 },
-    #[error("SESSION_START asks for protocol version {got}; this server speaks version {PROTOCOL_VERSION}")]
-    UnsupportedVersion { got: u16 },
+    #[error("{message} asks for protocol version {got}; this server speaks version {PROTOCOL_VERSION}: use a client of version {PROTOCOL_VERSION}")]
+    UnsupportedVersion { message: &'static str, got: u16 },
     #[error("SESSION_START is invalid: {0}")]
     InvalidStart(String),
+    #[error("{message} is invalid: {why}")]
+    InvalidField { message: &'static str, why: String },
 }
 
 /// Which frames a SESSION_END counting `sent` leaves unaccounted for, `received` being in.
@@ -114,6 +115,7 @@ impl Violation {
             Violation::FrameCountMismatch { .. } => ErrorCode::FrameCountMismatch,
             Violation::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
             Violation::InvalidStart(_) => ErrorCode::InvalidSessionStart,
+            Violation::InvalidField { .. } => ErrorCode::MalformedMessage,
         }
     }
 }
@@ -141,13 +143,8 @@ impl SessionState {
                 validate_start(start)?;
                 S::Receiving { next_frame: 0 }
             }
-            (
-                S::AwaitingStart,
-                Incoming::Control(M::SessionResume {
-                    protocol_version, ..
-                }),
-            ) => {
-                check_version(*protocol_version)?;
+            (S::AwaitingStart, Incoming::Control(resume @ M::SessionResume { .. })) => {
+                validate_resume(resume)?;
                 // The server moves the state to where the stored session is.
                 S::AwaitingStart
             }
@@ -174,7 +171,7 @@ impl SessionState {
                 Incoming::Control(M::SessionEnd {
                     frames_sent,
                     signal_follows,
-                    ..
+                    digest,
                 }),
             ) => {
                 if *frames_sent != next_frame {
@@ -183,6 +180,13 @@ impl SessionState {
                         received: next_frame,
                     });
                 }
+                digest
+                    .check_form(*frames_sent)
+                    .map_err(|why| Violation::InvalidField {
+                        message: "SESSION_END",
+                        why,
+                    })?;
+
                 if *signal_follows {
                     S::AwaitingSignal { frames: next_frame }
                 } else {
@@ -195,7 +199,13 @@ impl SessionState {
                     message: msg.type_name(),
                 })
             }
-            (S::AwaitingSignal { frames }, Incoming::Control(M::Signal { .. })) => {
+            (S::AwaitingSignal { frames }, Incoming::Control(M::Signal { file_name, .. })) => {
+                check_len("file_name", file_name, text::MAX_FILE_NAME_BYTES).map_err(|why| {
+                    Violation::InvalidField {
+                        message: "SIGNAL",
+                        why,
+                    }
+                })?;
                 S::Processing { frames }
             }
             (S::AwaitingSignal { .. }, Incoming::Frame { index }) => {
@@ -258,21 +268,29 @@ fn validate_start(msg: &ControlMessage) -> Result<(), Violation> {
     let ControlMessage::SessionStart {
         protocol_version,
         name,
+        source,
         fps,
         width,
         height,
         quality,
+        session_id,
         ..
     } = msg
     else {
         return Ok(());
     };
-    check_version(*protocol_version)?;
+    check_version("SESSION_START", *protocol_version)?;
     let invalid = |why: String| Err(Violation::InvalidStart(why));
-    if !valid_name(name) {
-        return invalid(format!(
-            "name {name:?} must be 1 to {MAX_NAME_LEN} letters, digits, '-' or '_'"
-        ));
+    check_name(name).map_err(Violation::InvalidStart)?;
+    check_len("source", source, text::MAX_SOURCE_BYTES).map_err(Violation::InvalidStart)?;
+    if let Some(id) = session_id {
+        if !text::valid_id(id) {
+            return invalid(format!(
+                "session_id {} is not a session id (1 to {} letters, digits, '-' or '_')",
+                text::quoted(id),
+                text::MAX_ID_LEN
+            ));
+        }
     }
     if !(fps.is_finite() && *fps > 0.0 && *fps <= 1000.0) {
         return invalid(format!("fps {fps} must be more than 0 and at most 1000"));
@@ -290,40 +308,32 @@ fn validate_start(msg: &ControlMessage) -> Result<(), Violation> {
     Ok(())
 }
 
-fn check_version(got: u16) -> Result<(), Violation> {
+/// Checks the values of a `SESSION_RESUME`: the version first, then the lengths of its
+/// strings (whether the session exists and the token is right is the server's to check).
+fn validate_resume(msg: &ControlMessage) -> Result<(), Violation> {
+    let ControlMessage::SessionResume {
+        protocol_version,
+        resume_token,
+        ..
+    } = msg
+    else {
+        return Ok(());
+    };
+    check_version("SESSION_RESUME", *protocol_version)?;
+    check_len("resume_token", resume_token, text::MAX_TOKEN_LEN).map_err(|why| {
+        Violation::InvalidField {
+            message: "SESSION_RESUME",
+            why,
+        }
+    })
+}
+
+fn check_version(message: &'static str, got: u16) -> Result<(), Violation> {
     if got == PROTOCOL_VERSION {
         Ok(())
     } else {
-        Err(Violation::UnsupportedVersion { got })
+        Err(Violation::UnsupportedVersion { message, got })
     }
-}
-
-/// Whether `name` is acceptable as a session name: 1 to 64 ASCII letters, digits, `-` or `_`.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Turns any text (e.g. a file stem) into a valid session name.
-pub fn sanitize_name(text: &str) -> String {
-    let mut name: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(MAX_NAME_LEN)
-        .collect();
-    if name.is_empty() {
-        name.push_str("session");
-    }
-    name
 }
 
 #[cfg(test)]
@@ -350,7 +360,7 @@ mod tests {
         ControlMessage::SessionEnd {
             frames_sent,
             signal_follows,
-            digest: crate::digest::FrameDigest::of([]),
+            digest: crate::digest::FrameDigest::of((0..frames_sent).map(|_| 0)),
         }
     }
 
@@ -500,7 +510,7 @@ mod tests {
             {
                 match field {
                     "version" => *protocol_version = 2,
-                    "name" => *name = "../etc".into(),
+                    "name" => *name = "line\nbreak".into(),
                     "fps" => *fps = f64::NAN,
                     "width" => *width = 0,
                     _ => *quality = Some(0),
@@ -518,9 +528,31 @@ mod tests {
     }
 
     #[test]
-    fn names_are_sanitized() {
-        assert_eq!(sanitize_name("bout 3 (final).avi"), "bout_3__final__avi");
-        assert_eq!(sanitize_name(""), "session");
-        assert!(valid_name(&sanitize_name(&"x".repeat(200))));
+    fn a_resume_names_itself_in_a_version_error_and_bounds_its_token() {
+        let resume = |version: u16, token: String| ControlMessage::SessionResume {
+            protocol_version: version,
+            session_id: "s".into(),
+            resume_token: token,
+        };
+        let err = SessionState::AwaitingStart
+            .accept(Incoming::Control(&resume(9, "t".into())))
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::UnsupportedVersion);
+        assert!(
+            err.to_string()
+                .starts_with("SESSION_RESUME asks for protocol version 9"),
+            "{err}"
+        );
+        let err = SessionState::AwaitingStart
+            .accept(Incoming::Control(&resume(
+                PROTOCOL_VERSION,
+                "t".repeat(500),
+            )))
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::MalformedMessage);
+        assert!(
+            err.to_string().contains("resume_token is 500 bytes"),
+            "{err}"
+        );
     }
 }

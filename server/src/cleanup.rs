@@ -1,13 +1,13 @@
-//! The sweeper: detached sessions past their grace period become `abandoned`, and abandoned
-//! sessions past their expiry are deleted.
+//! The sweeper: detached sessions past their grace period become `abandoned`, abandoned
+//! sessions past their expiry are deleted, and so are sessions created ahead that nobody
+//! streamed into before theirs.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::events::{EventBus, EventKind};
-use crate::store::{has_passed, rfc3339, SessionStatus, SessionStore};
+use crate::events::EventKind;
+use crate::store::{has_passed, rfc3339, SessionStatus};
 use crate::AppState;
 
 /// Sweeps every `cleanup_interval_secs` until the server shuts down.
@@ -18,13 +18,8 @@ pub async fn run(app: AppState) {
             _ = every.tick() => {}
             () = app.shutdown.cancelled() => return,
         }
-        let store = Arc::clone(&app.store);
-        let live = Arc::clone(&app.live);
-        let expiry = Duration::from_secs(app.config.abandoned_expiry_secs);
-        let events = app.events.clone();
-        let swept =
-            tokio::task::spawn_blocking(move || sweep(store.as_ref(), &live, &events, expiry))
-                .await;
+        let sweeping = app.clone();
+        let swept = tokio::task::spawn_blocking(move || sweep(&sweeping)).await;
         if let Err(err) = swept {
             tracing::error!("the cleanup sweep failed: {err}");
         }
@@ -32,12 +27,9 @@ pub async fn run(app: AppState) {
 }
 
 /// One sweep. Sessions attached to a connection are left alone.
-pub fn sweep(
-    store: &dyn SessionStore,
-    live: &crate::live::LiveSessions,
-    events: &EventBus,
-    expiry: Duration,
-) {
+pub fn sweep(app: &AppState) {
+    let (store, live, events) = (app.store.as_ref(), &app.live, &app.events);
+    let expiry = Duration::from_secs(app.config.abandoned_expiry_secs);
     let sessions = match store.list() {
         Ok(sessions) => sessions,
         Err(err) => {
@@ -64,10 +56,17 @@ pub fn sweep(
                     Err(err) => tracing::warn!("cleanup: {err}"),
                 }
             }
-            SessionStatus::Abandoned if meta.expires_at.as_deref().is_some_and(has_passed) => {
+            SessionStatus::Abandoned | SessionStatus::Created
+                if meta.expires_at.as_deref().is_some_and(has_passed) =>
+            {
                 match store.delete(&meta.id) {
                     Ok(()) => {
-                        tracing::info!("Session {}: expired, deleted", meta.id);
+                        let what = match meta.status {
+                            SessionStatus::Created => "created ahead and never streamed into",
+                            _ => "abandoned",
+                        };
+                        tracing::info!("Session {}: {what}, expired, deleted", meta.id);
+                        app.reservations.remove(&meta.id);
                         events.publish(EventKind::Deleted, &meta);
                     }
                     Err(err) => tracing::warn!("cleanup: {err}"),

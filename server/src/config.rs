@@ -131,6 +131,11 @@ pub struct Config {
     #[arg(long, env = "REFEREE_ABANDONED_EXPIRY", default_value_t = 7 * 24 * 3600)]
     pub abandoned_expiry_secs: u64,
 
+    /// Seconds a session created ahead (`POST /api/sessions`) waits for its upload before it
+    /// is deleted (it holds no data yet).
+    #[arg(long, env = "REFEREE_CREATED_EXPIRY", default_value_t = 24 * 3600)]
+    pub created_expiry_secs: u64,
+
     /// Seconds between WebSocket pings; a client silent for three of them is disconnected.
     #[arg(long, env = "REFEREE_HEARTBEAT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat_secs: u64,

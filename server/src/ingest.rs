@@ -20,6 +20,7 @@ use referee_protocol::digest::{describe_ranges, FrameDigest};
 use referee_protocol::frame::{check_timestamp, decode_frame, FrameHeaderError};
 use referee_protocol::signal::SignalTrack;
 use referee_protocol::state::Incoming;
+use referee_protocol::text::{check_len, escape_controls, MAX_MESSAGE_BYTES};
 use referee_protocol::{
     ControlMessage, ErrorCode, FrameEncoding, FrameHeader, ResumedState, SessionState,
 };
@@ -395,13 +396,16 @@ where
     async fn fail(&mut self, code: ErrorCode, message: String) -> ControlFlow<()> {
         self.app.metrics.error(code);
         let id = self.id();
+        // The message may quote what the client sent: never a control character on a log line.
+        let logged = escape_controls(&message);
         match code {
             ErrorCode::StorageFailed | ErrorCode::Internal => {
-                tracing::error!("Session {id}: {code}: {message}")
+                tracing::error!("Session {id}: {code}: {logged}")
             }
-            ErrorCode::SessionTakenOver => tracing::info!("Session {id}: {message}"),
-            _ => tracing::warn!("Session {id}: refused: {code}: {message}"),
+            ErrorCode::SessionTakenOver => tracing::info!("Session {id}: {logged}"),
+            _ => tracing::warn!("Session {id}: refused: {code}: {logged}"),
         }
+        let message = crate::store::without_data_dir(&message, &self.app.config.data_dir);
         self.peer
             .send(&ControlMessage::error(code, message, true))
             .await;
@@ -434,11 +438,17 @@ where
             fatal,
         } = &msg
         {
+            if let Err(why) = check_len("ERROR's message", message, MAX_MESSAGE_BYTES) {
+                return self.fail(ErrorCode::MalformedMessage, why).await;
+            }
             tracing::info!(
-                "Session {}: the client reports {code}: {message}",
-                self.id()
+                "Session {}: the client reports {code}: {}",
+                self.id(),
+                escape_controls(message)
             );
             if *fatal {
+                // The client ends the session: the closing handshake, not a dropped socket.
+                self.peer.close(1000, "client gave up").await;
                 self.end = format!("the client gave up ({code})");
                 return ControlFlow::Break(());
             }
@@ -502,15 +512,27 @@ where
                 // before SESSION_STARTED, and so its resume token, reached the client): it
                 // begins again, nothing lost.
                 Some(meta)
-                    if meta.frames_stored == 0
+                    if meta.created_ahead
+                        && meta.frames_stored == 0
                         && matches!(
                             meta.status,
                             SessionStatus::Receiving | SessionStatus::Detached
                         ) =>
                 {
                     if let Some(stale) = self.app.live.handle(&id) {
+                        // Only the client that was streaming takes its own dropped upload
+                        // over; another one waits until that upload is detached.
+                        let from = stale.client();
+                        if meta.status == SessionStatus::Receiving && from != Some(self.remote.ip()) {
+                            return self
+                                .fail(
+                                    ErrorCode::ServerBusy,
+                                    format!("session {id} is being streamed into from another address: try again once that upload has ended, or create another session"),
+                                )
+                                .await;
+                        }
                         // The dropped connection may not have noticed yet: it lets go first.
-                        if tokio::time::timeout(TAKEOVER_WAIT, stale.attach()).await.is_err() {
+                        if tokio::time::timeout(TAKEOVER_WAIT, stale.attach(self.remote.ip())).await.is_err() {
                             return self.takeover_timed_out(&id).await;
                         }
                     }
@@ -546,7 +568,12 @@ where
                 }
             },
         };
-        if let Some((code, why)) = limits::refuse_new_session(&self.app.live, &self.app.config) {
+        // A session created ahead already counts against the limit of sessions.
+        let refused = match reserved {
+            Some(_) => limits::refuse_below_disk_floor(&self.app.config),
+            None => limits::refuse_new_session(&self.app),
+        };
+        if let Some((code, why)) = refused {
             return self.fail(code, why).await;
         }
         let Some(client_slot) = self.client_slot() else {
@@ -610,7 +637,9 @@ where
         };
         let resume_token = meta.resume_token.clone();
         let window = self.app.config.session_window(meta.width, meta.height);
-        if !is_reserved {
+        if is_reserved {
+            self.app.reservations.remove(&meta.id);
+        } else {
             Metrics::add(&self.app.metrics.sessions_created, 1);
             self.app.events.publish(EventKind::Created, &meta);
         }
@@ -672,7 +701,7 @@ where
         sink: Option<Box<dyn crate::store::FrameSink>>,
         stored: Stored,
     ) {
-        let (attachment, taken_over) = live.attach().await;
+        let (attachment, taken_over) = live.attach(self.remote.ip()).await;
         let meta = live.snapshot();
         let config = &self.app.config;
         let window = config.session_window(meta.width, meta.height);
@@ -757,8 +786,7 @@ where
                     stored.status,
                     SessionStatus::Complete | SessionStatus::Failed | SessionStatus::Abandoned
                 );
-                let busy =
-                    limits::session_limit_reached(&self.app.live, self.app.config.max_sessions);
+                let busy = limits::session_limit_reached(&self.app);
                 if let (false, Some(why)) = (finished, busy) {
                     let until = stored
                         .resumable_until

@@ -82,6 +82,8 @@ pub struct AppState {
     pub tokens: Arc<auth::Tokens>,
     /// Sessions attached per client address.
     pub clients: ClientCounts,
+    /// Sessions created ahead, waiting for their upload.
+    pub reservations: Arc<reserve::Reservations>,
     /// Cancelled when the server shuts down: every connection says goodbye and flushes.
     pub shutdown: CancellationToken,
     /// Every WebSocket connection task, waited for on shutdown (axum's graceful shutdown
@@ -114,6 +116,7 @@ impl AppState {
             store,
             live: Arc::new(LiveSessions::default()),
             clients: ClientCounts::default(),
+            reservations: Arc::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             events: events::EventBus::default(),
@@ -206,6 +209,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    reserve::load(&state).await;
     if let Err(err) = recovery::recover_sessions(&state).await {
         tracing::error!("cannot recover the sessions of the previous run: {err}");
     }

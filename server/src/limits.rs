@@ -9,21 +9,28 @@ use std::sync::{Arc, Mutex};
 use referee_protocol::ErrorCode;
 
 use crate::config::Config;
-use crate::live::LiveSessions;
+use crate::AppState;
 
-/// Why one more live session (receiving or processing) must be refused, if it must: the
-/// server already has `max` of them.
-pub fn session_limit_reached(live: &LiveSessions, max: usize) -> Option<String> {
-    (live.len() >= max)
-        .then(|| format!("the server already has {max} sessions, its limit: try again later"))
+/// Why one more session must be refused, if it must: the server already has `max` live
+/// sessions (receiving or processing) and sessions created ahead waiting for their upload.
+pub fn session_limit_reached(app: &AppState) -> Option<String> {
+    let max = app.config.max_sessions;
+    (app.live.len() + app.reservations.len() >= max).then(|| {
+        format!("the server already has {max} sessions (live or created ahead), its limit: try again later")
+    })
 }
 
 /// Why a new session (`SESSION_START`, `POST /api/sessions`) must be refused, if it must:
 /// `server_busy` at the limit of sessions, `disk_full` below the free-disk floor.
-pub fn refuse_new_session(live: &LiveSessions, config: &Config) -> Option<(ErrorCode, String)> {
-    if let Some(why) = session_limit_reached(live, config.max_sessions) {
+pub fn refuse_new_session(app: &AppState) -> Option<(ErrorCode, String)> {
+    if let Some(why) = session_limit_reached(app) {
         return Some((ErrorCode::ServerBusy, why));
     }
+    refuse_below_disk_floor(&app.config)
+}
+
+/// Why a new upload must be refused for want of disk space, if it must (`disk_full`).
+pub fn refuse_below_disk_floor(config: &Config) -> Option<(ErrorCode, String)> {
     DiskCheck::new(&config.data_dir, config.min_free_disk_bytes)
         .refuse_new()
         .map(|why| (ErrorCode::DiskFull, why))

@@ -2,6 +2,7 @@
 //! the connection that feeds a session and the pipeline that processes it.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::{broadcast, OwnedMutexGuard};
@@ -35,6 +36,8 @@ pub struct LiveSession {
     /// Cancelled to ask the connection holding `attachment` to let go (a resume takes over).
     // std Mutex: short critical sections only.
     holder: Mutex<CancellationToken>,
+    /// The address of the client that attached last.
+    client: Mutex<Option<IpAddr>>,
     /// Processing progress and outcome, for every connection that listens.
     events: broadcast::Sender<PipelineEvent>,
 }
@@ -54,6 +57,7 @@ impl LiveSessions {
             meta: Mutex::new(meta),
             attachment: Arc::new(tokio::sync::Mutex::new(())),
             holder: Mutex::new(CancellationToken::new()),
+            client: Mutex::new(None),
             events: broadcast::channel(EVENT_BACKLOG).0,
         });
         map.insert(id, Arc::downgrade(&live));
@@ -116,7 +120,7 @@ impl LiveSession {
     /// Attaches a connection: asks the connection holding the session, if any, to let go,
     /// waits until it has (its frames flushed and its state saved), and returns the
     /// attachment with the token that will ask this connection to let go in turn.
-    pub async fn attach(&self) -> (OwnedMutexGuard<()>, CancellationToken) {
+    pub async fn attach(&self, client: IpAddr) -> (OwnedMutexGuard<()>, CancellationToken) {
         self.holder
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -127,7 +131,19 @@ impl LiveSession {
             .holder
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = token.clone();
+        *self
+            .client
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(client);
         (guard, token)
+    }
+
+    /// The address of the client attached last, if one has attached.
+    pub fn client(&self) -> Option<IpAddr> {
+        *self
+            .client
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Publishes a processing event to every listening connection.

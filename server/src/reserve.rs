@@ -1,46 +1,116 @@
 //! `POST /api/sessions`: a session created ahead of its upload, so that a watch link can be
 //! shared before the recording is sent. The client streams into it with `--session ID`.
+//!
+//! A session created ahead counts against the server's limits of sessions (in all and per
+//! client address) until its upload starts, and is deleted if nobody streams into it within
+//! `--created-expiry-secs` (the sweeper, `cleanup.rs`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use referee_protocol::state::{sanitize_name, valid_name};
+use referee_protocol::text::check_name;
+use referee_protocol::ErrorCode;
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::events::EventKind;
 use crate::metrics::Metrics;
-use crate::store::{SessionMeta, SessionStatus};
+use crate::store::{rfc3339, SessionMeta, SessionStatus};
 use crate::{limits, session_id, AppState};
+
+/// The sessions created ahead and not streamed into yet, with the address that created each
+/// (none for those found on disk at start).
+#[derive(Debug, Default)]
+pub struct Reservations {
+    // std Mutex: held only to insert, remove or count, never across an `.await`.
+    map: Mutex<HashMap<String, Option<IpAddr>>>,
+}
+
+impl Reservations {
+    pub fn add(&self, id: &str, client: Option<IpAddr>) {
+        self.lock().insert(id.to_string(), client);
+    }
+
+    /// The session's upload started, or the session is gone.
+    pub fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Sessions created ahead and waiting for their upload.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Those created from `client`.
+    pub fn count_for(&self, client: IpAddr) -> usize {
+        self.lock().values().filter(|c| **c == Some(client)).count()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Option<IpAddr>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Counts the sessions created ahead that a previous run left waiting.
+pub async fn load(app: &AppState) {
+    let store = Arc::clone(&app.store);
+    match tokio::task::spawn_blocking(move || store.list()).await {
+        Ok(Ok(sessions)) => sessions
+            .iter()
+            .filter(|m| m.status == SessionStatus::Created)
+            .for_each(|m| app.reservations.add(&m.id, None)),
+        Ok(Err(err)) => tracing::error!("cannot list the sessions created ahead: {err}"),
+        Err(err) => tracing::error!("cannot list the sessions created ahead: {err}"),
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewSession {
-    /// A short name, e.g. `final_pool_a`.
+    /// The session's name, any text up to 200 characters, e.g. `Final, pool A`.
     #[serde(default)]
     name: Option<String>,
 }
 
 /// Creates the session (on disk, in full) and returns it with its links.
-pub async fn create(State(app): State<AppState>, body: Option<Json<NewSession>>) -> Response {
+pub async fn create(
+    State(app): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    body: Option<Json<NewSession>>,
+) -> Response {
     let name = body
         .and_then(|Json(b)| b.name)
         .unwrap_or_else(|| "session".into());
-    if !valid_name(&name) {
+    if let Err(why) = check_name(&name) {
         return (
             StatusCode::BAD_REQUEST,
-            Json(json!({
-                "code": "invalid_name",
-                "message": format!("name {name:?} must be 1 to 64 letters, digits, '-' or '_' (e.g. {:?})", sanitize_name(&name)),
-            })),
+            Json(json!({"code": "invalid_name", "message": why})),
         )
             .into_response();
     }
-    if let Some((code, why)) = limits::refuse_new_session(&app.live, &app.config) {
+    let refused = limits::refuse_new_session(&app).or_else(|| {
+        let limit = app.config.max_sessions_per_client;
+        (app.reservations.count_for(remote.ip()) >= limit).then(|| {
+            (
+                ErrorCode::ServerBusy,
+                format!(
+                    "{} already created {limit} sessions that wait for their upload, the limit per client: stream into one first",
+                    remote.ip()
+                ),
+            )
+        })
+    });
+    if let Some((code, why)) = refused {
         tracing::warn!("POST /api/sessions refused: {code}: {why}");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -48,8 +118,13 @@ pub async fn create(State(app): State<AppState>, body: Option<Json<NewSession>>)
         )
             .into_response();
     }
-    let id = session_id::generate(&name, OffsetDateTime::now_utc());
-    let meta = SessionMeta::new(id, name, SessionStatus::Created);
+    let now = OffsetDateTime::now_utc();
+    let id = session_id::generate(&name, now);
+    let mut meta = SessionMeta::new(id, name, SessionStatus::Created);
+    meta.created_ahead = true;
+    let expiry = std::time::Duration::from_secs(app.config.created_expiry_secs);
+    meta.expires_at = Some(rfc3339(now + expiry));
+    app.reservations.add(&meta.id, Some(remote.ip()));
     let store = Arc::clone(&app.store);
     let saved = meta.clone();
     match tokio::task::spawn_blocking(move || store.create(&saved)).await {
@@ -67,11 +142,15 @@ pub async fn create(State(app): State<AppState>, body: Option<Json<NewSession>>)
             });
             (StatusCode::CREATED, Json(body)).into_response()
         }
-        Ok(Err(err)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"code": "storage_failed", "message": err.to_string()})),
-        )
-            .into_response(),
+        Ok(Err(err)) => {
+            app.reservations.remove(&meta.id);
+            let message = crate::store::without_data_dir(&err.to_string(), &app.config.data_dir);
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"code": "storage_failed", "message": message})),
+            )
+                .into_response()
+        }
         Err(err) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(json!({"code": "internal", "message": err.to_string()})),

@@ -236,6 +236,7 @@ pub async fn delete_session(State(app): State<AppState>, Path(id): Path<String>)
     let target = id.clone();
     match tokio::task::spawn_blocking(move || store.delete(&target)).await {
         Ok(Ok(())) => {
+            app.reservations.remove(&id);
             tracing::info!("Deleted session {id}");
             StatusCode::NO_CONTENT.into_response()
         }

@@ -1,5 +1,6 @@
-//! Session ids: readable (date, time, name) plus a short random suffix, e.g.
-//! `20251106_170116_phrase04_k7m2x`.
+//! Session ids: readable (date, time, a slug of the name) plus a short random suffix, e.g.
+//! `20251106_170116_phrase04_k7m2x`. The name itself, any text, is kept in the session's
+//! metadata; the id is safe as a file name and in a URL whatever the name holds.
 
 use rand::Rng;
 use time::OffsetDateTime;
@@ -8,14 +9,15 @@ use time::OffsetDateTime;
 const ALPHABET: &[u8] = b"23456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ";
 const SUFFIX_LEN: usize = 5;
 
-/// A new id for a session named `name` (already a valid session name) created at `now`.
+/// A new id for a session named `name` created at `now`.
 pub fn generate(name: &str, now: OffsetDateTime) -> String {
+    let slug = referee_protocol::text::slug(name);
     let mut rng = rand::rng();
     let suffix: String = (0..SUFFIX_LEN)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect();
     format!(
-        "{:04}{:02}{:02}_{:02}{:02}{:02}_{name}_{suffix}",
+        "{:04}{:02}{:02}_{:02}{:02}{:02}_{slug}_{suffix}",
         now.year(),
         u8::from(now.month()),
         now.day(),
@@ -45,7 +47,19 @@ mod tests {
         let suffix = &id["20251106_170116_phrase04_".len()..];
         assert_eq!(suffix.len(), SUFFIX_LEN);
         assert!(suffix.chars().all(|c| !"0O1Il".contains(c)), "{suffix}");
-        assert!(referee_protocol::state::valid_name(&id));
+        assert!(referee_protocol::text::valid_id(&id));
+    }
+
+    #[test]
+    fn any_name_makes_a_valid_id() {
+        for name in [
+            "a".repeat(43),
+            "Final, pool A — piste 3".into(),
+            "x".repeat(200),
+        ] {
+            let id = generate(&name, OffsetDateTime::now_utc());
+            assert!(referee_protocol::text::valid_id(&id), "{name}: {id}");
+        }
     }
 
     #[test]

@@ -27,15 +27,7 @@ fn frame(index: u64, jpeg: &[u8]) -> bytes::Bytes {
 /// Checks the connection ended with one fatal ERROR of `code` and the matching close code,
 /// and that the server then serves a complete new session.
 async fn assert_refused(server: &TestServer, closed: Closed, code: ErrorCode, text: &str) {
-    assert_eq!(closed.errors.len(), 1, "{closed:?}");
-    let (got, message, fatal) = &closed.errors[0];
-    assert_eq!(*got, code, "{message}");
-    assert!(fatal);
-    assert!(
-        message.contains(text),
-        "{message:?} should contain {text:?}"
-    );
-    assert_eq!(closed.close_code, Some(code.close_code()), "{closed:?}");
+    closed.assert_refused(code, text);
 
     let mut raw = RawClient::connect(server).await;
     raw.start(W, H).await;

@@ -358,6 +358,22 @@ pub struct Closed {
     pub close_code: Option<u16>,
 }
 
+impl Closed {
+    /// Checks that the server sent one fatal ERROR of `code` whose message contains `text`,
+    /// then closed with the code's close code.
+    pub fn assert_refused(&self, code: ErrorCode, text: &str) {
+        assert_eq!(self.errors.len(), 1, "{self:?}");
+        let (got, message, fatal) = &self.errors[0];
+        assert_eq!(*got, code, "{message}");
+        assert!(fatal);
+        assert!(
+            message.contains(text),
+            "{message:?} should contain {text:?}"
+        );
+        assert_eq!(self.close_code, Some(code.close_code()), "{self:?}");
+    }
+}
+
 impl RawClient {
     pub async fn connect(server: &TestServer) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())

@@ -12,7 +12,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use referee_protocol::state::valid_name;
+use referee_protocol::text::valid_id;
 
 use super::frame_log::{self, FrameLogReader, FrameLogWriter, Recovered, INDEX_FILE, LOG_FILE};
 use super::result_files::{self, ResultFile};
@@ -51,7 +51,7 @@ impl LocalStore {
 
     /// The directory of session `id`, if `id` is a well-formed id (no path tricks).
     fn dir(&self, id: &str) -> Result<PathBuf, StoreError> {
-        if !valid_name(id) {
+        if !valid_id(id) {
             return Err(StoreError::NotFound(id.to_string()));
         }
         Ok(self.sessions.join(id))
@@ -182,7 +182,7 @@ impl SessionStore for LocalStore {
     }
 
     fn location(&self, id: &str) -> String {
-        self.sessions.join(id).display().to_string()
+        format!("sessions/{id}")
     }
 
     fn open_result(&self, id: &str, name: &str) -> Result<ResultFile, StoreError> {

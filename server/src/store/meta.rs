@@ -78,13 +78,18 @@ pub struct SessionMeta {
     /// The secret a client presents to resume the session. Never shown by the HTTP API.
     #[serde(default)]
     pub resume_token: String,
+    /// Created ahead of its upload (`POST /api/sessions`): only such a session may be started
+    /// again by a `SESSION_START` naming it, while its upload has stored no frame.
+    #[serde(default)]
+    pub created_ahead: bool,
     /// How many times the session was resumed.
     #[serde(default)]
     pub resumes: u64,
     /// Until when a detached session may be resumed (RFC 3339).
     #[serde(default)]
     pub resumable_until: Option<String>,
-    /// When an abandoned session's data will be deleted (RFC 3339).
+    /// When an abandoned session's data will be deleted, or a session created ahead that
+    /// nobody streamed into (RFC 3339).
     #[serde(default)]
     pub expires_at: Option<String>,
     /// RFC 3339 times.
@@ -118,6 +123,7 @@ impl SessionMeta {
             error: None,
             signal_events: None,
             resume_token: String::new(),
+            created_ahead: false,
             resumes: 0,
             resumable_until: None,
             expires_at: None,

@@ -73,6 +73,17 @@ pub(crate) fn sync_dir(id: &str, dir: &Path) -> Result<(), StoreError> {
     durable::sync_dir(dir).map_err(io_error(id, "cannot sync the directory", dir))
 }
 
+/// `text` (an error for a client) with the data directory's path replaced by `DATA_DIR`: a
+/// client learns which file of its session failed, never where the server keeps its data.
+pub fn without_data_dir(text: &str, data_dir: &Path) -> String {
+    let dir = data_dir.display().to_string();
+    let dir = dir.trim_end_matches('/');
+    if dir.is_empty() || dir == "." {
+        return text.to_string();
+    }
+    text.replace(dir, "DATA_DIR")
+}
+
 /// Appends frames to a session as they arrive.
 pub trait FrameSink: Send {
     /// Appends one frame message (header and payload, as received). Buffered: it is durable
@@ -129,7 +140,8 @@ pub trait SessionStore: Send + Sync + 'static {
     fn scratch_dir(&self, id: &str) -> Result<PathBuf, StoreError>;
     /// Removes the scratch directory once processing is over.
     fn remove_scratch(&self, id: &str) -> Result<(), StoreError>;
-    /// Where the session's results can be found, for people (a directory path or a URL).
+    /// Where the session's results are, for the client: relative to the store (e.g.
+    /// `sessions/ID`), never a server path.
     fn location(&self, id: &str) -> String;
     /// Opens a result file for reading. `name` is as given to [`SessionStore::put_result`],
     /// e.g. `video.mp4` or `thumbnails/frame-000036.jpg` (see [`valid_result_name`]).
@@ -143,6 +155,16 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn errors_for_clients_do_not_show_the_data_directory() {
+        let text = "session s: cannot write /srv/referee/sessions/s/frames.log: No space left";
+        assert_eq!(
+            without_data_dir(text, Path::new("/srv/referee/")),
+            "session s: cannot write DATA_DIR/sessions/s/frames.log: No space left"
+        );
+        assert_eq!(without_data_dir(text, Path::new(".")), text);
+    }
 
     #[test]
     fn a_directory_syncs_and_a_missing_one_is_named_in_the_error() {
