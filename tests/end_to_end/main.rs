@@ -8,6 +8,7 @@ mod disconnects;
 mod limits;
 mod load;
 mod passthrough;
+mod processing_limits;
 mod results;
 mod resume;
 mod scopes;

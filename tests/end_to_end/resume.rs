@@ -512,6 +512,8 @@ async fn acknowledged_frames_missing_after_a_crash_are_counted_as_lost() {
     idx.set_len(10 * 24).unwrap();
     let path = image.path().to_path_buf();
     let restarted = TestServer::start_with(move |c| c.data_dir = path);
+    // Recovery runs in the background: once the session is detached, it is done.
+    let meta = tokio::task::block_in_place(|| restarted.wait_for_status(&id, "detached"));
     let (_, metrics) =
         tokio::task::block_in_place(|| referee_tests::http_get(restarted.addr, "/metrics"));
     assert!(
@@ -523,7 +525,6 @@ async fn acknowledged_frames_missing_after_a_crash_are_counted_as_lost() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let meta = tokio::task::block_in_place(|| restarted.wait_for_status(&id, "detached"));
     assert_eq!(meta["frames_stored"], 10);
     raw.drop_connection();
 }
