@@ -334,7 +334,8 @@ mod tests {
         for bad in [
             &["--quality", "0"][..],
             &["--quality", "101"],
-            &["--name", "../etc"],
+            &["--name", "tab\there"],
+            &["--name", ""],
             &["--connect-timeout", "0"],
             &["--resize", "1280"],
             &["--resize", "0x720"],

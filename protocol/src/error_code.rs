@@ -69,6 +69,9 @@ pub enum ErrorCode {
     SessionTooLarge,
     /// The server's disk is nearly full; it refuses new sessions and frames.
     DiskFull,
+    /// `SESSION_START` (or `SESSION_RESUME` of an unfinished session) announces frames of
+    /// more pixels (width × height) than the server's `max_frame_pixels` processes.
+    FrameTooLargePixels,
     /// A peer did not answer in time.
     Timeout,
     /// Anything else: a bug. The message says what happened.
@@ -98,7 +101,7 @@ impl ErrorCode {
             UnknownMessageType | FrameBeforeStart | FrameOutOfOrder | AlreadyStarted
             | UnexpectedMessage | UnsupportedVersion | InvalidSessionStart | FrameCountMismatch
             | Timeout | DigestMismatch | SessionNotFound | ResumeRefused | ResumeExpired
-            | SessionTakenOver | SessionTooLarge => 1008,
+            | SessionTakenOver | SessionTooLarge | FrameTooLargePixels => 1008,
         }
     }
 
@@ -135,6 +138,7 @@ impl ErrorCode {
             ServerBusy => "server_busy",
             SessionTooLarge => "session_too_large",
             DiskFull => "disk_full",
+            FrameTooLargePixels => "frame_too_large_pixels",
             Timeout => "timeout",
             Internal => "internal",
         }
@@ -161,6 +165,7 @@ mod tests {
             ErrorCode::DigestMismatch,
             ErrorCode::SessionTakenOver,
             ErrorCode::DiskFull,
+            ErrorCode::FrameTooLargePixels,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

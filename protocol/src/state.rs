@@ -17,6 +17,11 @@ use crate::{ControlMessage, ErrorCode, PROTOCOL_VERSION};
 
 /// The largest frame width or height accepted in `SESSION_START`.
 pub const MAX_DIMENSION: u32 = 16_384;
+/// The frame rates accepted in `SESSION_START`, in frames per second. Below 1 fps a session's
+/// duration (frames / fps) and everything measured in seconds (the report's timeline, signal
+/// times) grow without bound for a handful of frames.
+pub const MIN_FPS: f64 = 1.0;
+pub const MAX_FPS: f64 = 1000.0;
 
 /// Where a session is in the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,8 +297,8 @@ fn validate_start(msg: &ControlMessage) -> Result<(), Violation> {
             ));
         }
     }
-    if !(fps.is_finite() && *fps > 0.0 && *fps <= 1000.0) {
-        return invalid(format!("fps {fps} must be more than 0 and at most 1000"));
+    if !(fps.is_finite() && (MIN_FPS..=MAX_FPS).contains(fps)) {
+        return invalid(format!("fps {fps} must be {MIN_FPS} to {MAX_FPS}"));
     }
     for (what, v) in [("width", width), ("height", height)] {
         if *v == 0 || *v > MAX_DIMENSION {
@@ -554,5 +559,24 @@ mod tests {
             err.to_string().contains("resume_token is 500 bytes"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn fps_has_a_lower_and_an_upper_bound() {
+        let with_fps = |value: f64| {
+            let mut m = start();
+            if let ControlMessage::SessionStart { fps, .. } = &mut m {
+                *fps = value;
+            }
+            SessionState::AwaitingStart.accept(Incoming::Control(&m))
+        };
+        for ok in [MIN_FPS, 29.97, MAX_FPS] {
+            assert!(with_fps(ok).is_ok(), "{ok}");
+        }
+        for bad in [0.5, 1e-300, 0.0, -30.0, 1000.5, f64::INFINITY] {
+            let err = with_fps(bad).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidSessionStart, "{bad}");
+            assert!(err.to_string().contains("must be 1 to 1000"), "{err}");
+        }
     }
 }

@@ -71,6 +71,12 @@ pub struct Config {
     #[arg(long, env = "REFEREE_VIDEO_PRESET", default_value = "veryfast", value_parser = clap::builder::PossibleValuesParser::new(crate::pipeline::VIDEO_PRESETS))]
     pub video_preset: String,
 
+    /// Largest frame accepted, in pixels (width × height), checked at SESSION_START and
+    /// SESSION_RESUME: processing holds a few decoded frames and x264's own, so this bounds
+    /// its memory. The default is 4096×2160 (4K).
+    #[arg(long, env = "REFEREE_MAX_FRAME_PIXELS", default_value_t = crate::frame_size::DEFAULT_MAX_FRAME_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_frame_pixels: u64,
+
     /// Bearer token that may stream and create sessions, and read and watch
     /// (`Authorization: Bearer TOKEN`). A server with no token at all is open to anyone who
     /// reaches it.
@@ -335,9 +341,11 @@ impl Config {
             .max(u32::try_from(by_bytes).unwrap_or(MAX_BYTES_WINDOW))
     }
 
-    /// The largest control (text) message accepted: a signal file plus room for its JSON.
+    /// The largest control (text) message accepted: a signal file plus room for its JSON,
+    /// where each newline, tab, quote or backslash takes two bytes (a file of short events
+    /// is one in ten newlines).
     pub fn max_text_bytes(&self) -> usize {
-        self.max_signal_bytes + 64 * 1024
+        self.max_signal_bytes.saturating_mul(2) + 64 * 1024
     }
 
     /// The largest WebSocket message read at all; anything larger is refused before it is

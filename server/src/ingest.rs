@@ -503,6 +503,16 @@ where
         else {
             return ControlFlow::Continue(());
         };
+        if let Err(why) = crate::frame_size::check(width, height, self.app.config.max_frame_pixels)
+        {
+            return self.fail(ErrorCode::FrameTooLargePixels, why).await;
+        }
+        // A session still to recover after a restart is recovered first.
+        if let Some(id) = &reserved_id {
+            if let Err(why) = self.app.recovering.wait_for(id).await {
+                return self.fail(ErrorCode::ServerBusy, why).await;
+            }
+        }
         // A session created ahead of its upload, to stream into.
         let reserved = match reserved_id {
             None => None,
@@ -741,6 +751,10 @@ where
     }
 
     async fn on_resume(&mut self, id: String, token: String) -> ControlFlow<()> {
+        // A session still to recover after a restart is recovered first.
+        if let Err(why) = self.app.recovering.wait_for(&id).await {
+            return self.fail(ErrorCode::ServerBusy, why).await;
+        }
         let existing = self.app.live.handle(&id);
         let stored = match &existing {
             Some(live) => live.snapshot(),
@@ -774,6 +788,26 @@ where
                 .fail(
                     ErrorCode::ResumeRefused,
                     format!("the resume token for session {id} is wrong: only the client that started a session can resume it"),
+                )
+                .await;
+        }
+        // Frames still to come or to process, of a size over this server's limit.
+        let unfinished = !matches!(
+            stored.status,
+            SessionStatus::Complete | SessionStatus::Failed | SessionStatus::Abandoned
+        );
+        if let (true, Err(why)) = (
+            unfinished,
+            crate::frame_size::check(
+                stored.width,
+                stored.height,
+                self.app.config.max_frame_pixels,
+            ),
+        ) {
+            return self
+                .fail(
+                    ErrorCode::FrameTooLargePixels,
+                    format!("session {id}: {why}"),
                 )
                 .await;
         }

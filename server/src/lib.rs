@@ -24,6 +24,7 @@ pub mod config;
 pub mod dashboard;
 pub mod events;
 pub mod frame_check;
+pub mod frame_size;
 pub mod ingest;
 pub mod limits;
 pub mod live;
@@ -92,6 +93,8 @@ pub struct AppState {
     /// What happens to sessions, for watchers, webhooks and metrics.
     pub events: events::EventBus,
     pub metrics: Arc<metrics::Metrics>,
+    /// The sessions still to recover after a start (recovery runs in the background).
+    pub recovering: Arc<recovery::Pending>,
 }
 
 impl AppState {
@@ -121,6 +124,7 @@ impl AppState {
             tasks: TaskTracker::new(),
             events: events::EventBus::default(),
             metrics: Arc::new(metrics::Metrics::default()),
+            recovering: Arc::new(recovery::Pending::default()),
         })
     }
 }
@@ -200,20 +204,24 @@ async fn tls_config(
         })
 }
 
-/// Recovers the sessions a previous run left unfinished, then serves on `listener` until
-/// `shutdown` completes. On shutdown it stops accepting, tells every connected client the
-/// server is going away (they resume later), flushes every session, and returns within
-/// `shutdown_timeout_secs`.
+/// Recovers the sessions a previous run left unfinished (in the background) and serves on
+/// `listener` until `shutdown` completes. On shutdown it stops accepting, tells every
+/// connected client the server is going away (they resume later), flushes every session, and
+/// returns within `shutdown_timeout_secs`.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     reserve::load(&state).await;
-    if let Err(err) = recovery::recover_sessions(&state).await {
-        tracing::error!("cannot recover the sessions of the previous run: {err}");
-    }
-    tokio::spawn(cleanup::run(state.clone()));
+    // Recovery runs in the background: /health and new sessions are served at once, a resume
+    // waits for its session. The sweeper starts once every session is recovered.
+    let recovering = recovery::start(&state);
+    let sweeper = state.clone();
+    tokio::spawn(async move {
+        let _ = recovering.await;
+        cleanup::run(sweeper).await;
+    });
     webhooks::start(&state).await;
     let token = state.shutdown.clone();
     let tasks = state.tasks.clone();

@@ -16,14 +16,16 @@ use crate::AppState;
 /// Pipeline events waiting to be published; the pipeline drops progress when it is full.
 const PROGRESS_QUEUE: usize = 32;
 
-/// Marks the session `processing` and runs the pipeline in the background. Listeners
-/// subscribed to `live` before this call see every event.
+/// Marks the session `processing`, counts the attempt on disk (before it can stop the server:
+/// see `recovery`) and runs the pipeline in the background. Listeners subscribed to `live`
+/// before this call see every event.
 pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<SignalTrack>) {
     let meta = live.update(|m| {
         m.status = SessionStatus::Processing;
         m.error = None;
         m.stage = None;
         m.percent = None;
+        m.processing_attempts = m.processing_attempts.saturating_add(1);
     });
     persist(Arc::clone(&app.store), meta).await;
     let (tx, mut rx) = mpsc::channel(PROGRESS_QUEUE);
@@ -33,6 +35,7 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
     let (bus, metrics) = (app.events.clone(), Arc::clone(&app.metrics));
     let options = pipeline::Options {
         video_preset: app.config.video_preset.clone(),
+        max_frame_pixels: app.config.max_frame_pixels,
     };
     tokio::spawn(async move {
         // Relays the pipeline's events to the session's connections and to the event bus,
@@ -117,7 +120,7 @@ pub async fn persist(store: Arc<dyn SessionStore>, meta: SessionMeta) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use std::path::{Path, PathBuf};
@@ -127,60 +130,78 @@ mod tests {
     use crate::store::{FrameSink, FrameSource, LocalStore, Recovered, ResultFile, StoreError};
     use crate::Config;
 
-    /// A local store whose processing dies: `scratch_dir` panics (as a bug in a stage would).
-    struct PanicsInProcessing(LocalStore);
+    /// A local store that runs a hook before `scratch_dir` (processing) and before
+    /// `recover_frames` (recovery), e.g. to panic as a bug in a stage would, or to hold
+    /// recovery up.
+    pub(crate) struct HookedStore {
+        pub inner: LocalStore,
+        pub before_scratch_dir: Box<dyn Fn(&str) + Send + Sync>,
+        pub before_recover: Box<dyn Fn(&str) + Send + Sync>,
+    }
 
-    impl SessionStore for PanicsInProcessing {
+    impl HookedStore {
+        pub fn new(inner: LocalStore) -> Self {
+            Self {
+                inner,
+                before_scratch_dir: Box::new(|_| {}),
+                before_recover: Box::new(|_| {}),
+            }
+        }
+    }
+
+    impl SessionStore for HookedStore {
         fn create(&self, meta: &SessionMeta) -> Result<(), StoreError> {
-            self.0.create(meta)
+            self.inner.create(meta)
         }
         fn save_meta(&self, meta: &SessionMeta) -> Result<(), StoreError> {
-            self.0.save_meta(meta)
+            self.inner.save_meta(meta)
         }
         fn load_meta(&self, id: &str) -> Result<SessionMeta, StoreError> {
-            self.0.load_meta(id)
+            self.inner.load_meta(id)
         }
         fn list(&self) -> Result<Vec<SessionMeta>, StoreError> {
-            self.0.list()
+            self.inner.list()
         }
         fn frame_sink(&self, id: &str) -> Result<Box<dyn FrameSink>, StoreError> {
-            self.0.frame_sink(id)
+            self.inner.frame_sink(id)
         }
         fn recover_frames(&self, id: &str) -> Result<Recovered, StoreError> {
-            self.0.recover_frames(id)
+            (self.before_recover)(id);
+            self.inner.recover_frames(id)
         }
         fn frame_source(&self, id: &str) -> Result<Box<dyn FrameSource>, StoreError> {
-            self.0.frame_source(id)
+            self.inner.frame_source(id)
         }
         fn put_signal(&self, id: &str, text: &str) -> Result<(), StoreError> {
-            self.0.put_signal(id, text)
+            self.inner.put_signal(id, text)
         }
         fn signal(&self, id: &str) -> Result<Option<String>, StoreError> {
-            self.0.signal(id)
+            self.inner.signal(id)
         }
         fn delete(&self, id: &str) -> Result<(), StoreError> {
-            self.0.delete(id)
+            self.inner.delete(id)
         }
         fn put_result_file(&self, id: &str, name: &str, from: &Path) -> Result<(), StoreError> {
-            self.0.put_result_file(id, name, from)
+            self.inner.put_result_file(id, name, from)
         }
         fn put_result(&self, id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-            self.0.put_result(id, name, bytes)
+            self.inner.put_result(id, name, bytes)
         }
-        fn scratch_dir(&self, _id: &str) -> Result<PathBuf, StoreError> {
-            panic!("a bug in processing");
+        fn scratch_dir(&self, id: &str) -> Result<PathBuf, StoreError> {
+            (self.before_scratch_dir)(id);
+            self.inner.scratch_dir(id)
         }
         fn remove_scratch(&self, id: &str) -> Result<(), StoreError> {
-            self.0.remove_scratch(id)
+            self.inner.remove_scratch(id)
         }
         fn location(&self, id: &str) -> String {
-            self.0.location(id)
+            self.inner.location(id)
         }
         fn open_result(&self, id: &str, name: &str) -> Result<ResultFile, StoreError> {
-            self.0.open_result(id, name)
+            self.inner.open_result(id, name)
         }
         fn list_results(&self, id: &str) -> Result<Vec<String>, StoreError> {
-            self.0.list_results(id)
+            self.inner.list_results(id)
         }
     }
 
@@ -188,7 +209,8 @@ mod tests {
     async fn a_processing_thread_that_dies_marks_the_session_failed() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
-        let store = PanicsInProcessing(LocalStore::open(dir.path()).unwrap());
+        let mut store = HookedStore::new(LocalStore::open(dir.path()).unwrap());
+        store.before_scratch_dir = Box::new(|_| panic!("a bug in processing"));
         let app = AppState::with_store(config, Arc::new(store)).unwrap();
         let meta = SessionMeta::new("s1".into(), "s1".into(), SessionStatus::AwaitingSignal);
         app.store.create(&meta).unwrap();

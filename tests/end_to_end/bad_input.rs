@@ -5,19 +5,14 @@ use referee_protocol::frame::encode_frame;
 use referee_protocol::{ControlMessage, ErrorCode};
 use referee_server::store::SessionStore;
 use referee_tests::{
-    client_frames, make_video, pts_us, resume_message, session_end, start_message, Closed,
-    RawClient, TestServer,
+    pts_us, resume_message, session_end, start_message, Closed, RawClient, TestServer,
 };
 
 const W: u32 = 160;
 const H: u32 = 120;
 
 fn jpegs(n: u32) -> Vec<Vec<u8>> {
-    let work = tempfile::tempdir().unwrap();
-    client_frames(
-        &make_video(work.path(), "v.avi", n, 30.0, W as i32, H as i32),
-        90,
-    )
+    referee_tests::small_jpegs(n, W, H)
 }
 
 fn frame(index: u64, jpeg: &[u8]) -> bytes::Bytes {

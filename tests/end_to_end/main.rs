@@ -9,6 +9,7 @@ mod disconnects;
 mod limits;
 mod load;
 mod passthrough;
+mod processing_limits;
 mod results;
 mod resume;
 mod scopes;

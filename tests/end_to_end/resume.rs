@@ -397,7 +397,14 @@ fn the_client_restarted_with_resume_continues_its_session() {
     let video = make_video(work.path(), "long.avi", 300, 30.0, 640, 480);
     let state = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(referee_tests::workspace_binary("referee-client"))
-        .args([&server.http_url(), "--video", video.to_str().unwrap()])
+        // Paced, so that it is still uploading when it is killed, however busy the machine.
+        .args([
+            &server.http_url(),
+            "--video",
+            video.to_str().unwrap(),
+            "--max-fps",
+            "60",
+        ])
         .env("REFEREE_STATE_DIR", state.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -512,6 +519,8 @@ async fn acknowledged_frames_missing_after_a_crash_are_counted_as_lost() {
     idx.set_len(10 * 24).unwrap();
     let path = image.path().to_path_buf();
     let restarted = TestServer::start_with(move |c| c.data_dir = path);
+    // Recovery runs in the background: once the session is detached, it is done.
+    let meta = tokio::task::block_in_place(|| restarted.wait_for_status(&id, "detached"));
     let (_, metrics) =
         tokio::task::block_in_place(|| referee_tests::http_get(restarted.addr, "/metrics"));
     assert!(
@@ -523,7 +532,6 @@ async fn acknowledged_frames_missing_after_a_crash_are_counted_as_lost() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let meta = tokio::task::block_in_place(|| restarted.wait_for_status(&id, "detached"));
     assert_eq!(meta["frames_stored"], 10);
     raw.drop_connection();
 }

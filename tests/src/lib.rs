@@ -572,6 +572,14 @@ pub fn client_frames(video: &Path, quality: u8) -> Vec<Vec<u8>> {
     frames
 }
 
+/// `n` JPEG frames of `width`×`height` from a synthetic 30 fps video, as the client sends
+/// them at quality 90.
+pub fn small_jpegs(n: u32, width: u32, height: u32) -> Vec<Vec<u8>> {
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "v.avi", n, 30.0, width as i32, height as i32);
+    client_frames(&video, 90)
+}
+
 /// A SESSION_START for a `width`×`height` JPEG session at `fps`.
 pub fn start_message_at(name: &str, width: u32, height: u32, fps: f64) -> ControlMessage {
     let mut message = start_message(name, width, height);

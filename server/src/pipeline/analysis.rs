@@ -263,7 +263,7 @@ pub(super) fn analyse(
         store.put_result(
             &meta.id,
             &thumbnail_name(index),
-            &thumbnail(index, &frame.payload)?,
+            &thumbnail(index, &frame.payload, meta.width)?,
         )?;
     }
     let json = serde_json::to_vec_pretty(&report)

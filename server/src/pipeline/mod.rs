@@ -23,6 +23,7 @@ use crate::store::{now_rfc3339, SessionMeta, SessionStatus, SessionStore, StoreE
 
 pub use analysis::{frame_for_time, Report, REPORT_FILE, REPORT_HTML_FILE, REPORT_SCHEMA_VERSION};
 pub use h264::PRESETS as VIDEO_PRESETS;
+pub use report_html::MAX_PAGE_BYTES as MAX_REPORT_HTML_BYTES;
 pub use thumbnails::THUMBNAILS_DIR;
 
 /// How the operator wants sessions processed.
@@ -30,6 +31,9 @@ pub use thumbnails::THUMBNAILS_DIR;
 pub struct Options {
     /// x264 preset of the reconstructed video (one of [`VIDEO_PRESETS`]).
     pub video_preset: String,
+    /// `--max-frame-pixels`: a session of larger frames (stored by a server with a higher
+    /// limit) is not processed.
+    pub max_frame_pixels: u64,
 }
 
 /// What the pipeline tells the connection that started it.
@@ -111,6 +115,8 @@ pub fn run(
     let mut stage = Stage::VideoReconstruction;
     let outcome = (|| -> Result<(u64, Vec<String>), StageError> {
         let meta = live.snapshot();
+        crate::frame_size::check(meta.width, meta.height, options.max_frame_pixels)
+            .map_err(StageError::Other)?;
         let scratch = store.scratch_dir(&id)?;
         let mut frames = store.frame_source(&id)?;
         let mut reporter = Reporter {

@@ -100,8 +100,21 @@ fn open_sink(
 }
 
 /// Decoded frames waiting for the encoder: decoding runs one frame or a few ahead of it, on
-/// its own thread, so that JPEG decoding and video encoding use both cores.
+/// its own thread, so that JPEG decoding and video encoding use both cores. At most this many
+/// frames, and at most [`DECODED_AHEAD_BYTES`] of them (but always one): with the frame being
+/// decoded and the one being encoded, a few frames are decoded at any time, whatever the
+/// session's length.
 const DECODED_AHEAD: usize = 4;
+/// The bytes of decoded frames that may wait for the encoder (a 4K frame is 24 MiB in BGR).
+const DECODED_AHEAD_BYTES: u64 = 32 * 1024 * 1024;
+
+/// How many decoded frames of `width` x `height` may wait for the encoder.
+fn decoded_ahead(width: u32, height: u32) -> usize {
+    // An I420 or BGR image: 1.5 or 3 bytes per pixel; count the larger.
+    let frame_bytes = (u64::from(width) * u64::from(height) * 3).max(1);
+    let fits = usize::try_from(DECODED_AHEAD_BYTES / frame_bytes).unwrap_or(DECODED_AHEAD);
+    fits.clamp(1, DECODED_AHEAD)
+}
 
 /// Writes every stored frame, in order, to a video in `scratch`.
 pub(super) fn reconstruct(
@@ -116,7 +129,8 @@ pub(super) fn reconstruct(
     let total = frames.len();
     let (width, height) = (meta.width as i32, meta.height as i32);
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Mat, StageError>>(DECODED_AHEAD);
+        let ahead = decoded_ahead(meta.width, meta.height);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Mat, StageError>>(ahead);
         scope.spawn(move || {
             for index in 0..total {
                 let decoded = decode(frames, index, width, height, i420);
@@ -165,4 +179,17 @@ fn decode(
     let mut planes = Mat::default();
     imgproc::cvt_color_def(&image, &mut planes, imgproc::COLOR_BGR2YUV_I420)?;
     Ok(planes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fewer_large_frames_wait_for_the_encoder() {
+        assert_eq!(decoded_ahead(1280, 720), DECODED_AHEAD);
+        assert_eq!(decoded_ahead(3840, 2160), 1);
+        assert_eq!(decoded_ahead(16384, 16384), 1);
+        assert_eq!(decoded_ahead(1, 1), DECODED_AHEAD);
+    }
 }

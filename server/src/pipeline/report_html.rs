@@ -19,6 +19,21 @@ const TOP: f64 = 30.0;
 const BOTTOM: f64 = 30.0;
 /// At most this many points are drawn; longer series keep each bucket's maximum.
 const MAX_POINTS: usize = 1000;
+/// Events and activity segments shown in the tables and on the plot: longer lists show
+/// their first ones and say how many more `report.json` has, so that the page stays small
+/// whatever the signal file holds.
+const MAX_EVENTS_SHOWN: usize = 500;
+const MAX_SEGMENTS_SHOWN: usize = 500;
+/// Characters shown of one text from the client (a name, the source, a field's key or
+/// value); longer ones end with `…`.
+const MAX_TEXT_CHARS: usize = 100;
+/// Bytes of an event's fields shown (as HTML); the fields past them are counted, not shown.
+const MAX_FIELDS_BYTES: usize = 1024;
+/// Time ticks on the plot at most.
+const MAX_TICKS: usize = 12;
+/// The page is smaller than this whatever the report holds (a test checks the worst case):
+/// the server serves it whole.
+pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 const STYLE: &str = "
 :root { color-scheme: light; --ink: #1d2330; --muted: #5d6678; --line: #d9dde5;
@@ -100,6 +115,14 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// `text` escaped, cut to [`MAX_TEXT_CHARS`] characters.
+fn clipped(text: &str) -> String {
+    match text.char_indices().nth(MAX_TEXT_CHARS) {
+        Some((end, _)) => format!("{}…", escape(&text[..end])),
+        None => escape(text),
+    }
+}
+
 /// The whole page.
 pub fn render(report: &Report) -> String {
     let mut page = String::with_capacity(16 * 1024);
@@ -109,20 +132,20 @@ pub fn render(report: &Report) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>",
-        escape(&title)
+        clipped(&title)
     );
     let signal = report
         .signal_file
         .as_deref()
-        .map_or_else(|| "no signal file".to_string(), escape);
+        .map_or_else(|| "no signal file".to_string(), clipped);
     let _ = writeln!(
         page,
         "<h1>{name}</h1>\n<p class=\"summary\">Session <code>{id}</code> · source {source} · \
          {w}×{h} at {fps} fps · {frames} frames ({duration:.2} s) · {signal} · {events} events · \
          {segments} activity segments</p>",
-        name = escape(&report.name),
-        id = escape(&report.session_id),
-        source = escape(&report.source),
+        name = clipped(&report.name),
+        id = clipped(&report.session_id),
+        source = clipped(&report.source),
         w = report.width,
         h = report.height,
         fps = trim_float(report.fps),
@@ -192,16 +215,17 @@ fn trim_float(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// A "nice" tick step in seconds for `duration`: about 5 to 10 ticks.
+/// A "nice" tick step in seconds for `duration`: about 5 to 10 ticks (whole hours past 10
+/// hours).
 fn tick_step(duration: f64) -> f64 {
-    const STEPS: [f64; 14] = [
-        0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+    const STEPS: [f64; 15] = [
+        0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
     ];
     STEPS
         .iter()
         .copied()
         .find(|step| duration / step <= 10.0)
-        .unwrap_or(3600.0)
+        .unwrap_or_else(|| (duration / 10.0 / 3600.0).ceil() * 3600.0)
 }
 
 fn timeline(page: &mut String, report: &Report) {
@@ -227,10 +251,13 @@ fn timeline(page: &mut String, report: &Report) {
         report.events.len()
     );
 
-    // Time ticks.
+    // Time ticks: at most MAX_TICKS, whatever the duration.
     let step = tick_step(report.duration_s);
-    let mut t = 0.0;
-    while t <= report.duration_s + 1e-9 && report.fps > 0.0 {
+    for i in 0..MAX_TICKS {
+        let t = i as f64 * step;
+        if !(t.is_finite() && t <= report.duration_s + 1e-9 && report.fps > 0.0) {
+            break;
+        }
         let tx = x(t * report.fps);
         let _ = writeln!(
             page,
@@ -240,21 +267,40 @@ fn timeline(page: &mut String, report: &Report) {
             PLOT_H - 10.0,
             trim_float(t)
         );
-        t += step;
     }
 
-    // Activity segments.
-    for s in &report.segments {
-        let (x1, x2) = (x(s.start_frame as f64), x(s.end_frame as f64));
+    // Activity segments: those that touch on the plot are drawn as one, so that there are
+    // never more rectangles than the plot has pixels.
+    let mut drawn: Vec<(f64, f64, usize, usize)> = Vec::new();
+    for (i, s) in report.segments.iter().enumerate() {
+        let (x1, x2) = (
+            x(s.start_frame as f64),
+            x(s.end_frame as f64).max(x(s.start_frame as f64) + 1.5),
+        );
+        match drawn.last_mut() {
+            Some(last) if x1 <= last.1 + 1.0 => {
+                last.1 = last.1.max(x2);
+                last.3 = i;
+            }
+            _ => drawn.push((x1, x2, i, i)),
+        }
+    }
+    for (x1, x2, first, last) in drawn {
+        let (a, b) = (&report.segments[first], &report.segments[last]);
+        let count = if first == last {
+            String::new()
+        } else {
+            format!(", {} segments", last - first + 1)
+        };
         let _ = writeln!(
             page,
             "<rect class=\"segment\" x=\"{x1:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{plot_h}\">\
-             <title>activity {:.3} s – {:.3} s (frames {}–{})</title></rect>",
-            (x2 - x1).max(1.5),
-            s.start_s,
-            s.end_s,
-            s.start_frame,
-            s.end_frame
+             <title>activity {:.3} s – {:.3} s (frames {}–{}{count})</title></rect>",
+            x2 - x1,
+            a.start_s,
+            b.end_s,
+            a.start_frame,
+            b.end_frame
         );
     }
 
@@ -309,8 +355,8 @@ fn timeline(page: &mut String, report: &Report) {
         TOP + plot_h,
     );
 
-    // Signal events and the actions leading to them.
-    for (i, event) in report.events.iter().enumerate() {
+    // Signal events (those the table shows) and the actions leading to them.
+    for (i, event) in report.events.iter().take(MAX_EVENTS_SHOWN).enumerate() {
         let ex = x(event.frame_index as f64);
         if let Some(action) = &event.action {
             let ax = x(action.start_frame as f64);
@@ -340,12 +386,23 @@ fn timeline(page: &mut String, report: &Report) {
             TOP - 8.0,
             i + 1,
             i + 1,
-            escape(&event.name),
+            clipped(&event.name),
             event.time_s,
             event.frame_index
         );
     }
     page.push_str("</svg>\n");
+}
+
+/// The line under a table that shows the first `shown` of `total` things.
+fn more_line(page: &mut String, shown: usize, total: usize, what: &str) {
+    if total > shown {
+        let _ = writeln!(
+            page,
+            "<p class=\"none more\">The first {shown} of {total} {what} are shown: \
+             <a href=\"report.json\">report.json</a> has them all.</p>"
+        );
+    }
 }
 
 fn events_table(page: &mut String, report: &Report) {
@@ -357,19 +414,38 @@ fn events_table(page: &mut String, report: &Report) {
     if report.events.is_empty() {
         page.push_str("<tr><td colspan=\"7\" class=\"none\">No signal events.</td></tr>\n");
     }
-    for (i, event) in report.events.iter().enumerate() {
+    for (i, event) in report.events.iter().take(MAX_EVENTS_SHOWN).enumerate() {
         event_row(page, report, i + 1, event);
     }
     page.push_str("</tbody>\n</table>\n</div>\n");
+    more_line(page, MAX_EVENTS_SHOWN, report.events.len(), "events");
 }
 
 fn event_row(page: &mut String, report: &Report, number: usize, event: &ReportEvent) {
-    let fields: String = event
-        .fields
-        .iter()
-        .map(|(k, v)| format!("<span class=\"field\">{}={}</span>", escape(k), escape(v)))
-        .chain((!event.fields.is_empty()).then(|| "<br>".to_string()))
-        .collect();
+    let mut fields = String::new();
+    let mut shown = 0;
+    for (k, v) in &event.fields {
+        if fields.len() >= MAX_FIELDS_BYTES {
+            break;
+        }
+        let _ = write!(
+            fields,
+            "<span class=\"field\">{}={}</span>",
+            clipped(k),
+            clipped(v)
+        );
+        shown += 1;
+    }
+    if shown < event.fields.len() {
+        let _ = write!(
+            fields,
+            "<span class=\"none\">and {} more fields</span>",
+            event.fields.len() - shown
+        );
+    }
+    if !event.fields.is_empty() {
+        fields.push_str("<br>");
+    }
     let (action, action_figure) = match &event.action {
         Some(a) => (
             format!(
@@ -393,7 +469,7 @@ fn event_row(page: &mut String, report: &Report, number: usize, event: &ReportEv
          <td class=\"num\" data-label=\"Frame\">{frame}<br>{frame_time:.3} s</td>\
          <td data-label=\"Action start\">{action}</td>\
          <td class=\"thumb\">{event_figure}</td><td class=\"thumb\">{action_figure}</td></tr>",
-        name = escape(&event.name),
+        name = clipped(&event.name),
         line = event.line,
         video = escape(&report.video),
         t = event.frame_time_s,
@@ -422,7 +498,7 @@ fn segments_table(page: &mut String, report: &Report) {
          <th>Start</th><th>End</th><th>Duration</th><th>Frames</th><th>Peak energy</th>\
          </tr></thead>\n<tbody>\n",
     );
-    for (i, s) in report.segments.iter().enumerate() {
+    for (i, s) in report.segments.iter().take(MAX_SEGMENTS_SHOWN).enumerate() {
         let _ = writeln!(
             page,
             "<tr class=\"segment\"><td>{}</td><td class=\"num\">{:.3} s</td>\
@@ -439,6 +515,12 @@ fn segments_table(page: &mut String, report: &Report) {
         );
     }
     page.push_str("</tbody>\n</table>\n</div>\n");
+    more_line(
+        page,
+        MAX_SEGMENTS_SHOWN,
+        report.segments.len(),
+        "activity segments",
+    );
 }
 
 #[cfg(test)]
@@ -493,6 +575,59 @@ mod tests {
         assert!(page.contains("note=&quot;&gt;&lt;img/src=x&gt;"));
         assert!(page.contains("a&amp;b"));
         assert!(page.contains("x=&#39;y&#39;"));
+    }
+
+    #[test]
+    fn the_page_stays_small_whatever_the_signal_file_holds() {
+        // Many events, each with a long name of characters that escaping lengthens and many
+        // long fields.
+        let name = "\"<&".repeat(200);
+        let fields: Vec<String> = (0..100)
+            .map(|i| format!("k{i}={}", "\"".repeat(300)))
+            .collect();
+        let fields = fields.join(" ");
+        let signal: String = (0..1500)
+            .map(|i| format!("0.{i:06} {name}{i} {fields}\n"))
+            .collect();
+        let mut report = report(&signal);
+        assert_eq!(report.events.len(), 1500);
+        report.source = "\"".repeat(100_000);
+        let page = render(&report);
+        assert!(page.len() < MAX_PAGE_BYTES, "{} bytes", page.len());
+        assert_eq!(
+            page.matches("<tr class=\"event\"").count(),
+            MAX_EVENTS_SHOWN
+        );
+        assert_eq!(
+            page.matches("<g class=\"event\">").count(),
+            MAX_EVENTS_SHOWN
+        );
+        assert!(
+            page.contains("The first 500 of 1500 events are shown: <a href=\"report.json\">"),
+            "{}",
+            &page[page.len() - 2000..]
+        );
+        assert!(page.contains("more fields"));
+        assert!(page.ends_with("</html>\n"));
+        // Still escaped where cut.
+        assert!(!page.contains("\"<&"));
+    }
+
+    #[test]
+    fn the_timeline_has_a_bounded_number_of_ticks_whatever_the_duration() {
+        for duration in [0.0, 4.0, 3600.0, 40_000.0, 1e9, f64::INFINITY, f64::NAN] {
+            let mut report = report("0.2 start\n");
+            report.duration_s = duration;
+            let page = render(&report);
+            let ticks = page.matches("<line class=\"tick\"").count();
+            assert!(ticks <= MAX_TICKS, "{duration}: {ticks} ticks");
+            if duration.is_finite() {
+                assert!(ticks >= 1, "{duration}");
+            }
+        }
+        assert_eq!(tick_step(36_000.0), 3600.0);
+        assert_eq!(tick_step(72_000.0), 7200.0);
+        assert_eq!(tick_step(1e9), 27_778.0 * 3600.0);
     }
 
     #[test]

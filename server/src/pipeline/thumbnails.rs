@@ -18,9 +18,24 @@ pub fn thumbnail_name(index: u64) -> String {
     format!("{THUMBNAILS_DIR}/frame-{index:06}.jpg")
 }
 
-/// A thumbnail of the JPEG frame `index`, [`THUMBNAIL_WIDTH`] pixels wide, as a JPEG.
-pub fn thumbnail(index: u64, jpeg: &[u8]) -> Result<Vec<u8>, StageError> {
-    let image = imgcodecs::imdecode(&Vector::<u8>::from_slice(jpeg), imgcodecs::IMREAD_COLOR)?;
+/// The `imdecode` flag that decodes a frame `width` pixels wide at the smallest scale
+/// libjpeg offers that is still at least [`THUMBNAIL_WIDTH`] wide: a 4K frame is never
+/// decoded whole for a thumbnail.
+fn decode_flag(width: u32) -> i32 {
+    [
+        (8, imgcodecs::IMREAD_REDUCED_COLOR_8),
+        (4, imgcodecs::IMREAD_REDUCED_COLOR_4),
+        (2, imgcodecs::IMREAD_REDUCED_COLOR_2),
+    ]
+    .iter()
+    .find(|(factor, _)| width >= THUMBNAIL_WIDTH * factor)
+    .map_or(imgcodecs::IMREAD_COLOR, |&(_, flag)| flag)
+}
+
+/// A thumbnail of the JPEG frame `index` (`width` pixels wide), [`THUMBNAIL_WIDTH`] pixels
+/// wide, as a JPEG.
+pub fn thumbnail(index: u64, jpeg: &[u8], width: u32) -> Result<Vec<u8>, StageError> {
+    let image = imgcodecs::imdecode(&Vector::<u8>::from_slice(jpeg), decode_flag(width))?;
     let (width, height) = (image.cols(), image.rows());
     if image.empty() || width <= 0 || height <= 0 {
         return Err(StageError::Other(format!(
@@ -62,12 +77,20 @@ mod tests {
         let img = Mat::new_rows_cols_with_default(480, 640, CV_8UC3, Scalar::all(128.0)).unwrap();
         let mut jpeg = Vector::<u8>::new();
         imgcodecs::imencode(".jpg", &img, &mut jpeg, &Vector::new()).unwrap();
-        let thumb = thumbnail(7, jpeg.as_slice()).unwrap();
+        let thumb = thumbnail(7, jpeg.as_slice(), 640).unwrap();
         let back = imgcodecs::imdecode(&Vector::<u8>::from_slice(&thumb), imgcodecs::IMREAD_COLOR)
             .unwrap();
         assert_eq!((back.cols(), back.rows()), (240, 180));
         assert_eq!(thumbnail_name(7), "thumbnails/frame-000007.jpg");
-        let err = thumbnail(9, b"nope").unwrap_err().to_string();
+        let err = thumbnail(9, b"nope", 640).unwrap_err().to_string();
         assert!(err.contains("frame 9"), "{err}");
+    }
+
+    #[test]
+    fn large_frames_are_decoded_scaled_down() {
+        assert_eq!(decode_flag(3840), imgcodecs::IMREAD_REDUCED_COLOR_8);
+        assert_eq!(decode_flag(1280), imgcodecs::IMREAD_REDUCED_COLOR_4);
+        assert_eq!(decode_flag(640), imgcodecs::IMREAD_REDUCED_COLOR_2);
+        assert_eq!(decode_flag(320), imgcodecs::IMREAD_COLOR);
     }
 }

@@ -85,6 +85,10 @@ pub struct SessionMeta {
     /// How many times the session was resumed.
     #[serde(default)]
     pub resumes: u64,
+    /// How many times processing was started (counted on disk before each start), so that a
+    /// session whose processing stops the server is not run again at every start.
+    #[serde(default)]
+    pub processing_attempts: u32,
     /// Until when a detached session may be resumed (RFC 3339).
     #[serde(default)]
     pub resumable_until: Option<String>,
@@ -125,6 +129,7 @@ impl SessionMeta {
             resume_token: String::new(),
             created_ahead: false,
             resumes: 0,
+            processing_attempts: 0,
             resumable_until: None,
             expires_at: None,
             created_at: now.clone(),

@@ -17,7 +17,8 @@
 //!   of each process, measured when the client reports `Session ended` (every frame durable).
 //! - **ingest**: 1, 8 and 32 concurrent sessions of pre-encoded 720p frames sent by this
 //!   program as fast as the server's window allows: frames/s, GB/s, ACK latency, server RSS.
-//! - **processing**: seconds per processing stage per 1000 frames, at 480p and 720p.
+//! - **processing**: seconds per processing stage per 1000 frames, at 480p, 720p and 4K
+//!   (2160p, a quarter of the frames), and the server's peak RSS.
 //!
 //! Test videos are made with `referee_sample_data::write_video` and kept in
 //! `target/bench/videos`; sessions are written to `target/bench/data` (the disk measured) and
@@ -188,39 +189,45 @@ fn videos(dir: &Path, frames: u32, quick: bool) -> Result<Vec<Video>> {
         specs.push((854, 480, "mp4", frames, "480p mp4"));
     }
     specs.push((1280, 720, "avi", frames * 4, "720p avi long"));
-    let mut out = Vec::new();
-    for (width, height, ext, frames, label) in specs {
-        let codec = if ext == "avi" {
-            "MJPEG"
-        } else {
-            "MPEG-4 Part 2 (mp4v)"
-        };
-        let name = format!("bench_{height}p_{frames}.{ext}");
-        let path = dir.join(&name);
-        if !path.is_file() {
-            eprintln!("making {}", path.display());
-            let spec = referee_sample_data::SyntheticVideo {
-                frames,
-                fps: 30.0,
-                width,
-                height,
-            };
-            let partial = dir.join(format!("partial_{name}"));
-            referee_sample_data::write_video(&partial, &spec)
-                .with_context(|| format!("cannot make {}", path.display()))?;
-            fs::rename(&partial, &path)?;
-        }
-        out.push(Video {
-            label: label.to_string(),
-            bytes: fs::metadata(&path)?.len(),
-            path,
-            codec,
-            width: width as u32,
-            height: height as u32,
+    specs
+        .into_iter()
+        .map(|(width, height, ext, frames, label)| video(dir, (width, height), ext, frames, label))
+        .collect()
+}
+
+/// Makes (or finds) one test video of `size` and `frames` frames, MJPEG in `.avi` or MPEG-4
+/// in `.mp4`.
+fn video(dir: &Path, size: (i32, i32), ext: &str, frames: u32, label: &str) -> Result<Video> {
+    let (width, height) = size;
+    let codec = if ext == "avi" {
+        "MJPEG"
+    } else {
+        "MPEG-4 Part 2 (mp4v)"
+    };
+    let name = format!("bench_{height}p_{frames}.{ext}");
+    let path = dir.join(&name);
+    if !path.is_file() {
+        eprintln!("making {}", path.display());
+        let spec = referee_sample_data::SyntheticVideo {
             frames,
-        });
+            fps: 30.0,
+            width,
+            height,
+        };
+        let partial = dir.join(format!("partial_{name}"));
+        referee_sample_data::write_video(&partial, &spec)
+            .with_context(|| format!("cannot make {}", path.display()))?;
+        fs::rename(&partial, &path)?;
     }
-    Ok(out)
+    Ok(Video {
+        label: label.to_string(),
+        bytes: fs::metadata(&path)?.len(),
+        path,
+        codec,
+        width: width as u32,
+        height: height as u32,
+        frames,
+    })
 }
 
 impl Video {
@@ -267,7 +274,21 @@ fn run(args: &[String]) -> Result<()> {
         results["ingest"] = ingest_all(&bins, &data, &videos, options.quick)?;
     }
     if wants("processing") {
-        results["processing"] = processing_all(&bins, &data, &videos, options.quick)?;
+        // A 4K session too (a quarter of the frames): its peak RSS shows processing's memory
+        // is bounded by the frame size, not the session's length.
+        let uhd = video(
+            &options.work.join("videos"),
+            (3840, 2160),
+            "avi",
+            (options.frames / 4).max(30),
+            "2160p avi",
+        )?;
+        if let Some(list) = results["conditions"]["videos"].as_array_mut() {
+            list.push(uhd.describe());
+        }
+        let mut all = videos.clone();
+        all.push(uhd);
+        results["processing"] = processing_all(&bins, &data, &all, options.quick)?;
     }
     results["conditions"]["loadavg_at_end"] = json!(fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -1230,7 +1251,7 @@ fn ingest(
 fn processing_all(bins: &Path, data: &Path, videos: &[Video], quick: bool) -> Result<Value> {
     let mut rows = Vec::new();
     for video in videos.iter().filter(|v| v.codec == "MJPEG" && !v.is_long()) {
-        if quick && video.height != 720 {
+        if quick && video.height == 480 {
             continue;
         }
         eprintln!("processing: {}", video.label);
@@ -1490,12 +1511,13 @@ fn print_table(results: &Value) {
                 .map(|s| format!("{s} {}", f(&r["stages"][s], "seconds_per_1000_frames", 2)))
                 .collect();
             println!(
-                "  {:<13} {} frames: total {} s/1000 ({} FPS, {}x real time at 30 fps); {}",
+                "  {:<13} {} frames: total {} s/1000 ({} FPS, {}x real time at 30 fps, server peak RSS {} MB); {}",
                 r["video"].as_str().unwrap_or(""),
                 r["frames"],
                 f(r, "seconds_per_1000_frames", 2),
                 f(r, "fps", 0),
                 f(r, "realtime_factor_at_30fps", 1),
+                f(r, "server_peak_rss_mb", 0),
                 stages.join(", ")
             );
         }
