@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::api_error::error;
 use crate::store::StoreError;
 use crate::AppState;
 
@@ -81,8 +82,4 @@ fn with_links(mut value: serde_json::Value, links: serde_json::Value) -> serde_j
         object.insert("links".into(), links);
     }
     value
-}
-
-fn error(status: StatusCode, code: &str, message: String) -> Response {
-    (status, Json(json!({ "code": code, "message": message }))).into_response()
 }

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use referee_protocol::state::{sanitize_name, valid_name};
@@ -12,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::api_error::ApiError;
 use crate::events::EventKind;
 use crate::metrics::Metrics;
 use crate::store::{SessionMeta, SessionStatus};
@@ -25,28 +28,64 @@ pub struct NewSession {
     name: Option<String>,
 }
 
-/// Creates the session (on disk, in full) and returns it with its links.
-pub async fn create(State(app): State<AppState>, body: Option<Json<NewSession>>) -> Response {
-    let name = body
-        .and_then(|Json(b)| b.name)
-        .unwrap_or_else(|| "session".into());
-    if !valid_name(&name) {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({
-                "code": "invalid_name",
-                "message": format!("name {name:?} must be 1 to 64 letters, digits, '-' or '_' (e.g. {:?})", sanitize_name(&name)),
-            })),
+/// The name a `POST /api/sessions` body asks for: no body (or an empty one) is the default
+/// name; a body must be a JSON object with at most `name`.
+fn requested_name(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok("session".into());
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.is_empty() && !content_type.starts_with("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("the body is {content_type:?}: send JSON (Content-Type: application/json), e.g. {{\"name\": \"final_pool_a\"}}, or no body"),
+        ));
+    }
+    let parsed: NewSession = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("the body is not a session to create ({e}): send {{\"name\": \"final_pool_a\"}}, or no body"),
         )
-            .into_response();
+    })?;
+    Ok(parsed.name.unwrap_or_else(|| "session".into()))
+}
+
+/// Creates the session (on disk, in full) and returns it with its links.
+pub async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
+                .into_response()
+        }
+    };
+    let name = match requested_name(&headers, &body) {
+        Ok(name) => name,
+        Err(err) => return err.into_response(),
+    };
+    if !valid_name(&name) {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+            format!(
+                "name {name:?} must be 1 to 64 letters, digits, '-' or '_' (e.g. {:?})",
+                sanitize_name(&name)
+            ),
+        )
+        .into_response();
     }
     if let Some((code, why)) = limits::refuse_new_session(&app.live, &app.config) {
         tracing::warn!("POST /api/sessions refused: {code}: {why}");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"code": code.as_str(), "message": why})),
-        )
-            .into_response();
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code.as_str(), why).into_response();
     }
     let id = session_id::generate(&name, OffsetDateTime::now_utc());
     let meta = SessionMeta::new(id, name, SessionStatus::Created);
@@ -67,15 +106,7 @@ pub async fn create(State(app): State<AppState>, body: Option<Json<NewSession>>)
             });
             (StatusCode::CREATED, Json(body)).into_response()
         }
-        Ok(Err(err)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"code": "storage_failed", "message": err.to_string()})),
-        )
-            .into_response(),
-        Err(err) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"code": "internal", "message": err.to_string()})),
-        )
-            .into_response(),
+        Ok(Err(err)) => ApiError::storage(err).into_response(),
+        Err(err) => ApiError::internal(err).into_response(),
     }
 }

@@ -10,11 +10,11 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
+use crate::api_error::error;
 use crate::byte_range::ByteRange;
 use crate::pipeline::{REPORT_FILE, REPORT_HTML_FILE, THUMBNAILS_DIR};
 use crate::store::{ResultFile, StoreError};
@@ -198,7 +198,10 @@ pub async fn frame(
         Ok(Ok(Ok(frame))) => (
             [
                 (header::CONTENT_TYPE, "image/jpeg"),
-                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+                (
+                    header::CACHE_CONTROL,
+                    cache_control(&app, Caching::Immutable),
+                ),
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             ],
             frame.payload,
@@ -317,10 +320,38 @@ async fn serve(app: &AppState, id: &str, names: &[&str], headers: &HeaderMap) ->
     })
     .await;
     match opened {
-        Ok(Ok((name, file))) => stream_file(&name, file, headers).await,
+        Ok(Ok((name, file))) => {
+            stream_file(
+                &name,
+                file,
+                headers,
+                cache_control(app, Caching::Revalidate),
+            )
+            .await
+        }
         Ok(Err(err)) => store_error(id, err),
         Err(err) => internal(err),
     }
+}
+
+/// The `Cache-Control` of a result: `private` on a server with tokens (a shared cache must
+/// never hand what a token protects to someone without it), `public` otherwise.
+fn cache_control(app: &AppState, kind: Caching) -> &'static str {
+    match (app.tokens.any(), kind) {
+        (true, Caching::Revalidate) => "private, no-cache",
+        (false, Caching::Revalidate) => "public, no-cache",
+        (true, Caching::Immutable) => "private, max-age=31536000, immutable",
+        (false, Caching::Immutable) => "public, max-age=31536000, immutable",
+    }
+}
+
+/// How long a result may be kept by a cache.
+#[derive(Debug, Clone, Copy)]
+enum Caching {
+    /// Checked again (ETag) before each use: results that processing may write again.
+    Revalidate,
+    /// Forever: a stored frame never changes.
+    Immutable,
 }
 
 /// The Content-Type of a result file, from its name.
@@ -337,7 +368,12 @@ fn content_type(name: &str) -> &'static str {
 
 /// Streams `file` (all of it, or the byte range asked for), with the headers a browser needs
 /// to seek: Accept-Ranges, Content-Range, and an ETag that If-Range and If-None-Match use.
-async fn stream_file(name: &str, result: ResultFile, headers: &HeaderMap) -> Response {
+async fn stream_file(
+    name: &str,
+    result: ResultFile,
+    headers: &HeaderMap,
+    cache: &'static str,
+) -> Response {
     let len = result.len;
     let modified = result
         .modified
@@ -350,7 +386,7 @@ async fn stream_file(name: &str, result: ResultFile, headers: &HeaderMap) -> Res
         .header(header::CONTENT_TYPE, content_type(name))
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::ETAG, &etag)
-        .header(header::CACHE_CONTROL, "no-cache")
+        .header(header::CACHE_CONTROL, cache)
         .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     if header_text(header::IF_NONE_MATCH)
         .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
@@ -426,10 +462,6 @@ fn internal(err: impl std::fmt::Display) -> Response {
         "internal",
         err.to_string(),
     )
-}
-
-fn error(status: StatusCode, code: &str, message: String) -> Response {
-    (status, Json(json!({ "code": code, "message": message }))).into_response()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod bad_input;
 mod client_errors;
 mod dashboard;
 mod disconnects;
+mod hostile_http;
 mod limits;
 mod load;
 mod passthrough;
