@@ -36,17 +36,20 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::slots::{AddressSlots, Full, Slot};
 
-/// The deadlines and caps of HTTP connections, from the configuration.
-#[derive(Debug, Clone)]
+/// How connections are served: TLS or not, and the deadlines, from the configuration.
+#[derive(Clone)]
 pub struct Settings {
+    /// The TLS acceptor with `--tls-cert`, else plain HTTP.
+    pub tls: Option<TlsAcceptor>,
     pub header_read_timeout: Duration,
     pub keep_alive_timeout: Duration,
     pub tls_handshake_timeout: Duration,
 }
 
 impl Settings {
-    pub fn of(config: &Config) -> Self {
+    pub fn of(config: &Config, tls: Option<TlsAcceptor>) -> Self {
         Self {
+            tls,
             header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
             keep_alive_timeout: Duration::from_secs(config.keep_alive_timeout_secs),
             tls_handshake_timeout: Duration::from_secs(config.tls_handshake_timeout_secs),
@@ -69,7 +72,6 @@ pub fn slots(config: &Config) -> Arc<AddressSlots> {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    tls: Option<TlsAcceptor>,
     caps: Arc<AddressSlots>,
     settings: Settings,
     metrics: Arc<Metrics>,
@@ -99,7 +101,7 @@ pub async fn serve(
         let slot = match caps.take(remote.ip()) {
             Ok(slot) => slot,
             Err(full) => {
-                refuse(&tcp, remote, full, tls.is_some(), &metrics);
+                refuse(&tcp, remote, full, settings.tls.is_some(), &metrics);
                 continue;
             }
         };
@@ -108,7 +110,6 @@ pub async fn serve(
             tcp,
             remote,
             slot,
-            tls.clone(),
             router.clone(),
             settings.clone(),
             Arc::clone(&metrics),
@@ -156,19 +157,17 @@ fn refuse(tcp: &TcpStream, remote: SocketAddr, full: Full, tls: bool, metrics: &
 }
 
 /// Serves one connection, from its TLS handshake to its close.
-#[allow(clippy::too_many_arguments)]
 async fn connection(
     tcp: TcpStream,
     remote: SocketAddr,
     slot: Slot,
-    tls: Option<TlsAcceptor>,
     router: Router,
     settings: Settings,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
     let _open = metrics.connection_opened();
-    let io: Box<dyn Io> = match tls {
+    let io: Box<dyn Io> = match settings.tls.clone() {
         None => Box::new(tcp),
         Some(acceptor) => {
             match tokio::time::timeout(settings.tls_handshake_timeout, acceptor.accept(tcp)).await {

@@ -241,7 +241,7 @@ pub async fn serve(
     };
     open_files::raise(state.config.max_connections);
     let caps = Arc::clone(&state.connections);
-    let settings = connections::Settings::of(&state.config);
+    let settings = connections::Settings::of(&state.config, tls);
     let metrics = Arc::clone(&state.metrics);
     let router = app(state);
     // One deadline for the whole stop, fixed when it starts.
@@ -267,7 +267,6 @@ pub async fn serve(
     connections::serve(
         listener,
         router,
-        tls,
         caps,
         settings,
         metrics,

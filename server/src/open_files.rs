@@ -12,7 +12,7 @@ const RESERVED: u64 = 256;
 /// (`None`: unlimited). Warns when it leaves fewer descriptors than `max_connections` needs.
 pub fn raise(max_connections: u64) -> Option<u64> {
     let before = getrlimit(Resource::Nofile);
-    let mut wanted = before.clone();
+    let mut wanted = before;
     wanted.current = before.maximum;
     let now = if before.current == before.maximum {
         before.current

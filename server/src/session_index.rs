@@ -91,7 +91,7 @@ impl SessionStore for IndexedStore {
     fn delete(&self, id: &str) -> Result<(), StoreError> {
         let deleted = self.inner.delete(id);
         // Gone from the listing once its metadata is, even if the rest could not be removed.
-        if !matches!(self.inner.load_meta(id), Ok(_)) {
+        if self.inner.load_meta(id).is_err() {
             self.write().remove(id);
         }
         deleted

@@ -97,7 +97,7 @@ fn prune(dir: &Path, history: History) -> usize {
             Some((modified, e.path()))
         })
         .collect();
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     let mut removed = 0;
     for (i, (modified, path)) in files.iter().enumerate() {
         let too_old = modified.elapsed().is_ok_and(|age| age > history.max_age);
