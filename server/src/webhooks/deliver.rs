@@ -218,3 +218,33 @@ async fn send(app: &AppState, url: &str, event: &WebhookEvent, body: &[u8]) -> R
     .await
     .map_err(|e| e.to_string())?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(key: &str) -> WebhookEvent {
+        WebhookEvent {
+            idempotency_key: key.into(),
+            event: "session.created".into(),
+            session_id: key.into(),
+            at: String::new(),
+            session: serde_json::json!({}),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_sets_its_oldest_event_aside() {
+        let queue = Queue {
+            max: 2,
+            events: Mutex::new(VecDeque::new()),
+            added: Notify::new(),
+        };
+        assert!(queue.push(event("a")).is_none());
+        assert!(queue.push(event("b")).is_none());
+        let dropped = queue.push(event("c")).unwrap();
+        assert_eq!(dropped.idempotency_key, "a");
+        assert_eq!(queue.pop().await.idempotency_key, "b");
+        assert_eq!(queue.pop().await.idempotency_key, "c");
+    }
+}

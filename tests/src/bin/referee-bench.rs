@@ -1157,6 +1157,32 @@ fn ingest_all(bins: &Path, data: &Path, videos: &[Video], quick: bool) -> Result
     Ok(Value::Array(rows))
 }
 
+/// Starts `sessions` uploads named `prefix0`, `prefix1`... with [`play`] (no processing);
+/// they send once everyone has reached `barrier`.
+fn spawn_uploads(
+    url: &str,
+    prefix: &str,
+    sessions: usize,
+    payloads: &Arc<Vec<Bytes>>,
+    frames: u64,
+    size: (u32, u32),
+    barrier: &Arc<Barrier>,
+) -> Vec<tokio::task::JoinHandle<Result<Played>>> {
+    (0..sessions)
+        .map(|i| {
+            tokio::spawn(play(
+                url.to_string(),
+                format!("{prefix}{i}"),
+                Arc::clone(payloads),
+                frames,
+                size,
+                false,
+                Arc::clone(barrier),
+            ))
+        })
+        .collect()
+}
+
 fn ingest(
     bins: &Path,
     data: &Path,
@@ -1175,19 +1201,7 @@ fn ingest(
     let size = (video.width, video.height);
     let url = server.ws_url();
     let outcome = runtime.block_on(async {
-        let tasks: Vec<_> = (0..sessions)
-            .map(|i| {
-                tokio::spawn(play(
-                    url.clone(),
-                    format!("ingest{i}"),
-                    Arc::clone(&payloads),
-                    frames,
-                    size,
-                    false,
-                    Arc::clone(&barrier),
-                ))
-            })
-            .collect();
+        let tasks = spawn_uploads(&url, "ingest", sessions, &payloads, frames, size, &barrier);
         barrier.wait().await;
         let started = Instant::now();
         let mut played = Vec::new();
@@ -1753,19 +1767,8 @@ mod hostile {
                 .await?;
             }
             let barrier = Arc::new(Barrier::new(UPLOADS + 1));
-            let uploads: Vec<_> = (0..UPLOADS)
-                .map(|i| {
-                    tokio::spawn(play(
-                        url.clone(),
-                        format!("hostile{i}"),
-                        Arc::clone(&payloads),
-                        frames,
-                        size,
-                        false,
-                        Arc::clone(&barrier),
-                    ))
-                })
-                .collect();
+            let uploads =
+                spawn_uploads(&url, "hostile", UPLOADS, &payloads, frames, size, &barrier);
             if attack {
                 let ids =
                     tokio::task::spawn_blocking(move || session_ids(addr, "hostile", UPLOADS))
