@@ -102,6 +102,28 @@ fn a_request_sent_halfway_is_closed_within_the_header_timeout() {
 }
 
 #[test]
+fn a_tls_handshake_left_halfway_is_closed_within_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let server = TestServer::start_with(|c| {
+        c.tls_cert = Some(cert.clone());
+        c.tls_key = Some(key.clone());
+        c.tls_handshake_timeout_secs = 1;
+    });
+    // The first bytes of a ClientHello record, and nothing more.
+    let mut held = TcpStream::connect(server.addr).unwrap();
+    held.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap();
+    let (_, closed) = read_until_closed(&mut held, Duration::from_secs(60));
+    assert!(
+        closed,
+        "the server still holds a TLS handshake left halfway"
+    );
+}
+
+#[test]
 fn an_idle_kept_alive_connection_is_closed() {
     let server = TestServer::start_with(|c| c.keep_alive_timeout_secs = 1);
     let mut idle = TcpStream::connect(server.addr).unwrap();
