@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::api_error::{error, ApiError};
 use crate::store::StoreError;
 use crate::AppState;
 
@@ -31,11 +32,7 @@ pub async fn list_sessions(State(app): State<AppState>) -> Response {
                 .collect();
             Json(json!({ "sessions": sessions })).into_response()
         }
-        Ok(Err(err)) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "storage_failed",
-            err.to_string(),
-        ),
+        Ok(Err(err)) => ApiError::storage(err, &app.config.data_dir).into_response(),
         Err(err) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -62,11 +59,7 @@ pub async fn get_session(State(app): State<AppState>, Path(id): Path<String>) ->
             "session_not_found",
             format!("no session {id:?}: list sessions with GET /api/sessions"),
         ),
-        Ok(Err(err)) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "storage_failed",
-            err.to_string(),
-        ),
+        Ok(Err(err)) => ApiError::storage(err, &app.config.data_dir).into_response(),
         Err(err) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -81,8 +74,4 @@ fn with_links(mut value: serde_json::Value, links: serde_json::Value) -> serde_j
         object.insert("links".into(), links);
     }
     value
-}
-
-fn error(status: StatusCode, code: &str, message: String) -> Response {
-    (status, Json(json!({ "code": code, "message": message }))).into_response()
 }

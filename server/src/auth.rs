@@ -7,12 +7,11 @@
 //! cannot set a header (EventSource, `<img>`, `<video>`).
 
 use axum::extract::{Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde_json::json;
 
+use crate::api_error::ApiError;
 use crate::AppState;
 
 /// What a token may do; each scope includes the ones before it.
@@ -44,7 +43,7 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    fn any(&self) -> bool {
+    pub fn any(&self) -> bool {
         self.watch.is_some() || self.ingest.is_some() || self.admin.is_some()
     }
 
@@ -79,6 +78,48 @@ impl Tokens {
             _ => Some(Scope::Watch),
         }
     }
+}
+
+/// Whether the browser page at `origin` may open a WebSocket to `/stream` (a request with
+/// an `Origin` header, sent to `host`): always when the server has tokens and no
+/// `--allowed-origin` (the token protects it); otherwise when `origin` is the server's own
+/// (its authority is `host`) or one of `allowed` (`*` allows any).
+pub fn origin_allowed(
+    tokens: &Tokens,
+    allowed: &[String],
+    origin: &str,
+    host: Option<&str>,
+) -> bool {
+    if tokens.any() && allowed.is_empty() {
+        return true;
+    }
+    let origin = origin.trim().trim_end_matches('/');
+    let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+    let own = host.is_some_and(|h| h.trim().eq_ignore_ascii_case(authority));
+    own || allowed.iter().any(|a| {
+        let a = a.trim().trim_end_matches('/');
+        a == "*" || a.eq_ignore_ascii_case(origin)
+    })
+}
+
+/// Refuses a WebSocket upgrade whose `Origin` is not allowed ([`origin_allowed`]): 403
+/// `origin_not_allowed`. Clients that send no `Origin` (every non-browser one) pass.
+pub fn check_origin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("(not text)");
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if origin_allowed(&app.tokens, &app.config.allowed_origin, origin, host) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "origin_not_allowed",
+        format!(
+            "a page from {origin:?} may not stream to this server: add it with              --allowed-origin, or give the server a token (--token)"
+        ),
+    ))
 }
 
 /// Compares two secrets in time that does not depend on where they differ.
@@ -152,11 +193,10 @@ pub async fn require(State(app): State<AppState>, request: Request, next: Next) 
     }
 }
 
-fn refuse(status: StatusCode, code: &str, message: String) -> Response {
+fn refuse(status: StatusCode, code: &'static str, message: String) -> Response {
     (
-        status,
         [(header::WWW_AUTHENTICATE, "Bearer")],
-        Json(json!({ "code": code, "message": message })),
+        ApiError::new(status, code, message),
     )
         .into_response()
 }
@@ -199,6 +239,40 @@ mod tests {
         };
         let given = token_of_uri("/api/sessions?token=a%2Bb%2Fc%3Dd%25e").unwrap();
         assert_eq!(tokens.grant(&given), Some(Scope::Watch));
+    }
+
+    #[test]
+    fn origins_are_checked_without_tokens_or_with_a_list() {
+        let open = Tokens::default();
+        let host = Some("10.0.0.5:8080");
+        assert!(origin_allowed(&open, &[], "http://10.0.0.5:8080", host));
+        assert!(origin_allowed(&open, &[], "https://10.0.0.5:8080/", host));
+        assert!(!origin_allowed(&open, &[], "https://evil.example", host));
+        assert!(!origin_allowed(&open, &[], "null", host));
+        let list = vec!["https://Scores.example.org".to_string()];
+        assert!(origin_allowed(
+            &open,
+            &list,
+            "https://scores.example.org",
+            host
+        ));
+        assert!(origin_allowed(
+            &open,
+            &["*".into()],
+            "https://evil.example",
+            host
+        ));
+        let tokens = Tokens {
+            ingest: Some("i".into()),
+            ..Tokens::default()
+        };
+        assert!(origin_allowed(&tokens, &[], "https://evil.example", host));
+        assert!(!origin_allowed(
+            &tokens,
+            &list,
+            "https://evil.example",
+            host
+        ));
     }
 
     #[test]

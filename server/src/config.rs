@@ -114,6 +114,45 @@ pub struct Config {
     #[arg(long, env = "REFEREE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Seconds an HTTP client has to send a request's headers, counted from the connection's
+    /// start or the end of the previous response; a connection that does not is closed.
+    #[arg(long, env = "REFEREE_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds an idle kept-alive HTTP connection (no request in progress) stays open.
+    #[arg(long, env = "REFEREE_KEEP_ALIVE_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_alive_timeout_secs: u64,
+
+    /// Seconds a new connection has to complete its TLS handshake (with --tls-cert).
+    #[arg(long, env = "REFEREE_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_handshake_timeout_secs: u64,
+
+    /// Connections open at once (HTTP, WebSocket uploads, watchers); more are closed at once
+    /// (plain HTTP gets a 503 `too_many_connections` first).
+    #[arg(long, env = "REFEREE_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+
+    /// Connections one client address (an IPv6 /64) may have open at once.
+    #[arg(long, env = "REFEREE_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections_per_client: u64,
+
+    /// Live watchers (event streams, live views) at once; more are refused with 503
+    /// `too_many_watchers`.
+    #[arg(long, env = "REFEREE_MAX_WATCHERS", default_value_t = 1024)]
+    pub max_watchers: usize,
+
+    /// Live watchers one client address may have at once; more are refused with 429
+    /// `too_many_watchers`.
+    #[arg(long, env = "REFEREE_MAX_WATCHERS_PER_CLIENT", default_value_t = 64)]
+    pub max_watchers_per_client: usize,
+
+    /// Origin (e.g. `https://scores.example.org`) whose pages may open a WebSocket to
+    /// /stream, besides the server's own. May be given more than once. Checked when the server
+    /// has no token, or when any is given; a client that sends no Origin (not a browser) is
+    /// never refused.
+    #[arg(long, env = "REFEREE_ALLOWED_ORIGIN", value_delimiter = ',')]
+    pub allowed_origin: Vec<String>,
+
     /// URL to POST session events to (session.created, session.completed, session.failed),
     /// as JSON. May be given more than once.
     #[arg(long, env = "REFEREE_WEBHOOK", value_delimiter = ',')]
@@ -128,6 +167,19 @@ pub struct Config {
     /// Delivery attempts of a webhook event before it is set aside in webhooks/failed/.
     #[arg(long, env = "REFEREE_WEBHOOK_ATTEMPTS", default_value_t = 12)]
     pub webhook_attempts: u32,
+
+    /// Webhook events waiting for one URL, at most; when more come, the oldest is set aside
+    /// (recorded as `dropped` in webhooks/failed/, counted in referee_webhooks_dropped_total).
+    #[arg(long, env = "REFEREE_WEBHOOK_QUEUE_MAX", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_queue_max: u64,
+
+    /// Files webhooks/sent/ and webhooks/failed/ each keep (the newest).
+    #[arg(long, env = "REFEREE_WEBHOOK_HISTORY_FILES", default_value_t = 1000)]
+    pub webhook_history_files: usize,
+
+    /// Days webhooks/sent/ and webhooks/failed/ keep a file.
+    #[arg(long, env = "REFEREE_WEBHOOK_HISTORY_DAYS", default_value_t = 7)]
+    pub webhook_history_days: u64,
 
     /// Seconds a dropped session stays resumable before it is abandoned.
     #[arg(long, env = "REFEREE_RESUME_GRACE", default_value_t = 600)]

@@ -1097,6 +1097,7 @@ where
         if session.recent.len() > window as usize {
             session.recent.pop_front();
         }
+        session.live.set_latest_frame(index, frame.payload.clone());
         if let Some(line) = received_line(session.live.id(), index, session.bytes_total) {
             tracing::info!("{line}");
         }

@@ -17,10 +17,12 @@
 //!   and deleting sessions; [`byte_range`] reads `Range` headers.
 
 pub mod api;
+pub mod api_error;
 pub mod auth;
 pub mod byte_range;
 pub mod cleanup;
 pub mod config;
+pub mod connections;
 pub mod dashboard;
 pub mod events;
 pub mod frame_check;
@@ -29,6 +31,7 @@ pub mod ingest;
 pub mod limits;
 pub mod live;
 pub mod metrics;
+pub mod open_files;
 pub mod ops;
 pub mod pipeline;
 pub mod processing;
@@ -36,12 +39,14 @@ pub mod recovery;
 pub mod reserve;
 pub mod results_api;
 pub mod session_id;
+pub mod session_index;
+pub mod slots;
 pub mod store;
 pub mod watch;
 pub mod webhooks;
 pub mod writer;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +100,10 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The sessions still to recover after a start (recovery runs in the background).
     pub recovering: Arc<recovery::Pending>,
+    /// Connections open, in total and per client address (`connections`).
+    pub connections: Arc<slots::AddressSlots>,
+    /// Live watchers (event streams, live views), in total and per client address.
+    pub watchers: Arc<slots::AddressSlots>,
 }
 
 impl AppState {
@@ -106,7 +115,10 @@ impl AppState {
 
     pub fn with_store(config: Config, store: Arc<dyn SessionStore>) -> Result<Self, StartError> {
         let token = config.resolve_token().map_err(StartError::Token)?;
+        let store: Arc<dyn SessionStore> = Arc::new(session_index::IndexedStore::load(store)?);
         Ok(Self {
+            connections: connections::slots(&config),
+            watchers: slots::AddressSlots::new(config.max_watchers, config.max_watchers_per_client),
             processing: Arc::new(Semaphore::new(usize::from(config.processing_workers))),
             tokens: Arc::new(auth::Tokens {
                 ingest: token,
@@ -164,10 +176,12 @@ pub fn app(state: AppState) -> Router {
         .route("/api/sessions/{id}/live.mjpeg", get(watch::live_mjpeg))
         .route("/api/events", get(watch::all_events))
         .route("/metrics", get(ops::metrics))
+        .fallback(api_error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,
         ))
+        .layer(axum::middleware::from_fn(api_error::json_errors))
         .with_state(state)
 }
 
@@ -175,7 +189,12 @@ async fn stream(
     ws: WebSocketUpgrade,
     State(app): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
+    if let Err(refused) = auth::check_origin(&app, &headers) {
+        tracing::warn!("Refused a WebSocket from {remote}: {}", refused.message);
+        return axum::response::IntoResponse::into_response(refused);
+    }
     let limit = app.config.max_message_bytes();
     let tasks = app.tasks.clone();
     ws.max_message_size(limit)
@@ -227,10 +246,16 @@ pub async fn serve(
     let tasks = state.tasks.clone();
     let grace = Duration::from_secs(state.config.shutdown_timeout_secs);
     let tls = match (&state.config.tls_cert, &state.config.tls_key) {
-        (Some(cert), Some(key)) => Some(tls_config(cert, key).await?),
+        (Some(cert), Some(key)) => Some(connections::tls_acceptor(
+            &tls_config(cert, key).await?.get_inner(),
+        )),
         _ => None,
     };
-    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    open_files::raise(state.config.max_connections);
+    let caps = Arc::clone(&state.connections);
+    let settings = connections::Settings::of(&state.config, tls);
+    let metrics = Arc::clone(&state.metrics);
+    let router = app(state);
     // One deadline for the whole stop, fixed when it starts.
     let deadline = Arc::new(std::sync::OnceLock::new());
     let stop = {
@@ -242,43 +267,25 @@ pub async fn serve(
         }
     };
     tokio::spawn(stop);
-    let served = match tls {
-        None => {
-            let serving = axum::serve(listener, service)
-                .with_graceful_shutdown(token.clone().cancelled_owned())
-                .into_future();
-            // axum waits for every open HTTP response to end: bound that wait too.
-            let stopped = token.clone();
-            let out_of_time = async {
-                stopped.cancelled().await;
-                let end = deadline.get().copied();
-                tokio::time::sleep_until(
-                    end.unwrap_or_else(|| tokio::time::Instant::now() + grace),
-                )
+    // Open HTTP responses are waited for until the deadline, then dropped.
+    let out_of_time = {
+        let deadline = Arc::clone(&deadline);
+        async move {
+            let end = deadline.get().copied();
+            tokio::time::sleep_until(end.unwrap_or_else(|| tokio::time::Instant::now() + grace))
                 .await;
-            };
-            tokio::select! {
-                served = serving => served,
-                () = out_of_time => {
-                    tracing::warn!("HTTP responses still open after {} s: closing them", grace.as_secs());
-                    Ok(())
-                }
-            }
-        }
-        Some(tls) => {
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            let stopped = token.clone();
-            tokio::spawn(async move {
-                stopped.cancelled().await;
-                stopper.graceful_shutdown(Some(grace));
-            });
-            axum_server::from_tcp_rustls(listener.into_std()?, tls)?
-                .handle(handle)
-                .serve(service)
-                .await
         }
     };
+    connections::serve(
+        listener,
+        router,
+        caps,
+        settings,
+        metrics,
+        token.clone(),
+        out_of_time,
+    )
+    .await;
     tasks.close();
     let end = deadline
         .get()
@@ -291,5 +298,5 @@ pub async fn serve(
             grace.as_secs()
         );
     }
-    served
+    Ok(())
 }

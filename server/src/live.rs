@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use bytes::Bytes;
 use tokio::sync::{broadcast, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +41,9 @@ pub struct LiveSession {
     client: Mutex<Option<IpAddr>>,
     /// Processing progress and outcome, for every connection that listens.
     events: broadcast::Sender<PipelineEvent>,
+    /// The latest frame received (its index and JPEG), for the live view.
+    // std Mutex: a swap under it, never held across an `.await`.
+    latest_frame: Mutex<Option<(u64, Bytes)>>,
 }
 
 impl LiveSessions {
@@ -59,6 +63,7 @@ impl LiveSessions {
             holder: Mutex::new(CancellationToken::new()),
             client: Mutex::new(None),
             events: broadcast::channel(EVENT_BACKLOG).0,
+            latest_frame: Mutex::new(None),
         });
         map.insert(id, Arc::downgrade(&live));
         (live, map.len())
@@ -150,6 +155,23 @@ impl LiveSession {
     pub fn publish(&self, event: PipelineEvent) {
         // No listener is fine: processing goes on without one.
         let _ = self.events.send(event);
+    }
+
+    /// Keeps `jpeg`, frame `index`, as the latest for the live view (one frame per session,
+    /// shared with the writer's copy: nothing is copied).
+    pub fn set_latest_frame(&self, index: u64, jpeg: Bytes) {
+        *self
+            .latest_frame
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((index, jpeg));
+    }
+
+    /// The latest frame received, if one was since the session became live.
+    pub fn latest_frame(&self) -> Option<(u64, Bytes)> {
+        self.latest_frame
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Listens to processing events from now on.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use referee_protocol::ErrorCode;
@@ -72,6 +72,16 @@ impl Histogram {
 const ACK_BOUNDS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 const STAGE_BOUNDS: &[f64] = &[0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
+/// An open connection, counted in `referee_connections_open` until dropped.
+#[derive(Debug)]
+pub struct Gauged(Arc<Metrics>);
+
+impl Drop for Gauged {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Every metric of the server.
 #[derive(Debug)]
 pub struct Metrics {
@@ -85,6 +95,20 @@ pub struct Metrics {
     /// Acknowledged frames found missing after a restart. Must stay 0.
     pub frames_lost: AtomicU64,
     pub watchers: AtomicU64,
+    /// Watchers refused, over `--max-watchers` / `--max-watchers-per-client`.
+    pub watchers_refused_total: AtomicU64,
+    pub watchers_refused_per_client: AtomicU64,
+    /// Connections open now.
+    pub connections_open: AtomicU64,
+    /// Connections closed at once, over `--max-connections` / `--max-connections-per-client`.
+    pub connections_refused_total: AtomicU64,
+    pub connections_refused_per_client: AtomicU64,
+    /// Connections closed for not sending a request's headers in time.
+    pub header_timeouts: AtomicU64,
+    /// TLS connections closed for not finishing the handshake in time.
+    pub tls_handshake_timeouts: AtomicU64,
+    /// Webhook events set aside because an outbox was full.
+    pub webhooks_dropped: AtomicU64,
     errors: Mutex<BTreeMap<&'static str, u64>>,
     /// Time from a frame's arrival to its ACK (written and synced).
     pub ack_latency: Histogram,
@@ -104,6 +128,14 @@ impl Default for Metrics {
             duplicates_dropped: AtomicU64::new(0),
             frames_lost: AtomicU64::new(0),
             watchers: AtomicU64::new(0),
+            watchers_refused_total: AtomicU64::new(0),
+            watchers_refused_per_client: AtomicU64::new(0),
+            connections_open: AtomicU64::new(0),
+            connections_refused_total: AtomicU64::new(0),
+            connections_refused_per_client: AtomicU64::new(0),
+            header_timeouts: AtomicU64::new(0),
+            tls_handshake_timeouts: AtomicU64::new(0),
+            webhooks_dropped: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
             ack_latency: Histogram::new(ACK_BOUNDS),
             video_stage: Histogram::new(STAGE_BOUNDS),
@@ -115,6 +147,12 @@ impl Default for Metrics {
 impl Metrics {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a connection as open until the guard is dropped.
+    pub fn connection_opened(self: &Arc<Self>) -> Gauged {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        Gauged(Arc::clone(self))
     }
 
     pub fn error(&self, code: ErrorCode) {
@@ -198,6 +236,55 @@ impl Metrics {
             out,
             "# HELP referee_watchers Live watchers connected.\n# TYPE referee_watchers gauge\nreferee_watchers {}",
             self.watchers.load(Ordering::Relaxed)
+        );
+        let refused = |out: &mut String,
+                       name: &str,
+                       help: &str,
+                       total: &AtomicU64,
+                       per: &AtomicU64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{limit=\"total\"}} {}\n{name}{{limit=\"per_client\"}} {}",
+                total.load(Ordering::Relaxed),
+                per.load(Ordering::Relaxed)
+            );
+        };
+        refused(
+            &mut out,
+            "referee_watchers_refused_total",
+            "Watchers refused over a limit, by limit.",
+            &self.watchers_refused_total,
+            &self.watchers_refused_per_client,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP referee_connections_open Connections open.\n# TYPE referee_connections_open gauge\nreferee_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
+        refused(
+            &mut out,
+            "referee_connections_refused_total",
+            "Connections closed at once over a limit, by limit.",
+            &self.connections_refused_total,
+            &self.connections_refused_per_client,
+        );
+        counter(
+            &mut out,
+            "referee_http_header_timeouts_total",
+            "Connections closed for not sending a request's headers in time.",
+            &self.header_timeouts,
+        );
+        counter(
+            &mut out,
+            "referee_tls_handshake_timeouts_total",
+            "TLS connections closed for not finishing the handshake in time.",
+            &self.tls_handshake_timeouts,
+        );
+        counter(
+            &mut out,
+            "referee_webhooks_dropped_total",
+            "Webhook events set aside in webhooks/dropped/ because a URL's queue was full.",
+            &self.webhooks_dropped,
         );
         let _ = writeln!(
             out,

@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use referee_protocol::text::check_name;
@@ -19,6 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::api_error::ApiError;
 use crate::events::EventKind;
 use crate::metrics::Metrics;
 use crate::store::{rfc3339, SessionMeta, SessionStatus};
@@ -82,21 +85,53 @@ pub struct NewSession {
     name: Option<String>,
 }
 
+/// The name a `POST /api/sessions` body asks for: no body (or an empty one) is the default
+/// name; a body must be a JSON object with at most `name`.
+fn requested_name(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok("session".into());
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.is_empty() && !content_type.starts_with("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("the body is {content_type:?}: send JSON (Content-Type: application/json), e.g. {{\"name\": \"final_pool_a\"}}, or no body"),
+        ));
+    }
+    let parsed: NewSession = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("the body is not a session to create ({e}): send {{\"name\": \"final_pool_a\"}}, or no body"),
+        )
+    })?;
+    Ok(parsed.name.unwrap_or_else(|| "session".into()))
+}
+
 /// Creates the session (on disk, in full) and returns it with its links.
 pub async fn create(
     State(app): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    body: Option<Json<NewSession>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let name = body
-        .and_then(|Json(b)| b.name)
-        .unwrap_or_else(|| "session".into());
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
+                .into_response()
+        }
+    };
+    let name = match requested_name(&headers, &body) {
+        Ok(name) => name,
+        Err(err) => return err.into_response(),
+    };
     if let Err(why) = check_name(&name) {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"code": "invalid_name", "message": why})),
-        )
-            .into_response();
+        return ApiError::new(StatusCode::BAD_REQUEST, "invalid_name", why).into_response();
     }
     let refused = limits::refuse_new_session(&app).or_else(|| {
         let limit = app.config.max_sessions_per_client;
@@ -112,11 +147,7 @@ pub async fn create(
     });
     if let Some((code, why)) = refused {
         tracing::warn!("POST /api/sessions refused: {code}: {why}");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"code": code.as_str(), "message": why})),
-        )
-            .into_response();
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code.as_str(), why).into_response();
     }
     let now = OffsetDateTime::now_utc();
     let id = session_id::generate(&name, now);
@@ -144,17 +175,8 @@ pub async fn create(
         }
         Ok(Err(err)) => {
             app.reservations.remove(&meta.id);
-            let message = crate::store::without_data_dir(&err.to_string(), &app.config.data_dir);
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"code": "storage_failed", "message": message})),
-            )
-                .into_response()
+            ApiError::storage(err, &app.config.data_dir).into_response()
         }
-        Err(err) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"code": "internal", "message": err.to_string()})),
-        )
-            .into_response(),
+        Err(err) => ApiError::internal(err).into_response(),
     }
 }

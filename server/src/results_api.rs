@@ -10,11 +10,11 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
+use crate::api_error::{error, ApiError};
 use crate::byte_range::ByteRange;
 use crate::pipeline::{REPORT_FILE, REPORT_HTML_FILE, THUMBNAILS_DIR};
 use crate::store::{ResultFile, StoreError};
@@ -114,7 +114,7 @@ async fn page_with_token(app: &AppState, id: &str, token: &str) -> Response {
             add_token(&page, token),
         )
             .into_response(),
-        Ok(Err(err)) => store_error(id, err),
+        Ok(Err(err)) => store_error(&app, id, err),
         Err(err) => internal(err),
     }
 }
@@ -198,7 +198,10 @@ pub async fn frame(
         Ok(Ok(Ok(frame))) => (
             [
                 (header::CONTENT_TYPE, "image/jpeg"),
-                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+                (
+                    header::CACHE_CONTROL,
+                    cache_control(&app, Caching::Immutable),
+                ),
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             ],
             frame.payload,
@@ -212,7 +215,7 @@ pub async fn frame(
                 stored.saturating_sub(1)
             ),
         ),
-        Ok(Err(err)) => store_error(&id, err),
+        Ok(Err(err)) => store_error(&app, &id, err),
         Err(err) => internal(err),
     }
 }
@@ -240,7 +243,7 @@ pub async fn delete_session(State(app): State<AppState>, Path(id): Path<String>)
             tracing::info!("Deleted session {id}");
             StatusCode::NO_CONTENT.into_response()
         }
-        Ok(Err(err)) => store_error(&id, err),
+        Ok(Err(err)) => store_error(&app, &id, err),
         Err(err) => internal(err),
     }
 }
@@ -318,10 +321,38 @@ async fn serve(app: &AppState, id: &str, names: &[&str], headers: &HeaderMap) ->
     })
     .await;
     match opened {
-        Ok(Ok((name, file))) => stream_file(&name, file, headers).await,
-        Ok(Err(err)) => store_error(id, err),
+        Ok(Ok((name, file))) => {
+            stream_file(
+                &name,
+                file,
+                headers,
+                cache_control(app, Caching::Revalidate),
+            )
+            .await
+        }
+        Ok(Err(err)) => store_error(&app, id, err),
         Err(err) => internal(err),
     }
+}
+
+/// The `Cache-Control` of a result: `private` on a server with tokens (a shared cache must
+/// never hand what a token protects to someone without it), `public` otherwise.
+fn cache_control(app: &AppState, kind: Caching) -> &'static str {
+    match (app.tokens.any(), kind) {
+        (true, Caching::Revalidate) => "private, no-cache",
+        (false, Caching::Revalidate) => "public, no-cache",
+        (true, Caching::Immutable) => "private, max-age=31536000, immutable",
+        (false, Caching::Immutable) => "public, max-age=31536000, immutable",
+    }
+}
+
+/// How long a result may be kept by a cache.
+#[derive(Debug, Clone, Copy)]
+enum Caching {
+    /// Checked again (ETag) before each use: results that processing may write again.
+    Revalidate,
+    /// Forever: a stored frame never changes.
+    Immutable,
 }
 
 /// The Content-Type of a result file, from its name.
@@ -338,7 +369,12 @@ fn content_type(name: &str) -> &'static str {
 
 /// Streams `file` (all of it, or the byte range asked for), with the headers a browser needs
 /// to seek: Accept-Ranges, Content-Range, and an ETag that If-Range and If-None-Match use.
-async fn stream_file(name: &str, result: ResultFile, headers: &HeaderMap) -> Response {
+async fn stream_file(
+    name: &str,
+    result: ResultFile,
+    headers: &HeaderMap,
+    cache: &'static str,
+) -> Response {
     let len = result.len;
     let modified = result
         .modified
@@ -351,7 +387,7 @@ async fn stream_file(name: &str, result: ResultFile, headers: &HeaderMap) -> Res
         .header(header::CONTENT_TYPE, content_type(name))
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::ETAG, &etag)
-        .header(header::CACHE_CONTROL, "no-cache")
+        .header(header::CACHE_CONTROL, cache)
         .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     if header_text(header::IF_NONE_MATCH)
         .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
@@ -398,7 +434,7 @@ async fn stream_file(name: &str, result: ResultFile, headers: &HeaderMap) -> Res
         .unwrap_or_else(internal)
 }
 
-fn store_error(id: &str, err: StoreError) -> Response {
+fn store_error(app: &AppState, id: &str, err: StoreError) -> Response {
     match err {
         StoreError::NotFound(_) => error(
             StatusCode::NOT_FOUND,
@@ -413,11 +449,7 @@ fn store_error(id: &str, err: StoreError) -> Response {
                  (see GET /api/sessions/{id} and its links)"
             ),
         ),
-        err => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "storage_failed",
-            err.to_string(),
-        ),
+        err => ApiError::storage(err, &app.config.data_dir).into_response(),
     }
 }
 
@@ -427,10 +459,6 @@ fn internal(err: impl std::fmt::Display) -> Response {
         "internal",
         err.to_string(),
     )
-}
-
-fn error(status: StatusCode, code: &str, message: String) -> Response {
-    (status, Json(json!({ "code": code, "message": message }))).into_response()
 }
 
 #[cfg(test)]

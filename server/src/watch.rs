@@ -7,13 +7,14 @@
 //! live events. A watcher never slows ingest: one that falls behind skips events.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -22,8 +23,10 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::api_error::ApiError;
 use crate::events::{EventKind, SessionEvent};
 use crate::metrics::Metrics;
+use crate::slots::{Full, Slot};
 use crate::store::{SessionMeta, SessionStatus};
 use crate::AppState;
 
@@ -40,19 +43,56 @@ pub struct WatchQuery {
     timeout: Option<u64>,
 }
 
-/// Counts a watcher while it is connected.
-struct WatcherGuard(Arc<Metrics>);
+/// Counts a watcher while it is connected, against `--max-watchers` and
+/// `--max-watchers-per-client`.
+struct WatcherGuard {
+    metrics: Arc<Metrics>,
+    _slot: Slot,
+}
 
 impl WatcherGuard {
-    fn new(metrics: &Arc<Metrics>) -> Self {
+    /// Counts one more watcher from `remote`, or says why not: 429 when this client address
+    /// has too many, 503 when the server has.
+    fn new(app: &AppState, remote: SocketAddr) -> Result<Self, ApiError> {
+        let metrics = &app.metrics;
+        let slot = app.watchers.take(remote.ip()).map_err(|full| {
+            let (status, message) = match full {
+                Full::PerClient { max } => {
+                    Metrics::add(&metrics.watchers_refused_per_client, 1);
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        format!(
+                            "{} already has {max} watchers open (event streams and live views), \
+                             the limit per client address (--max-watchers-per-client): close one",
+                            remote.ip()
+                        ),
+                    )
+                }
+                Full::Total { max } => {
+                    Metrics::add(&metrics.watchers_refused_total, 1);
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "the server already has {max} watchers open, its limit \
+                             (--max-watchers): try again later"
+                        ),
+                    )
+                }
+            };
+            tracing::debug!("Refused a watcher from {remote}: {message}");
+            ApiError::new(status, "too_many_watchers", message)
+        })?;
         metrics.watchers.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(metrics))
+        Ok(Self {
+            metrics: Arc::clone(metrics),
+            _slot: slot,
+        })
     }
 }
 
 impl Drop for WatcherGuard {
     fn drop(&mut self) {
-        self.0.watchers.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.watchers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -158,9 +198,14 @@ fn until_shutdown<S: Stream>(
 /// `GET /api/sessions/{id}/events`: the session's events as Server-Sent Events.
 pub async fn session_events(
     State(app): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     Query(query): Query<WatchQuery>,
-) -> impl IntoResponse {
+) -> Response {
+    let guard = match WatcherGuard::new(&app, remote) {
+        Ok(guard) => guard,
+        Err(refused) => return refused.into_response(),
+    };
     // Subscribe before reading the state, so that nothing falls between the two.
     let rx = app.events.subscribe();
     let meta = current(&app, &id).await;
@@ -179,13 +224,21 @@ pub async fn session_events(
             wait_until: waiting.then(|| Instant::now() + wait),
             only: Some(id),
             done: false,
-            _guard: WatcherGuard::new(&app.metrics),
+            _guard: guard,
         },
     )
+    .into_response()
 }
 
 /// `GET /api/events`: every session's events, new sessions included.
-pub async fn all_events(State(app): State<AppState>) -> impl IntoResponse {
+pub async fn all_events(
+    State(app): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+) -> Response {
+    let guard = match WatcherGuard::new(&app, remote) {
+        Ok(guard) => guard,
+        Err(refused) => return refused.into_response(),
+    };
     sse(
         &app,
         Watch {
@@ -194,15 +247,63 @@ pub async fn all_events(State(app): State<AppState>) -> impl IntoResponse {
             wait_until: None,
             only: None,
             done: false,
-            _guard: WatcherGuard::new(&app.metrics),
+            _guard: guard,
         },
     )
+    .into_response()
 }
 
-/// `GET /api/sessions/{id}/live.mjpeg`: the latest stored frame, again whenever a newer one is
-/// stored, at most a few times a second, as `multipart/x-mixed-replace`.
+/// What the live view shows next.
+enum View {
+    Frame(u64, Bytes),
+    Wait,
+    End,
+}
+
+/// The next frame of session `id`'s live view, after frame `shown`: the latest frame received
+/// while the session is live (kept in memory by the session, never read from disk), else the
+/// last one stored, read once.
+async fn next_view(app: &AppState, id: &str, shown: Option<u64>, deadline: Instant) -> View {
+    let meta = match app.live.handle(id) {
+        Some(live) => match live.latest_frame() {
+            Some((index, _)) if shown == Some(index) => return View::Wait,
+            Some((index, jpeg)) => return View::Frame(index, jpeg),
+            // Live with no frame received yet (resumed, or processing after a restart).
+            None => live.snapshot(),
+        },
+        None => match current(app, id).await {
+            Some(meta) => meta,
+            None if Instant::now() > deadline => return View::End,
+            None => return View::Wait,
+        },
+    };
+    let finished = !matches!(
+        meta.status,
+        SessionStatus::Created | SessionStatus::Receiving | SessionStatus::AwaitingSignal
+    );
+    let Some(index) = meta.frames_stored.checked_sub(1) else {
+        return if finished { View::End } else { View::Wait };
+    };
+    if shown == Some(index) {
+        return if finished { View::End } else { View::Wait };
+    }
+    let store = Arc::clone(&app.store);
+    let lookup = id.to_string();
+    let frame = tokio::task::spawn_blocking(move || {
+        store.frame_source(&lookup).and_then(|mut f| f.read(index))
+    })
+    .await;
+    match frame {
+        Ok(Ok(frame)) => View::Frame(index, frame.payload),
+        _ => View::Wait,
+    }
+}
+
+/// `GET /api/sessions/{id}/live.mjpeg`: the latest frame, again whenever a newer one arrives,
+/// at most a few times a second, as `multipart/x-mixed-replace`.
 pub async fn live_mjpeg(
     State(app): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     Query(query): Query<WatchQuery>,
 ) -> Response {
@@ -210,54 +311,31 @@ pub async fn live_mjpeg(
         .timeout
         .map_or(DEFAULT_WAIT, Duration::from_secs)
         .min(MAX_WAIT);
-    let guard = WatcherGuard::new(&app.metrics);
+    let guard = match WatcherGuard::new(&app, remote) {
+        Ok(guard) => guard,
+        Err(refused) => return refused.into_response(),
+    };
     let shutdown = app.shutdown.clone();
     let state = (app, id, None::<u64>, Instant::now() + wait, guard);
-    let parts = stream::unfold(state, |(app, id, mut shown, deadline, guard)| async move {
+    let parts = stream::unfold(state, |(app, id, shown, deadline, guard)| async move {
         let mut tick = tokio::time::interval(Duration::from_millis(1000 / MJPEG_FPS));
         loop {
             tick.tick().await;
-            let meta = current(&app, &id).await;
-            let Some(meta) = meta else {
-                if Instant::now() > deadline {
-                    return None;
-                }
-                continue;
+            let (index, jpeg) = match next_view(&app, &id, shown, deadline).await {
+                View::Frame(index, jpeg) => (index, jpeg),
+                View::Wait => continue,
+                View::End => return None,
             };
-            let finished = !matches!(
-                meta.status,
-                SessionStatus::Created | SessionStatus::Receiving | SessionStatus::AwaitingSignal
-            );
-            if meta.frames_stored == 0 || shown == Some(meta.frames_stored) {
-                if finished && shown.is_some() {
-                    return None;
-                }
-                if finished && meta.frames_stored == 0 {
-                    return None;
-                }
-                continue;
-            }
-            let index = meta.frames_stored - 1;
-            let store = Arc::clone(&app.store);
-            let lookup = id.clone();
-            let frame = tokio::task::spawn_blocking(move || {
-                store.frame_source(&lookup).and_then(|mut f| f.read(index))
-            })
-            .await;
-            let Ok(Ok(frame)) = frame else {
-                continue;
-            };
-            shown = Some(meta.frames_stored);
             let mut part = format!(
                 "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-                frame.payload.len()
+                jpeg.len()
             )
             .into_bytes();
-            part.extend_from_slice(&frame.payload);
+            part.extend_from_slice(&jpeg);
             part.extend_from_slice(b"\r\n");
             return Some((
                 Ok::<_, Infallible>(Bytes::from(part)),
-                (app, id, shown, deadline, guard),
+                (app, id, Some(index), deadline, guard),
             ));
         }
     });

@@ -6,6 +6,7 @@ mod client_errors;
 mod client_strings;
 mod dashboard;
 mod disconnects;
+mod hostile_http;
 mod limits;
 mod load;
 mod passthrough;

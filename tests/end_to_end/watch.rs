@@ -154,6 +154,53 @@ fn live_mjpeg_shows_stored_frames_and_metrics_count_them() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_view_shows_the_latest_frame_while_the_upload_goes_on() {
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let jpegs =
+        referee_tests::client_frames(&make_video(work.path(), "v.avi", 3, 30.0, 160, 120), 90);
+    let mut raw = referee_tests::RawClient::connect(&server).await;
+    let id = raw.start(160, 120).await;
+    for (i, jpeg) in jpegs.iter().enumerate() {
+        raw.send_binary(referee_tests::frame_message(i as u64, jpeg))
+            .await;
+    }
+    loop {
+        if let referee_protocol::ControlMessage::Ack { frames_stored: 3 } = raw.recv().await {
+            break;
+        }
+    }
+    // The upload is still going (no SESSION_END): the view shows its latest frame.
+    let addr = server.addr;
+    let shown = tokio::task::spawn_blocking(move || {
+        use std::io::{BufRead, Read, Write};
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            tcp,
+            "GET /api/sessions/{id}/live.mjpeg HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        .unwrap();
+        let mut reader = std::io::BufReader::new(tcp);
+        let mut line = String::new();
+        let length = loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if let Some(n) = line.strip_prefix("Content-Length: ") {
+                break n.trim().parse::<usize>().unwrap();
+            }
+        };
+        reader.read_line(&mut line).unwrap();
+        let mut jpeg = vec![0u8; length];
+        reader.read_exact(&mut jpeg).unwrap();
+        jpeg
+    })
+    .await
+    .unwrap();
+    assert!(shown == jpegs[2], "the live view is not the latest frame");
+}
+
 fn http_get_bytes(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();

@@ -35,6 +35,14 @@ fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
 fn receiver_with(
     failing: impl Fn(&[Received]) -> bool + Send + 'static,
 ) -> (String, Arc<Mutex<Vec<Received>>>) {
+    receiver_answering(move |log| (if failing(log) { 500 } else { 200 }, String::new()))
+}
+
+/// A webhook receiver whose answer (status and extra header lines) `answer` chooses, given
+/// the requests so far.
+fn receiver_answering(
+    answer: impl Fn(&[Received]) -> (u16, String) + Send + 'static,
+) -> (String, Arc<Mutex<Vec<Received>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
@@ -65,7 +73,7 @@ fn receiver_with(
             let mut body = vec![0u8; len];
             reader.read_exact(&mut body).unwrap();
             let mut log = log.lock().unwrap();
-            let answered = if failing(&log) { 500 } else { 200 };
+            let (answered, extra) = answer(&log);
             log.push(Received {
                 headers,
                 body,
@@ -73,7 +81,7 @@ fn receiver_with(
             });
             let _ = write!(
                 stream,
-                "HTTP/1.1 {answered} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                "HTTP/1.1 {answered} X\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
             );
         }
     });
@@ -218,4 +226,36 @@ fn a_failing_receiver_neither_holds_up_nor_repeats_to_the_others() {
     assert_eq!(good.lock().unwrap().len(), good_count);
     assert_eq!(bad.lock().unwrap().len(), bad_count);
     drop(server);
+}
+
+#[test]
+fn a_redirect_is_not_followed() {
+    let (elsewhere_url, elsewhere) = receiver_with(|_| false);
+    let (url, seen) = receiver_answering(move |_| (307, format!("Location: {elsewhere_url}\r\n")));
+    let server = TestServer::start_with(|c| {
+        c.webhook = vec![url.clone()];
+        c.webhook_attempts = 2;
+    });
+    let id = server.create_session_ahead();
+    // Both attempts are redirected, and the event is set aside...
+    let got = wait_until(&seen, |got| got.len() >= 2);
+    assert!(got.iter().all(|r| r.answered == 307));
+    let failed = server
+        .data_dir
+        .path()
+        .join(format!("webhooks/failed/{id}.created.json"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !failed.is_file() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            failed.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // ...never sent where the redirect pointed.
+    assert!(
+        elsewhere.lock().unwrap().is_empty(),
+        "the redirect was followed"
+    );
 }

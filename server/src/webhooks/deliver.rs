@@ -2,12 +2,15 @@
 //! fails holds up only its own later events, and a URL that answered is never sent the same
 //! event again.
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
-use super::outbox::{Entry, Outbox};
+use super::outbox::{Delivery, Entry, Outbox};
 use super::{signature, WebhookEvent};
+use crate::metrics::Metrics;
 use crate::AppState;
 
 /// First wait before a delivery is tried again; it doubles each attempt, up to the maximum.
@@ -18,7 +21,49 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The queues of the senders, one per URL.
 #[derive(Debug, Clone)]
 pub struct Senders {
-    queues: Vec<(String, mpsc::UnboundedSender<WebhookEvent>)>,
+    queues: Vec<(String, Arc<Queue>)>,
+    outbox: Outbox,
+    metrics: Arc<Metrics>,
+}
+
+/// One URL's events waiting to be sent, at most `--webhook-queue-max`: when it is full, the
+/// oldest is set aside (its delivery to this URL recorded as `dropped`, so that the outbox
+/// file ends in `failed/`), with a log line and `referee_webhooks_dropped_total`.
+#[derive(Debug)]
+struct Queue {
+    max: usize,
+    // std Mutex: pushes and pops under it, never held across an `.await`.
+    events: Mutex<VecDeque<WebhookEvent>>,
+    added: Notify,
+}
+
+impl Queue {
+    /// Adds `event`; returns the oldest event if it had to make room.
+    fn push(&self, event: WebhookEvent) -> Option<WebhookEvent> {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let dropped = (events.len() >= self.max.max(1))
+            .then(|| events.pop_front())
+            .flatten();
+        events.push_back(event);
+        drop(events);
+        self.added.notify_one();
+        dropped
+    }
+
+    async fn pop(&self) -> WebhookEvent {
+        loop {
+            let added = self.added.notified();
+            if let Some(event) = self
+                .events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front()
+            {
+                return event;
+            }
+            added.await;
+        }
+    }
 }
 
 impl Senders {
@@ -28,12 +73,25 @@ impl Senders {
             .urls()
             .iter()
             .map(|url| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(deliver_to(app.clone(), outbox.clone(), url.clone(), rx));
-                (url.clone(), tx)
+                let queue = Arc::new(Queue {
+                    max: usize::try_from(app.config.webhook_queue_max).unwrap_or(usize::MAX),
+                    events: Mutex::new(VecDeque::new()),
+                    added: Notify::new(),
+                });
+                tokio::spawn(deliver_to(
+                    app.clone(),
+                    outbox.clone(),
+                    url.clone(),
+                    Arc::clone(&queue),
+                ));
+                (url.clone(), queue)
             })
             .collect();
-        Self { queues }
+        Self {
+            queues,
+            outbox: outbox.clone(),
+            metrics: Arc::clone(&app.metrics),
+        }
     }
 
     /// Queues `entry` for each URL that has not had it yet.
@@ -42,23 +100,35 @@ impl Senders {
             if entry.pending(std::slice::from_ref(url)).is_empty() {
                 continue;
             }
-            // A closed queue means the server is shutting down; the entry stays in the
-            // outbox for the next start.
-            let _ = queue.send(entry.event.clone());
+            let Some(dropped) = queue.push(entry.event.clone()) else {
+                continue;
+            };
+            Metrics::add(&self.metrics.webhooks_dropped, 1);
+            let key = dropped.idempotency_key;
+            tracing::warn!(
+                "webhook {key} set aside for {url}: {} events wait for it, the limit \
+                 (--webhook-queue-max); the event is kept in webhooks/failed/",
+                queue.max
+            );
+            let (outbox, url) = (self.outbox.clone(), url.clone());
+            tokio::task::spawn_blocking(move || {
+                if let Err(err) = outbox.record_outcome(&key, &url, Delivery::Dropped) {
+                    tracing::error!("webhook {key}: cannot record it set aside for {url}: {err}");
+                }
+            });
         }
     }
 }
 
 /// Sends the events queued for `url`, one at a time, in order, retrying each with backoff,
 /// and records each outcome in the outbox.
-async fn deliver_to(
-    app: AppState,
-    outbox: Outbox,
-    url: String,
-    mut queue: mpsc::UnboundedReceiver<WebhookEvent>,
-) {
+async fn deliver_to(app: AppState, outbox: Outbox, url: String, queue: Arc<Queue>) {
     let attempts = app.config.webhook_attempts;
-    while let Some(event) = queue.recv().await {
+    loop {
+        let event = tokio::select! {
+            event = queue.pop() => event,
+            () = app.shutdown.cancelled() => return,
+        };
         let key = event.idempotency_key.clone();
         let body = serde_json::to_vec(&event).unwrap_or_default();
         let mut wait = RETRY_START;
@@ -118,9 +188,12 @@ async fn send(app: &AppState, url: &str, event: &WebhookEvent, body: &[u8]) -> R
         .as_deref()
         .map(|secret| signature(secret, &body));
     tokio::task::spawn_blocking(move || {
+        // A redirect is not followed: it would send the signed event where the
+        // configuration did not say.
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(REQUEST_TIMEOUT))
             .http_status_as_error(false)
+            .max_redirects(0)
             .build()
             .into();
         let mut request = agent
@@ -133,10 +206,45 @@ async fn send(app: &AppState, url: &str, event: &WebhookEvent, body: &[u8]) -> R
         }
         match request.send(&body[..]) {
             Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) if response.status().is_redirection() => Err(format!(
+                "{url} answered HTTP {} (redirects are not followed: configure the URL it \
+                 redirects to)",
+                response.status()
+            )),
             Ok(response) => Err(format!("{url} answered HTTP {}", response.status())),
             Err(err) => Err(format!("{url}: {err}")),
         }
     })
     .await
     .map_err(|e| e.to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(key: &str) -> WebhookEvent {
+        WebhookEvent {
+            idempotency_key: key.into(),
+            event: "session.created".into(),
+            session_id: key.into(),
+            at: String::new(),
+            session: serde_json::json!({}),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_sets_its_oldest_event_aside() {
+        let queue = Queue {
+            max: 2,
+            events: Mutex::new(VecDeque::new()),
+            added: Notify::new(),
+        };
+        assert!(queue.push(event("a")).is_none());
+        assert!(queue.push(event("b")).is_none());
+        let dropped = queue.push(event("c")).unwrap();
+        assert_eq!(dropped.idempotency_key, "a");
+        assert_eq!(queue.pop().await.idempotency_key, "b");
+        assert_eq!(queue.pop().await.idempotency_key, "c");
+    }
 }

@@ -77,7 +77,11 @@ pub async fn start(app: &AppState) {
     if app.config.webhook.is_empty() {
         return;
     }
-    let outbox = match Outbox::open(&app.config.data_dir, &app.config.webhook) {
+    let history = outbox::History {
+        files: app.config.webhook_history_files,
+        max_age: std::time::Duration::from_secs(app.config.webhook_history_days * 24 * 3600),
+    };
+    let outbox = match Outbox::open(&app.config.data_dir, &app.config.webhook, history) {
         Ok(outbox) => outbox,
         Err(err) => {
             tracing::error!(
@@ -88,6 +92,7 @@ pub async fn start(app: &AppState) {
             return;
         }
     };
+    outbox.prune_history(true);
     let senders = Senders::start(app, &outbox);
     // Listen before catching up, so that no event falls in between; the outbox claims each
     // event once, so the two never queue the same one twice. What the listener queues waits

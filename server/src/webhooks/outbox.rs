@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,8 @@ pub enum Delivery {
     Pending,
     Sent,
     Failed,
+    /// Set aside unsent: the URL's queue was full (`--webhook-queue-max`).
+    Dropped,
 }
 
 /// One outbox file: the event, and its delivery to each URL.
@@ -64,11 +67,53 @@ pub struct Outbox {
     /// listener and the catch-up at startup may both come across it). Held while a file is
     /// read or written, so that the senders of two URLs do not overwrite each other.
     claimed: Arc<Mutex<HashSet<String>>>,
+    /// What `sent/` and `failed/` keep.
+    history: History,
+    /// When they were last pruned.
+    pruned: Arc<Mutex<Option<std::time::Instant>>>,
+}
+
+/// How much of the delivered (or set aside) events `sent/` and `failed/` keep, each: the
+/// newest `files`, none older than `max_age`.
+#[derive(Debug, Clone, Copy)]
+pub struct History {
+    pub files: usize,
+    pub max_age: Duration,
+}
+
+/// How often `sent/` and `failed/` are pruned, at most.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Removes the files of `dir` beyond the newest `history.files` and those older than
+/// `history.max_age`; returns how many it removed.
+fn prune(dir: &Path, history: History) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut files: Vec<(SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let modified = e.metadata().ok()?.modified().ok()?;
+            Some((modified, e.path()))
+        })
+        .collect();
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
+    let mut removed = 0;
+    for (i, (modified, path)) in files.iter().enumerate() {
+        let too_old = modified.elapsed().is_ok_and(|age| age > history.max_age);
+        if i >= history.files || too_old {
+            match fs::remove_file(path) {
+                Ok(()) => removed += 1,
+                Err(err) => tracing::warn!("webhooks: cannot remove {}: {err}", path.display()),
+            }
+        }
+    }
+    removed
 }
 
 impl Outbox {
     /// Opens (creates) the outbox of `data_dir` for `urls` (each once).
-    pub fn open(data_dir: &Path, urls: &[String]) -> std::io::Result<Self> {
+    pub fn open(data_dir: &Path, urls: &[String], history: History) -> std::io::Result<Self> {
         let root = data_dir.join("webhooks");
         for dir in ["outbox", "sent", "failed"] {
             fs::create_dir_all(root.join(dir))?;
@@ -83,6 +128,8 @@ impl Outbox {
             root,
             urls: unique.into(),
             claimed: Arc::default(),
+            history,
+            pruned: Arc::default(),
         })
     }
 
@@ -175,14 +222,19 @@ impl Outbox {
     /// Records how the delivery of the event `key` to `url` ended. Once every URL has an
     /// outcome, the entry moves to `sent/` if each got it, else to `failed/`.
     pub fn record(&self, key: &str, url: &str, delivered: bool) -> std::io::Result<()> {
-        let mut claimed = self.lock();
-        let path = self.path("outbox", key);
-        let mut entry = read_entry(&path)?;
         let outcome = if delivered {
             Delivery::Sent
         } else {
             Delivery::Failed
         };
+        self.record_outcome(key, url, outcome)
+    }
+
+    /// Records `outcome` for the delivery of the event `key` to `url` (see [`Self::record`]).
+    pub fn record_outcome(&self, key: &str, url: &str, outcome: Delivery) -> std::io::Result<()> {
+        let mut claimed = self.lock();
+        let path = self.path("outbox", key);
+        let mut entry = read_entry(&path)?;
         entry.deliveries.insert(url.to_string(), outcome);
         write_durably(&path, &entry)?;
         if !entry.pending(&self.urls).is_empty() {
@@ -196,7 +248,27 @@ impl Outbox {
         fs::rename(&path, self.path(to, key))?;
         durable::sync_dir(&self.root.join(to))?;
         claimed.remove(key);
+        drop(claimed);
+        self.prune_history(false);
         Ok(())
+    }
+
+    /// Removes from `sent/` and `failed/` the files beyond the newest `history.files`, and
+    /// those older than `history.max_age`; at most once a minute unless `now`.
+    pub fn prune_history(&self, now: bool) {
+        {
+            let mut last = self.pruned.lock().unwrap_or_else(|e| e.into_inner());
+            if !now && last.is_some_and(|t| t.elapsed() < PRUNE_EVERY) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        for dir in ["sent", "failed"] {
+            let removed = prune(&self.root.join(dir), self.history);
+            if removed > 0 {
+                tracing::info!("webhooks: removed {removed} old files from {dir}/");
+            }
+        }
     }
 }
 
@@ -238,6 +310,42 @@ mod tests {
         }
     }
 
+    const HISTORY: History = History {
+        files: 100,
+        max_age: Duration::from_secs(3600),
+    };
+
+    #[test]
+    fn history_keeps_the_newest_files_and_none_too_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(
+            dir.path(),
+            &urls(),
+            History {
+                files: 2,
+                max_age: Duration::from_secs(3600),
+            },
+        )
+        .unwrap();
+        for n in 0..4 {
+            let key = format!("s{n}.created");
+            outbox.put(&event(&key)).unwrap().unwrap();
+            for url in urls() {
+                outbox.record(&key, &url, true).unwrap();
+            }
+        }
+        outbox.prune_history(true);
+        let kept = fs::read_dir(dir.path().join("webhooks/sent"))
+            .unwrap()
+            .count();
+        assert_eq!(kept, 2);
+        let none = History {
+            files: 10,
+            max_age: Duration::ZERO,
+        };
+        assert_eq!(prune(&dir.path().join("webhooks/sent"), none), 2);
+    }
+
     fn urls() -> Vec<String> {
         vec!["http://a/hook".into(), "http://b/hook".into()]
     }
@@ -245,7 +353,7 @@ mod tests {
     #[test]
     fn the_outbox_queues_an_event_once() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path(), &urls()).unwrap();
+        let outbox = Outbox::open(dir.path(), &urls(), HISTORY).unwrap();
         let event = event("s1.created");
         assert!(outbox.put(&event).unwrap().is_some());
         assert!(outbox.put(&event).unwrap().is_none(), "queued twice");
@@ -259,7 +367,7 @@ mod tests {
             outbox.put(&event).unwrap().is_none(),
             "sent events are not queued again"
         );
-        let restarted = Outbox::open(dir.path(), &urls()).unwrap();
+        let restarted = Outbox::open(dir.path(), &urls(), HISTORY).unwrap();
         assert!(
             restarted.put(&event).unwrap().is_none(),
             "sent events are not queued again after a restart"
@@ -270,17 +378,17 @@ mod tests {
     fn each_url_keeps_its_own_delivery_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (&urls()[0], &urls()[1]);
-        let outbox = Outbox::open(dir.path(), &urls()).unwrap();
+        let outbox = Outbox::open(dir.path(), &urls(), HISTORY).unwrap();
         outbox.put(&event("s1.created")).unwrap().unwrap();
         outbox.record("s1.created", a, true).unwrap();
 
         // After a restart, only b still has to be sent it.
-        let restarted = Outbox::open(dir.path(), &urls()).unwrap();
+        let restarted = Outbox::open(dir.path(), &urls(), HISTORY).unwrap();
         let pending = restarted.claim_pending();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].pending(restarted.urls()), vec![b]);
         restarted.record("s1.created", b, true).unwrap();
-        assert!(Outbox::open(dir.path(), &urls())
+        assert!(Outbox::open(dir.path(), &urls(), HISTORY)
             .unwrap()
             .claim_pending()
             .is_empty());
@@ -302,12 +410,12 @@ mod tests {
     #[test]
     fn an_event_is_claimed_for_delivery_once_per_run() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path(), &urls()).unwrap();
+        let outbox = Outbox::open(dir.path(), &urls(), HISTORY).unwrap();
         // The live listener queues it...
         assert!(outbox.put(&event("s1.created")).unwrap().is_some());
         // ...so the catch-up does not, nor twice after a restart.
         assert!(outbox.claim_pending().is_empty());
-        let restarted = Outbox::open(dir.path(), &urls()).unwrap();
+        let restarted = Outbox::open(dir.path(), &urls(), HISTORY).unwrap();
         assert_eq!(restarted.claim_pending().len(), 1);
         assert!(restarted.claim_pending().is_empty());
         assert!(restarted.put(&event("s1.created")).unwrap().is_none());
@@ -316,7 +424,7 @@ mod tests {
     #[test]
     fn an_entry_of_an_earlier_version_is_pending_for_every_url() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path(), &urls()).unwrap();
+        let outbox = Outbox::open(dir.path(), &urls(), HISTORY).unwrap();
         let event = event("s1.created");
         fs::write(
             dir.path().join("webhooks/outbox/s1.created.json"),
@@ -333,7 +441,7 @@ mod tests {
     fn a_url_given_twice_is_sent_once() {
         let dir = tempfile::tempdir().unwrap();
         let twice = vec!["http://a/hook".to_string(), "http://a/hook".to_string()];
-        let outbox = Outbox::open(dir.path(), &twice).unwrap();
+        let outbox = Outbox::open(dir.path(), &twice, HISTORY).unwrap();
         assert_eq!(outbox.urls(), &twice[..1]);
     }
 }
