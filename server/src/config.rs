@@ -247,8 +247,12 @@ pub enum ConfigError {
         key: String,
         known: String,
     },
-    #[error("the config file {path}: {source}")]
-    Invalid { path: PathBuf, source: clap::Error },
+    #[error("the config file {path}: {key}: {problem}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        problem: String,
+    },
     #[error("the config file {path} sets {key} wrongly: {problem}")]
     BadValue {
         path: PathBuf,
@@ -291,7 +295,8 @@ impl Config {
         let extra = Self::file_args(&path, &matches)?;
         let mut all = args;
         all.extend(extra);
-        Self::try_parse_from(all).map_err(|source| ConfigError::Invalid { path, source })
+        // The command line parsed without the file: what fails now is a setting of the file.
+        Self::try_parse_from(all).map_err(|err| file_setting_error(path, &err))
     }
 
     /// The settings of the file at `path` as `--flag=value` arguments, for those that no flag
@@ -409,6 +414,38 @@ impl Config {
     }
 }
 
+/// A setting of the config file at `path` that clap refused, named by its key in the file
+/// (`window: invalid value 'lots': invalid digit found in string`), not by its flag.
+fn file_setting_error(path: PathBuf, err: &clap::Error) -> ConfigError {
+    use clap::error::ContextKind;
+    let flag = err
+        .get(ContextKind::InvalidArg)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let key = flag
+        .trim_start_matches('-')
+        .split([' ', '='])
+        .next()
+        .unwrap_or_default()
+        .replace('-', "_");
+    let rendered = err.render().to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    let problem = first
+        .trim_start_matches("error: ")
+        .replace(&format!(" for '{flag}'"), "")
+        .trim()
+        .to_string();
+    ConfigError::Invalid {
+        path,
+        key: if key.is_empty() {
+            String::from("a setting")
+        } else {
+            key
+        },
+        problem,
+    }
+}
+
 /// The command-line arguments that give the setting `key` of `arg` the file's `value`: a
 /// string or number as `--flag=value`, an array as one `--flag=item` per item (for settings
 /// that may be given more than once), `true` as the bare `--flag` and `false` as nothing (for
@@ -510,6 +547,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bad.toml") && err.contains("lots"), "{err}");
+        assert!(
+            err.ends_with("bad.toml: window: invalid value 'lots': invalid digit found in string"),
+            "{err}"
+        );
+        assert!(!err.contains("error") && !err.contains("--window"), "{err}");
     }
 
     fn load_file(text: &str, flags: &[&str]) -> Result<Config, ConfigError> {

@@ -1,5 +1,6 @@
 //! The `referee-server` binary: parses flags, sets up logging, serves until Ctrl-C or SIGTERM.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -13,9 +14,11 @@ fn init_logging() {
         .and_then(|level| EnvFilter::try_new(level.to_lowercase()).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    // Colours only on a terminal: a log file or journald gets plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
 }
 
@@ -44,16 +47,19 @@ async fn shutdown_signal() {
 async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let data_dir = config.data_dir.clone();
+    let (http, ws) = match config.tls_cert {
+        Some(_) => ("https", "wss"),
+        None => ("http", "ws"),
+    };
     let state = AppState::new(config).context("cannot open the data directory")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}: is another server using the port? Choose another with --listen"))?;
     tracing::info!(
-        "referee-server {} listening on {} (WebSocket ingest at ws://{}/stream), data in {}",
+        "referee-server {} listening on {http}://{addr} (WebSocket ingest at {ws}://{addr}/stream), data in {}",
         env!("CARGO_PKG_VERSION"),
-        listener.local_addr().unwrap_or(listen),
-        listener.local_addr().unwrap_or(listen),
-        data_dir.display()
+        data_dir.display(),
+        addr = listener.local_addr().unwrap_or(listen),
     );
     serve(listener, state, shutdown_signal())
         .await
@@ -76,9 +82,9 @@ async fn main() -> ExitCode {
     init_logging();
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
+        // Once: the log line (on the terminal or in the log) says it.
         Err(err) => {
             tracing::error!("{err:#}");
-            eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
     }
