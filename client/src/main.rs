@@ -1,6 +1,7 @@
 //! The `referee-client` binary: parses the command line and streams a session with
 //! [`referee_client::run`], or runs `status` / `list` / `watch` against the server's HTTP API.
-//! Exit code 0 on success, 1 on failure (with one `error: ...` line), 2 for usage errors.
+//! Exit code 0 on success, 1 on failure (with one `error: ...` line), 2 for usage errors, 130
+//! after Ctrl-C during an upload (with the line that says how to resume it).
 
 use std::process::ExitCode;
 
@@ -22,8 +23,13 @@ async fn main() -> ExitCode {
                     )))
                 })
         }
-        (None, Some(args)) => {
+        (None, Some(mut args)) => {
             init_logging(args.verbose);
+            if args.token.is_none() {
+                args.token = std::env::var("REFEREE_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty());
+            }
             run(args).await.map(|_| ())
         }
         (None, None) => {
@@ -34,8 +40,13 @@ async fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            // Ctrl-C: the shell's code for SIGINT.
+            let code = match err {
+                ClientError::Interrupted { .. } => ExitCode::from(130),
+                _ => ExitCode::FAILURE,
+            };
             eprintln!("error: {:#}", anyhow::Error::from(err));
-            ExitCode::FAILURE
+            code
         }
     }
 }
@@ -64,6 +75,29 @@ fn ask(command: Command) -> Result<(), ClientError> {
         } => {
             let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
             referee_client::watch::watch(&api, &session_id, timeout)?;
+        }
+        Command::Create {
+            server,
+            name,
+            access,
+        } => {
+            let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
+            let session = api.create_session(&name)?;
+            let id = session["id"].as_str().unwrap_or_default();
+            println!("Created session {id}");
+            if let Ok(page) = referee_client::endpoint::dashboard_url(&server, id) {
+                println!("Dashboard: {page}");
+            }
+            println!("Stream into it with: referee-client {server} --video FILE --session {id}");
+        }
+        Command::Delete {
+            server,
+            session_id,
+            access,
+        } => {
+            let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
+            api.delete_session(&session_id)?;
+            println!("Deleted session {session_id} and its files");
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 
+use referee_protocol::UploadIdentity;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
@@ -20,6 +21,17 @@ pub struct SavedSession {
     pub resume_token: String,
     /// The WebSocket URL the session was started on.
     pub url: String,
+    /// What was uploaded: a resume with other files is refused (state files of older
+    /// clients have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<UploadIdentity>,
+    /// The signal file sent with the session, as given (a `--resume` without `--signal`
+    /// sends it again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_path: Option<PathBuf>,
+    /// Seconds the server keeps a dropped session resumable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_grace_s: Option<u64>,
 }
 
 /// The directory of the state files.
@@ -73,6 +85,12 @@ pub fn load(id: &str) -> Result<SavedSession, ClientError> {
         path,
         reason: format!("unreadable ({e})"),
     })
+}
+
+/// Loads the state of session `id` if this client has it.
+pub fn find(id: &str) -> Option<SavedSession> {
+    let text = fs::read_to_string(path_of(id)).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// Forgets session `id` (it is complete).

@@ -343,6 +343,7 @@ mod tests {
             encoding: FrameEncoding::Jpeg,
             quality: Some(90),
             session_id: None,
+            upload: None,
         }
     }
 

@@ -485,6 +485,7 @@ pub fn resume_message(id: &str, token: &str) -> ControlMessage {
         protocol_version: referee_protocol::PROTOCOL_VERSION,
         session_id: id.into(),
         resume_token: token.into(),
+        upload: None,
     }
 }
 
@@ -500,6 +501,7 @@ pub fn start_message(name: &str, width: u32, height: u32) -> ControlMessage {
         encoding: referee_protocol::FrameEncoding::Jpeg,
         quality: Some(90),
         session_id: None,
+        upload: None,
     }
 }
 
