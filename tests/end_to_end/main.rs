@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod client_errors;
+mod client_messages;
 mod dashboard;
 mod disconnects;
 mod frame_times;
