@@ -51,6 +51,27 @@ async fn main() -> ExitCode {
     }
 }
 
+/// For `status` of an interrupted upload (`detached`): until when it may be resumed and,
+/// when this client started it, the command that does.
+fn resume_text(session: &serde_json::Value) -> String {
+    if session["status"].as_str() != Some("detached") {
+        return String::new();
+    }
+    let mut out = String::new();
+    if let Some(until) = session["resumable_until"].as_str() {
+        out.push_str(&format!("  resumable: until {until}\n"));
+    }
+    let id = session["id"].as_str().unwrap_or_default();
+    let command = referee_client::saved::find(id).and_then(|saved| saved.resume_command);
+    match command {
+        Some(command) => out.push_str(&format!("  resume:    {command}\n")),
+        None => out.push_str(&format!(
+            "  resume:    run the command that started it again, with --resume {id}, on the machine that started it\n"
+        )),
+    }
+    out
+}
+
 /// `status` and `list`: one request to the HTTP API, printed for people; `watch`: the
 /// session's events until it is complete or failed.
 fn ask(command: Command) -> Result<(), ClientError> {
@@ -61,7 +82,9 @@ fn ask(command: Command) -> Result<(), ClientError> {
             access,
         } => {
             let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
-            print!("{}", status_text(&api, &api.session(&session_id)?));
+            let session = api.session(&session_id)?;
+            print!("{}", status_text(&api, &session));
+            print!("{}", resume_text(&session));
         }
         Command::List { server, access } => {
             let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;

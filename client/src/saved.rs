@@ -32,6 +32,9 @@ pub struct SavedSession {
     /// Seconds the server keeps a dropped session resumable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_grace_s: Option<u64>,
+    /// The command that resumes the session (`status` shows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_command: Option<String>,
 }
 
 /// The directory of the state files.

@@ -154,6 +154,7 @@ impl Upload {
             upload: upload.clone(),
             signal_path: signal_path.map(|p| std::fs::canonicalize(&p).unwrap_or(p)),
             resume_grace_s: Some(resume_grace_s),
+            resume_command: Some(link.resume_command.replace("SESSION_ID", &session_id)),
         };
         if let Err(err) = saved::save(&saved) {
             // The upload works without it; only --resume after a restart needs it.

@@ -89,7 +89,24 @@ async fn a_wrong_resume_is_refused_before_a_frame_and_the_right_one_completes() 
         "`referee-client {url} --video {video_s} --signal {signal_s} --resume {id} --max-fps 30`"
     );
     assert!(line.ends_with(&command), "{line}\nexpected {command}");
-    server.wait_for_status(&id, "detached");
+    let meta = server.wait_for_status(&id, "detached");
+
+    // `status` says until when, and how.
+    let run = run_client(&["status", &url, &id]);
+    run.assert_success();
+    let until = meta["resumable_until"].as_str().unwrap();
+    assert!(
+        run.stdout
+            .contains(&format!("  resumable: until {until}\n")),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("  resume:    {}\n", command.trim_matches('`'))),
+        "{}",
+        run.transcript()
+    );
 
     // Another video: refused by the client, naming both files, before connecting.
     let run = run_client(&[
