@@ -184,8 +184,16 @@ pub enum ConfigError {
         key: String,
         known: String,
     },
-    #[error("the config file {path}: {source}")]
+    #[error("the config file {path}: {}", clap_message(source))]
     Invalid { path: PathBuf, source: clap::Error },
+    /// A value of the file that its setting does not take, named by the file's key.
+    #[error("the config file {path}: {key}: invalid value '{value}'{reason}")]
+    InvalidValue {
+        path: PathBuf,
+        key: String,
+        value: String,
+        reason: String,
+    },
     #[error("the config file {path} sets {key} wrongly: {problem}")]
     BadValue {
         path: PathBuf,
@@ -227,8 +235,8 @@ impl Config {
         };
         let extra = Self::file_args(&path, &matches)?;
         let mut all = args;
-        all.extend(extra);
-        Self::try_parse_from(all).map_err(|source| ConfigError::Invalid { path, source })
+        all.extend(extra.iter().cloned());
+        Self::try_parse_from(all).map_err(|source| file_error(path, &extra, source))
     }
 
     /// The settings of the file at `path` as `--flag=value` arguments, for those that no flag
@@ -344,6 +352,46 @@ impl Config {
     }
 }
 
+/// Clap's message for `err`, on one line and without its `error: ` prefix (the caller says
+/// it once).
+fn clap_message(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
+
+/// The error of the config file at `path` whose settings became the arguments `extra`: a
+/// value its setting refuses is named by the file's key, not the flag.
+fn file_error(path: PathBuf, extra: &[OsString], source: clap::Error) -> ConfigError {
+    use clap::error::{ContextKind, ContextValue};
+    let context = |kind| match source.get(kind) {
+        Some(ContextValue::String(text)) => Some(text.clone()),
+        _ => None,
+    };
+    let (Some(arg), Some(value)) = (
+        context(ContextKind::InvalidArg),
+        context(ContextKind::InvalidValue),
+    ) else {
+        return ConfigError::Invalid { path, source };
+    };
+    // `--window <N>` was the file's `window` if the file gave `--window=...`.
+    let flag = arg.split([' ', '=']).next().unwrap_or_default().to_string();
+    let from_file = extra
+        .iter()
+        .any(|a| a.to_string_lossy().starts_with(&format!("{flag}=")));
+    if !from_file {
+        return ConfigError::Invalid { path, source };
+    }
+    let reason =
+        std::error::Error::source(&source).map_or_else(String::new, |why| format!(" ({why})"));
+    ConfigError::InvalidValue {
+        path,
+        key: flag.trim_start_matches('-').replace('-', "_"),
+        value,
+        reason,
+    }
+}
+
 /// The command-line arguments that give the setting `key` of `arg` the file's `value`: a
 /// string or number as `--flag=value`, an array as one `--flag=item` per item (for settings
 /// that may be given more than once), `true` as the bare `--flag` and `false` as nothing (for
@@ -445,6 +493,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bad.toml") && err.contains("lots"), "{err}");
+        // Named by the file's key, on one line, saying "error" nowhere (main says it once).
+        let path = file.display();
+        assert!(
+            err.starts_with(&format!(
+                "the config file {path}: window: invalid value 'lots'"
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("error") && !err.contains('\n'), "{err}");
     }
 
     fn load_file(text: &str, flags: &[&str]) -> Result<Config, ConfigError> {

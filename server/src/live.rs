@@ -149,6 +149,9 @@ impl Drop for LiveSession {
             map.remove(&self.id);
             map.len()
         };
-        tracing::info!("Removed session {} ({remaining} active sessions)", self.id);
+        tracing::info!(
+            "Session {} left memory, its data stays on disk ({remaining} active sessions)",
+            self.id
+        );
     }
 }

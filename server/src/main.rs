@@ -13,9 +13,11 @@ fn init_logging() {
         .and_then(|level| EnvFilter::try_new(level.to_lowercase()).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    // Colours only for a terminal: a log file or journal gets plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
 }
 
@@ -44,12 +46,17 @@ async fn shutdown_signal() {
 async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let data_dir = config.data_dir.clone();
+    let ws = if config.tls_cert.is_some() {
+        "wss"
+    } else {
+        "ws"
+    };
     let state = AppState::new(config).context("cannot open the data directory")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}: is another server using the port? Choose another with --listen"))?;
     tracing::info!(
-        "referee-server {} listening on {} (WebSocket ingest at ws://{}/stream), data in {}",
+        "referee-server {} listening on {} (WebSocket ingest at {ws}://{}/stream), data in {}",
         env!("CARGO_PKG_VERSION"),
         listener.local_addr().unwrap_or(listen),
         listener.local_addr().unwrap_or(listen),
@@ -76,8 +83,8 @@ async fn main() -> ExitCode {
     init_logging();
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
+        // Once, on stderr (the log goes to stdout).
         Err(err) => {
-            tracing::error!("{err:#}");
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }

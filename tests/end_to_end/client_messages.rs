@@ -35,11 +35,7 @@ fn error_line(run: &ClientRun) -> String {
 }
 
 fn tls_server(dir: &std::path::Path) -> TestServer {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = referee_tests::self_signed_cert(dir);
     TestServer::start_with(|c| {
         c.tls_cert = Some(cert.clone());
         c.tls_key = Some(key.clone());

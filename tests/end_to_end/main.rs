@@ -14,6 +14,7 @@ mod results;
 mod resume;
 mod resume_safety;
 mod scopes;
+mod server_logs;
 mod signal_errors;
 mod streaming;
 mod tls;

@@ -739,3 +739,13 @@ pub fn run_chromium(url: &str, extra: &[&str]) -> String {
     }
     reader.join().unwrap()
 }
+
+/// A self-signed certificate for `localhost` and its key, as PEM files in `dir`: `(cert, key)`.
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
