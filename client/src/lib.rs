@@ -198,7 +198,17 @@ pub async fn run(args: Args) -> Result<Summary, ClientError> {
             token: args.token,
             ca: args.ca,
         };
-        let downloaded = download(args.server, access, summary.session_id.clone(), dir).await?;
+        let page = endpoint::dashboard_url(&args.server, &summary.session_id)
+            .map_or_else(|_| summary.session_id.clone(), |url| url.to_string());
+        let id = summary.session_id.clone();
+        let downloaded = tokio::select! {
+            downloaded = download(args.server, access, id.clone(), dir) => downloaded?,
+            // Ctrl-C stops the download (the handler set for the upload would swallow it).
+            _ = tokio::signal::ctrl_c() => {
+                let resume = format!("session {id} is complete on the server; its results are at {page}");
+                return Err(ClientError::Interrupted { resume });
+            }
+        };
         progress.line(&downloaded_line(&downloaded));
     }
     Ok(summary)

@@ -219,3 +219,34 @@ fn inputs_that_cannot_work_are_refused_before_the_upload() {
     let meta = server.wait_for_status(&run.session_id(), "complete");
     assert_eq!(meta["signal_events"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn giving_up_after_the_retries_says_how_to_resume_and_until_when() {
+    let server = TestServer::start();
+    let proxy = referee_tests::proxy::FaultProxy::start(
+        server.addr,
+        vec![referee_tests::proxy::Cut::Upstream(200_000)],
+    )
+    .await;
+    proxy.refuse_after_each_cut(100);
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "gone.avi", 120, 30.0, 320, 240);
+    let video_s = video.to_str().unwrap();
+    let url = proxy.http_url();
+    let run =
+        tokio::task::block_in_place(|| run_client(&[&url, "--video", video_s, "--retries", "2"]));
+    assert_eq!(run.code, Some(1), "{}", run.transcript());
+    let id = run.session_id();
+    let line = run.stderr.lines().last().unwrap_or_default();
+    assert!(line.contains("resuming failed 2 times"), "{line}");
+    assert!(
+        line.contains(&format!("session {id} stays resumable until 20")),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(&format!(
+            "`referee-client {url} --video {video_s} --resume {id}`"
+        )),
+        "{line}"
+    );
+}
