@@ -77,6 +77,11 @@ fn a_variable_frame_rate_puts_events_on_the_frames_really_shown() {
         assert_eq!(report["frames"], 135, "{what}");
         assert_eq!(report["variable_frame_rate"], true, "{what}");
         assert_eq!(meta["variable_frame_rate"], true, "{what}");
+        let page = std::fs::read_to_string(server.session_dir(&id).join("report.html")).unwrap();
+        assert!(
+            page.contains("fps on average (variable frame rate)"),
+            "{what}"
+        );
         let duration = report["duration_s"].as_f64().unwrap();
         assert!((duration - 6.0).abs() < 1e-3, "{what}: {duration}");
 

@@ -118,7 +118,7 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(
         page,
         "<h1>{name}</h1>\n<p class=\"summary\">Session <code>{id}</code> · source {source} · \
-         {w}×{h} at {fps} fps · {frames} frames ({duration:.2} s) · {signal} · {events} events · \
+         {w}×{h} at {fps} fps{variable} · {frames} frames ({duration:.2} s) · {signal} · {events} events · \
          {segments} activity segments</p>",
         name = escape(&report.name),
         id = escape(&report.session_id),
@@ -126,6 +126,11 @@ pub fn render(report: &Report) -> String {
         w = report.width,
         h = report.height,
         fps = trim_float(report.fps),
+        variable = if report.variable_frame_rate {
+            " on average (variable frame rate)"
+        } else {
+            ""
+        },
         frames = report.frames,
         duration = report.duration_s,
         events = report.events.len(),
