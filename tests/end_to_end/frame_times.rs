@@ -76,6 +76,7 @@ fn a_variable_frame_rate_puts_events_on_the_frames_really_shown() {
         );
         assert_eq!(report["frames"], 135, "{what}");
         assert_eq!(report["variable_frame_rate"], true, "{what}");
+        assert_eq!(report["frame_times_s"][120], 5.0, "{what}");
         assert_eq!(meta["variable_frame_rate"], true, "{what}");
         let page = std::fs::read_to_string(server.session_dir(&id).join("report.html")).unwrap();
         assert!(
@@ -115,6 +116,7 @@ fn a_constant_29_97_fps_recording_keeps_its_exact_times() {
         [(29, 0.967633), (299, 9.976633), (300, 10.01)]
     );
     assert_eq!(report["variable_frame_rate"], false);
+    assert!(report.get("frame_times_s").is_none());
     assert_eq!(meta["variable_frame_rate"], false);
     let shown = frame_times_us(&server.session_dir(&id).join("video.mp4")).unwrap();
     assert_eq!(shown.len(), 320);

@@ -39,6 +39,10 @@ pub struct Report {
     /// then the average the video announced, and each frame's time its own timestamp.
     #[serde(default)]
     pub variable_frame_rate: bool,
+    /// Each frame's timestamp in seconds, for a variable frame rate only (otherwise frame
+    /// `i` is at `i / fps`, to the microsecond): what a timeline places times by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_times_s: Option<Vec<f64>>,
     /// The reconstructed video's file name, in the session's directory.
     pub video: String,
     /// Its codec, e.g. `H.264`.
@@ -297,6 +301,8 @@ impl Report {
             frames: timestamps.len() as u64,
             duration_s: duration_s(timestamps, meta.fps),
             variable_frame_rate: variable_frame_rate(timestamps),
+            frame_times_s: variable_frame_rate(timestamps)
+                .then(|| timestamps.iter().map(|&t| micro(t as f64 / 1e6)).collect()),
             video: video.file_name.to_string(),
             video_codec: video.codec.to_string(),
             signal_file: meta.signal_file.clone(),
@@ -313,6 +319,17 @@ impl Report {
                 lookback_frames: windows.lookback,
                 energy: energy.iter().copied().map(milli).collect(),
             },
+        }
+    }
+
+    /// Where `seconds` falls on a timeline of frames: the index of the frame shown then
+    /// (by `frame_times_s`), or `seconds * fps` at a constant rate.
+    pub fn frame_position(&self, seconds: f64) -> f64 {
+        match &self.frame_times_s {
+            Some(times) if !times.is_empty() => {
+                times.partition_point(|&t| t <= seconds).saturating_sub(1) as f64
+            }
+            _ => seconds * self.fps,
         }
     }
 
@@ -498,6 +515,25 @@ pub(crate) mod tests {
         let mut dropped = pts(30.0, 60);
         dropped.remove(30);
         assert!(variable_frame_rate(&dropped));
+        // Its timeline places times by the frames' own.
+        let report = Report::build(
+            &meta(22.5, 135),
+            &vfr,
+            None,
+            VideoFile {
+                file_name: "video.mp4",
+                codec: "H.264",
+            },
+            vec![0.0; 135],
+            (160, 120),
+        );
+        assert_eq!(report.frame_times_s.as_ref().map(Vec::len), Some(135));
+        assert_eq!(report.frame_position(5.0), 120.0);
+        assert_eq!(report.frame_position(2.0), 60.0);
+        assert_eq!(
+            report_at(30.0, &SignalTrack::default()).frame_position(2.0),
+            60.0
+        );
         assert!(!variable_frame_rate(&[0, 40_000]));
     }
 

@@ -236,7 +236,7 @@ fn timeline(page: &mut String, report: &Report) {
     let step = tick_step(report.duration_s);
     let mut t = 0.0;
     while t <= report.duration_s + 1e-9 && report.fps > 0.0 {
-        let tx = x(t * report.fps);
+        let tx = x(report.frame_position(t));
         let _ = writeln!(
             page,
             "<line class=\"tick\" x1=\"{tx:.1}\" y1=\"{TOP}\" x2=\"{tx:.1}\" y2=\"{:.1}\"/>\
