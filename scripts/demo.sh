@@ -30,6 +30,7 @@ echo "== Stored in $session"
 ls -l "$session"
 echo
 echo "== Report page for the referee: $session/report.html (open it in a browser)"
+echo "== The session on the dashboard: $(sed -n 's/^Dashboard: //p' /tmp/referee-demo.log) (while the server runs)"
 echo
 echo "== Signal events lined up with frames ($session/report.json)"
 python3 - "$session/report.json" <<'PY' 2>/dev/null || cat "$session/report.json"

@@ -1,8 +1,9 @@
 //! The command line: `referee-client URL --video FILE [--signal FILE] [options]` streams a
-//! session; `referee-client status URL SESSION_ID`, `referee-client list URL` and
-//! `referee-client watch URL SESSION_ID` ask the server's HTTP API.
+//! session; `referee-client status URL SESSION_ID`, `referee-client list URL`,
+//! `referee-client watch URL SESSION_ID`, `referee-client create URL NAME` and
+//! `referee-client delete URL SESSION_ID` ask the server's HTTP API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use clap::Subcommand;
@@ -57,6 +58,26 @@ pub enum Command {
         /// server's, 300].
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
+        #[command(flatten)]
+        access: Access,
+    },
+    /// Create a session ahead of its upload (to share its dashboard link first); stream into
+    /// it later with --session ID.
+    Create {
+        /// Server URL, e.g. http://HOST:8080.
+        server: String,
+        /// Session name: letters, digits, '-' and '_'.
+        #[arg(value_parser = parse_name)]
+        name: String,
+        #[command(flatten)]
+        access: Access,
+    },
+    /// Delete a session and all its files (an admin token on a server with tokens).
+    Delete {
+        /// Server URL, e.g. http://HOST:8080.
+        server: String,
+        /// The session id.
+        session_id: String,
         #[command(flatten)]
         access: Access,
     },
@@ -132,7 +153,9 @@ pub struct Args {
     pub connect_timeout: u64,
 
     /// Bearer token the server asks for (also from REFEREE_TOKEN).
-    #[arg(long, env = "REFEREE_TOKEN", hide_env_values = true)]
+    // Not `env`: a value from the environment would make clap take the streaming form as
+    // given, and refuse `list URL` for want of a video; main.rs reads REFEREE_TOKEN.
+    #[arg(long)]
     pub token: Option<String>,
 
     /// Continue session SESSION_ID, started by this client before it stopped, with the same
@@ -158,6 +181,63 @@ pub struct Args {
     /// into DIR (created if needed); open DIR/report.html in a browser.
     #[arg(long, value_name = "DIR")]
     pub output: Option<PathBuf>,
+}
+
+impl Args {
+    /// The command that continues this upload with `--resume SESSION_ID` (the id left as
+    /// `SESSION_ID`): the same server, files and options that change the frames or the
+    /// pace, with the signal file at `signal`. A token given on the command line is left as
+    /// `--token TOKEN` (never printed); one from REFEREE_TOKEN is read from it again.
+    pub fn resume_command(&self, signal: Option<&Path>) -> String {
+        let mut words = vec![
+            "referee-client".to_string(),
+            quote(&self.server),
+            "--video".into(),
+            quote(&self.video.to_string_lossy()),
+        ];
+        if let Some(signal) = signal {
+            words.extend(["--signal".into(), quote(&signal.to_string_lossy())]);
+        }
+        words.extend(["--resume".into(), "SESSION_ID".into()]);
+        let mut flag = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                words.extend([name.to_string(), quote(&value)]);
+            }
+        };
+        flag("--quality", self.quality.map(|q| q.to_string()));
+        flag("--resize", self.resize.map(|r| r.to_string()));
+        flag("--max-fps", self.max_fps.map(|v| v.to_string()));
+        flag("--max-mbps", self.max_mbps.map(|v| v.to_string()));
+        flag(
+            "--ca",
+            self.ca.as_ref().map(|p| p.to_string_lossy().into_owned()),
+        );
+        flag(
+            "--output",
+            self.output
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        );
+        let from_env = std::env::var("REFEREE_TOKEN").ok();
+        if self.token.is_some() && self.token != from_env {
+            words.extend(["--token".into(), "TOKEN".into()]);
+        }
+        if self.reencode {
+            words.push("--reencode".into());
+        }
+        words.join(" ")
+    }
+}
+
+/// `word` as one shell word: as it is when it holds only safe characters, else in single
+/// quotes.
+fn quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// Reads `WIDTHxHEIGHT`, each 1 to 16384 pixels.

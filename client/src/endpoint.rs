@@ -5,14 +5,20 @@ use url::Url;
 
 use crate::error::ClientError;
 
-/// The WebSocket URL for `server`: `http` becomes `ws` and `https` becomes `wss`; an empty
-/// path (or `/`) becomes [`STREAM_PATH`], any other path is kept.
+/// The WebSocket URL for `server`: `http` becomes `ws` and `https` becomes `wss`, and an
+/// address without a scheme (`127.0.0.1:8080`) is `http://`; an empty path (or `/`) becomes
+/// [`STREAM_PATH`], any other path is kept.
 pub fn stream_url(server: &str) -> Result<Url, ClientError> {
     let invalid = |reason: &str| ClientError::InvalidUrl {
         url: server.to_string(),
         reason: reason.to_string(),
     };
-    let mut url = Url::parse(server).map_err(|err| invalid(&err.to_string()))?;
+    let given = if server.contains("://") || server.trim().is_empty() {
+        server.to_string()
+    } else {
+        format!("http://{}", server.trim())
+    };
+    let mut url = Url::parse(&given).map_err(|err| invalid(&err.to_string()))?;
     let scheme = match url.scheme() {
         "http" | "ws" => "ws",
         "https" | "wss" => "wss",
@@ -51,9 +57,33 @@ pub fn api_base(server: &str) -> Result<Url, ClientError> {
     Ok(url)
 }
 
+/// The dashboard page of session `id` on `server`: `http(s)://HOST:PORT/#/sessions/ID`. The
+/// page itself needs no token (on a server with tokens it asks for one in its form).
+pub fn dashboard_url(server: &str, id: &str) -> Result<Url, ClientError> {
+    let mut url = api_base(server)?;
+    url.set_fragment(Some(&format!("/sessions/{id}")));
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dashboard_shows_a_session_at_its_hash_route() {
+        assert_eq!(
+            dashboard_url("ws://127.0.0.1:9000/stream", "20250101_x_ab")
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:9000/#/sessions/20250101_x_ab"
+        );
+        assert_eq!(
+            dashboard_url("https://club.example", "s1")
+                .unwrap()
+                .as_str(),
+            "https://club.example/#/sessions/s1"
+        );
+    }
 
     #[test]
     fn the_api_lives_at_the_origin() {
@@ -85,6 +115,10 @@ mod tests {
                 "http://server:8080/ingest?x=1#top",
                 "ws://server:8080/ingest?x=1",
             ),
+            // Without a scheme: plain http.
+            ("127.0.0.1:18080", "ws://127.0.0.1:18080/stream"),
+            ("server:8080", "ws://server:8080/stream"),
+            ("club.example/ingest", "ws://club.example/ingest"),
         ];
         for (given, expected) in cases {
             assert_eq!(stream_url(given).unwrap().as_str(), expected, "{given}");
@@ -93,7 +127,7 @@ mod tests {
 
     #[test]
     fn other_schemes_and_bare_hosts_are_refused_with_the_url() {
-        for bad in ["ftp://server", "server:8080", "", "http://"] {
+        for bad in ["ftp://server", "", "http://", "server:port"] {
             let err = stream_url(bad).unwrap_err().to_string();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }

@@ -25,6 +25,10 @@ pub enum ClientError {
         source: io::Error,
     },
 
+    /// The video file is empty (0 bytes), e.g. a copy that did not finish.
+    #[error("video {} is empty (0 bytes): copy the recording again", path.display())]
+    VideoEmpty { path: PathBuf },
+
     /// OpenCV cannot open or decode the video.
     #[error("cannot decode video {}: {reason}: is it a video format OpenCV can read?", path.display())]
     VideoFormat { path: PathBuf, reason: String },
@@ -82,14 +86,50 @@ pub enum ClientError {
     Disconnected { url: Url, reason: String },
 
     /// The connection ended in the middle of a session and could not be resumed.
-    #[error("connection lost ({reason}) after the server stored {acked} of {sent} frames of session {session_id}; resuming failed {attempts} times: run the same command with --resume {session_id} when the server is reachable")]
+    #[error("connection lost ({reason}) after the server stored {acked} of {sent} frames of session {session_id}; resuming failed {attempts} times: {resume}")]
     ConnectionLost {
         session_id: String,
         acked: u64,
         sent: u64,
         attempts: u32,
         reason: String,
+        /// How to resume it, and until when (see [`crate::resume_hint`]).
+        resume: String,
     },
+
+    /// The user stopped the upload (Ctrl-C); the session stays resumable.
+    #[error("interrupted: {resume}")]
+    Interrupted { resume: String },
+
+    /// `--resume` with files other than those the session was started with.
+    #[error("cannot resume session {session_id}: {why}: give --video and --signal the files it was started with")]
+    ResumeMismatch { session_id: String, why: String },
+
+    /// `--resume` without `--signal`, and the signal file the session was started with is
+    /// not where it was.
+    #[error("cannot resume session {session_id}: it was started with the signal file {}, which cannot be read now ({reason}): give it with --signal", path.display())]
+    ResumeSignalMissing {
+        session_id: String,
+        path: PathBuf,
+        reason: String,
+    },
+
+    /// The signal file is larger than the server accepts.
+    #[error("signal file {file} is {size} bytes, more than the {limit} bytes the server accepts: no frame was sent; shorten the file and run again with --resume {session_id} --signal FILE (or ask the operator to raise --max-signal-bytes)")]
+    SignalTooLarge {
+        file: String,
+        size: u64,
+        limit: u64,
+        session_id: String,
+    },
+
+    /// The frames have more pixels than the server accepts.
+    #[error("the frames have {pixels} pixels, more than the {limit} the server accepts: run again with a smaller --resize")]
+    FrameTooManyPixels { pixels: u64, limit: u64 },
+
+    /// The `--output` folder cannot be made or written to.
+    #[error("cannot use --output {}: {reason}", path.display())]
+    OutputUnusable { path: PathBuf, reason: String },
 
     /// The CA file given with --ca cannot be used.
     #[error("cannot use the CA file {}: {reason}: give a PEM file of certificates", path.display())]

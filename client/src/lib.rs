@@ -26,9 +26,12 @@
 pub mod cli;
 pub mod endpoint;
 pub mod error;
+pub mod frame_times;
+pub mod identity;
 pub mod pace;
 pub mod pipeline;
 pub mod progress;
+pub mod reach;
 pub mod results;
 pub mod saved;
 pub mod signal;
@@ -70,9 +73,27 @@ pub struct Summary {
 }
 
 /// Streams one session: checks the inputs, connects, sends every frame, the session end and
-/// the signal, then follows the server's processing until it completes.
+/// the signal, then follows the server's processing until it completes. Ctrl-C stops it with
+/// [`ClientError::Interrupted`], which says how to resume.
 pub async fn run(args: Args) -> Result<Summary, ClientError> {
     let url = endpoint::stream_url(&args.server)?;
+    if let Some(dir) = &args.output {
+        results::check_output(dir)?;
+    }
+    // A resume reuses the signal file the session was started with, unless another is
+    // given (which the server refuses if it differs).
+    let saved = args.resume.as_deref().map(saved::load).transpose()?;
+    let recorded_signal = saved.as_ref().and_then(|s| s.signal_path.clone());
+    let signal_path = args.signal.clone().or_else(|| recorded_signal.clone());
+    if let (Some(saved), None) = (&saved, &signal_path) {
+        if let Some(name) = saved.upload.as_ref().and_then(|u| u.signal.as_ref()) {
+            return Err(ClientError::ResumeSignalMissing {
+                session_id: saved.session_id.clone(),
+                path: name.into(),
+                reason: "this client did not record where it is".into(),
+            });
+        }
+    }
     let source = Frames::open(
         &args.video,
         FrameOptions {
@@ -85,15 +106,47 @@ pub async fn run(args: Args) -> Result<Summary, ClientError> {
     let duration_us = info
         .frame_count
         .map(|frames| (frames as f64 * 1e6 / info.fps).round() as u64);
-    let signal = args
-        .signal
-        .as_deref()
-        .map(|path| SignalFile::read(path, duration_us))
-        .transpose()?;
+    let signal = match (&signal_path, &saved) {
+        (Some(path), Some(saved)) if args.signal.is_none() => {
+            let signal = SignalFile::read(path, duration_us).map_err(|err| {
+                ClientError::ResumeSignalMissing {
+                    session_id: saved.session_id.clone(),
+                    path: path.clone(),
+                    reason: format!("{:#}", anyhow::Error::from(err)),
+                }
+            })?;
+            println!(
+                "Signal: {} (the file session {} was started with)",
+                path.display(),
+                saved.session_id
+            );
+            Some(signal)
+        }
+        (path, _) => path
+            .as_deref()
+            .map(|path| SignalFile::read(path, duration_us))
+            .transpose()?,
+    };
+    let upload_identity = identity::of(&args.video, signal.as_ref())?;
+    if let Some(saved) = &saved {
+        if let Some(why) = saved
+            .upload
+            .as_ref()
+            .and_then(|started| upload_identity.mismatch(started))
+        {
+            return Err(ClientError::ResumeMismatch {
+                session_id: saved.session_id.clone(),
+                why,
+            });
+        }
+    }
 
     let start = ControlMessage::SessionStart {
         protocol_version: PROTOCOL_VERSION,
-        name: args.name.unwrap_or_else(|| default_name(&args.video)),
+        name: args
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name(&args.video)),
         source: file_name(&args.video),
         fps: info.fps,
         width: info.width,
@@ -102,32 +155,90 @@ pub async fn run(args: Args) -> Result<Summary, ClientError> {
         encoding: FrameEncoding::Jpeg,
         quality: source.quality(),
         session_id: args.session.clone(),
+        upload: Some(upload_identity.clone()),
     };
+    let resume_command = args.resume_command(signal_path.as_deref());
     let link = Link {
         url,
         token: args.token.clone(),
         connect_timeout: Duration::from_secs(args.connect_timeout),
         retries: args.retries,
         tls: stream::tls_connector(args.ca.as_deref())?,
+        resume_command: resume_command.clone(),
     };
-    let mut upload = match &args.resume {
-        Some(id) => Upload::resume_saved(link, id, signal).await?,
-        None => Upload::start(link, &start, signal).await?,
+    let frame_pixels = u64::from(info.width) * u64::from(info.height);
+    let mut upload = match saved {
+        Some(saved) => {
+            Upload::resume_saved(link, saved, signal, Some(upload_identity), frame_pixels).await?
+        }
+        None => {
+            let plan = upload::Plan {
+                start,
+                signal,
+                signal_path: signal_path.clone(),
+            };
+            Upload::start(link, plan).await?
+        }
     };
     upload.limit_rate(Pacer::new(args.max_fps, args.max_mbps));
     println!("{}", source.describe());
     let mut progress = Progress::new(info.frame_count, args.verbose);
     let mut frames = source.spawn()?;
-    let summary = upload.run(&mut frames, &mut progress).await?;
+    let session_id = upload.session_id().to_string();
+    let grace = upload.resume_grace_s();
+    let summary = tokio::select! {
+        summary = upload.run(&mut frames, &mut progress) => summary?,
+        _ = tokio::signal::ctrl_c() => {
+            let resume = resume_hint(&resume_command, &session_id, None, grace);
+            return Err(ClientError::Interrupted { resume });
+        }
+    };
     if let Some(dir) = args.output {
         let access = cli::Access {
             token: args.token,
             ca: args.ca,
         };
-        let downloaded = download(args.server, access, summary.session_id.clone(), dir).await?;
+        let page = endpoint::dashboard_url(&args.server, &summary.session_id)
+            .map_or_else(|_| summary.session_id.clone(), |url| url.to_string());
+        let id = summary.session_id.clone();
+        let downloaded = tokio::select! {
+            downloaded = download(args.server, access, id.clone(), dir) => downloaded?,
+            // Ctrl-C stops the download (the handler set for the upload would swallow it).
+            _ = tokio::signal::ctrl_c() => {
+                let resume = format!("session {id} is complete on the server; its results are at {page}");
+                return Err(ClientError::Interrupted { resume });
+            }
+        };
         progress.line(&downloaded_line(&downloaded));
     }
     Ok(summary)
+}
+
+/// How to continue session `session_id` after its upload stopped (at `stopped`, or now):
+/// until when it stays resumable (`grace_s` after it stopped, when known) and the command
+/// (`command`, with `SESSION_ID` for the id).
+pub fn resume_hint(
+    command: &str,
+    session_id: &str,
+    stopped: Option<std::time::SystemTime>,
+    grace_s: Option<u64>,
+) -> String {
+    let command = command.replace("SESSION_ID", session_id);
+    let stopped = stopped.unwrap_or_else(std::time::SystemTime::now);
+    let until = grace_s
+        .and_then(|grace| {
+            let deadline = stopped.checked_add(Duration::from_secs(grace))?;
+            time::OffsetDateTime::from(deadline)
+                .replace_nanosecond(0)
+                .ok()?
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map_or_else(
+            || "for the server's grace period".to_string(),
+            |t| format!("until {t}"),
+        );
+    format!("session {session_id} stays resumable {until}: continue it with `{command}`")
 }
 
 /// Downloads the results of session `id` from `server` into `dir` (see

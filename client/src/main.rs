@@ -1,6 +1,7 @@
 //! The `referee-client` binary: parses the command line and streams a session with
 //! [`referee_client::run`], or runs `status` / `list` / `watch` against the server's HTTP API.
-//! Exit code 0 on success, 1 on failure (with one `error: ...` line), 2 for usage errors.
+//! Exit code 0 on success, 1 on failure (with one `error: ...` line), 2 for usage errors, 130
+//! after Ctrl-C during an upload (with the line that says how to resume it).
 
 use std::process::ExitCode;
 
@@ -22,8 +23,13 @@ async fn main() -> ExitCode {
                     )))
                 })
         }
-        (None, Some(args)) => {
+        (None, Some(mut args)) => {
             init_logging(args.verbose);
+            if args.token.is_none() {
+                args.token = std::env::var("REFEREE_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty());
+            }
             run(args).await.map(|_| ())
         }
         (None, None) => {
@@ -34,12 +40,38 @@ async fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            // Ctrl-C: the shell's code for SIGINT.
+            let code = match err {
+                ClientError::Interrupted { .. } => ExitCode::from(130),
+                _ => ExitCode::FAILURE,
+            };
             // The error may quote the server: never a control character on the terminal.
             let text = format!("{:#}", anyhow::Error::from(err));
             eprintln!("error: {}", referee_protocol::text::escape_controls(&text));
-            ExitCode::FAILURE
+            code
         }
     }
+}
+
+/// For `status` of an interrupted upload (`detached`): until when it may be resumed and,
+/// when this client started it, the command that does.
+fn resume_text(session: &serde_json::Value) -> String {
+    if session["status"].as_str() != Some("detached") {
+        return String::new();
+    }
+    let mut out = String::new();
+    if let Some(until) = session["resumable_until"].as_str() {
+        out.push_str(&format!("  resumable: until {until}\n"));
+    }
+    let id = session["id"].as_str().unwrap_or_default();
+    let command = referee_client::saved::find(id).and_then(|saved| saved.resume_command);
+    match command {
+        Some(command) => out.push_str(&format!("  resume:    {command}\n")),
+        None => out.push_str(&format!(
+            "  resume:    run the command that started it again, with --resume {id}, on the machine that started it\n"
+        )),
+    }
+    out
 }
 
 /// `status` and `list`: one request to the HTTP API, printed for people; `watch`: the
@@ -52,7 +84,9 @@ fn ask(command: Command) -> Result<(), ClientError> {
             access,
         } => {
             let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
-            print!("{}", status_text(&api, &api.session(&session_id)?));
+            let session = api.session(&session_id)?;
+            print!("{}", status_text(&api, &session));
+            print!("{}", resume_text(&session));
         }
         Command::List { server, access } => {
             let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
@@ -66,6 +100,29 @@ fn ask(command: Command) -> Result<(), ClientError> {
         } => {
             let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
             referee_client::watch::watch(&api, &session_id, timeout)?;
+        }
+        Command::Create {
+            server,
+            name,
+            access,
+        } => {
+            let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
+            let session = api.create_session(&name)?;
+            let id = session["id"].as_str().unwrap_or_default();
+            println!("Created session {id}");
+            if let Ok(page) = referee_client::endpoint::dashboard_url(&server, id) {
+                println!("Dashboard: {page}");
+            }
+            println!("Stream into it with: referee-client {server} --video FILE --session {id}");
+        }
+        Command::Delete {
+            server,
+            session_id,
+            access,
+        } => {
+            let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
+            api.delete_session(&session_id)?;
+            println!("Deleted session {session_id} and its files");
         }
     }
     Ok(())

@@ -53,6 +53,14 @@ impl Pacer {
         self.bytes += bytes;
     }
 
+    /// Counts again from the next frame, as if none had gone: after a reconnection, so
+    /// that the time it took is not made up for with a burst.
+    pub fn restart(&mut self) {
+        self.start = None;
+        self.frames = 0;
+        self.bytes = 0;
+    }
+
     /// How long after the first frame the next one may go.
     fn delay(&self) -> Duration {
         let by_frames = self.max_fps.map_or(0.0, |fps| self.frames as f64 / fps);
@@ -91,5 +99,23 @@ mod tests {
         assert_eq!(pacer.delay(), Duration::from_millis(500));
         let at = pacer.next_at().unwrap();
         assert!(at > Instant::now() + Duration::from_millis(400));
+    }
+
+    #[test]
+    fn a_restart_counts_afresh_so_a_long_outage_brings_no_burst() {
+        let mut pacer = Pacer::new(Some(60.0), None);
+        for _ in 0..60 {
+            pacer.sent(1000);
+        }
+        // As if a reconnection had taken a while: the cap counts from the next frame.
+        pacer.restart();
+        assert!(
+            pacer.next_at().is_none(),
+            "the first frame after it goes at once"
+        );
+        pacer.sent(1000);
+        let at = pacer.next_at().expect("the second waits for 1/60 s");
+        assert!(at > Instant::now() + Duration::from_millis(10));
+        assert_eq!(pacer.delay(), Duration::from_secs_f64(1.0 / 60.0));
     }
 }

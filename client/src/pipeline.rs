@@ -320,6 +320,55 @@ mod tests {
     }
 
     #[test]
+    fn frames_carry_the_containers_own_times() {
+        use referee_sample_data::{write_timed_video, TimedCodec, TimedVideo};
+        let dir = tempfile::tempdir().unwrap();
+        let reencode = FrameOptions {
+            reencode: true,
+            ..FrameOptions::default()
+        };
+        for (name, spec, options, passthrough) in [
+            // H.264 with B-frames (and an MP4 edit list), 30 fps then 15 fps.
+            (
+                "vfr.mp4",
+                TimedVideo::thirty_then_fifteen(96, 64, TimedCodec::H264),
+                FrameOptions::default(),
+                false,
+            ),
+            // Motion-JPEG, passed through and re-encoded.
+            (
+                "vfr.mov",
+                TimedVideo::thirty_then_fifteen(96, 64, TimedCodec::Mjpeg),
+                FrameOptions::default(),
+                true,
+            ),
+            (
+                "vfr.mov",
+                TimedVideo::thirty_then_fifteen(96, 64, TimedCodec::Mjpeg),
+                reencode,
+                false,
+            ),
+            // A constant 29.97 fps.
+            (
+                "ntsc.mp4",
+                TimedVideo::ntsc(96, 64, 40, TimedCodec::H264),
+                FrameOptions::default(),
+                false,
+            ),
+        ] {
+            let path = dir.path().join(name);
+            let expected = write_timed_video(&path, &spec).unwrap();
+            let frames = Frames::open(&path, options).unwrap();
+            assert_eq!(frames.is_passthrough(), passthrough, "{name}");
+            let sent: Vec<i64> = collect(frames.spawn().unwrap())
+                .iter()
+                .map(|f| f.pts_us)
+                .collect();
+            assert_eq!(sent, expected, "{name} {options:?}");
+        }
+    }
+
+    #[test]
     fn a_dropped_receiver_stops_the_threads() {
         let dir = tempfile::tempdir().unwrap();
         let path = video(dir.path(), "v.mp4", 40);

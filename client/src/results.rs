@@ -40,6 +40,25 @@ pub struct Downloaded {
     pub bytes: u64,
 }
 
+/// Checks, before anything is sent, that the `--output` folder `dir` exists or can be made
+/// and can be written to (a file is made in it and removed).
+pub fn check_output(dir: &Path) -> Result<(), ClientError> {
+    let unusable = |reason: String| ClientError::OutputUnusable {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(unusable(
+            "it is a file, not a folder: give a folder (it is made if needed)".into(),
+        ));
+    }
+    fs::create_dir_all(dir).map_err(|e| unusable(format!("the folder cannot be made ({e})")))?;
+    let probe = dir.join(format!(".referee-write-check-{}", std::process::id()));
+    fs::write(&probe, b"").map_err(|e| unusable(format!("the folder is not writable ({e})")))?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
 impl Api {
     /// The API of the server at `server` (any URL the streaming form accepts), with the
     /// bearer `token` it asks for and `ca`, a PEM file of a CA to trust besides the system's.
@@ -132,6 +151,35 @@ impl Api {
         Ok(downloaded)
     }
 
+    /// `POST /api/sessions` with `name`: a session created ahead of its upload.
+    pub fn create_session(&self, name: &str) -> Result<Value, ClientError> {
+        let url = self.url("/api/sessions");
+        let mut request = self.agent.post(&url);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let body = serde_json::json!({ "name": name }).to_string();
+        let sent = request.content_type("application/json").send(body);
+        let response = self.answer(url.clone(), sent)?;
+        read_json(url, response)
+    }
+
+    /// `DELETE /api/sessions/{id}`: the session and its files.
+    pub fn delete_session(&self, id: &str) -> Result<(), ClientError> {
+        let url = self.url(&format!("/api/sessions/{id}"));
+        let mut request = self.agent.delete(&url);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        match self.answer(url, request.call()) {
+            Err(ClientError::HttpStatus { status: 404, .. }) => Err(ClientError::SessionNotFound {
+                id: id.to_string(),
+                server: self.base.as_str().trim_end_matches('/').to_string(),
+            }),
+            other => other.map(|_| ()),
+        }
+    }
+
     /// `GET path`: the response when it is `200 OK`, else the error the API explains.
     pub(crate) fn get(&self, path: &str) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
         let url = self.url(path);
@@ -139,13 +187,30 @@ impl Api {
         if let Some(token) = &self.token {
             request = request.header("Authorization", &format!("Bearer {token}"));
         }
-        let response = request.call().map_err(|err| ClientError::Http {
+        self.answer(url, request.call())
+    }
+
+    /// The response to a request to `url` when it succeeded (2xx), else the error: the
+    /// connection's, with a hint, or the one the API explains.
+    fn answer(
+        &self,
+        url: String,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        let response = sent.map_err(|err| ClientError::Http {
             url: url.clone(),
-            reason: err.to_string(),
+            reason: crate::reach::explain(&err.to_string(), self.base.scheme() == "https"),
         })?;
         let status = response.status().as_u16();
-        if status == 200 {
+        if (200..300).contains(&status) {
             return Ok(response);
+        }
+        if status == 401 {
+            return Err(ClientError::HttpStatus {
+                url,
+                status,
+                message: crate::reach::unauthorized(self.token.is_some()).into(),
+            });
         }
         // The API explains its errors as {"code": ..., "message": ...}.
         let message = response
@@ -165,21 +230,7 @@ impl Api {
     }
 
     fn get_json(&self, path: &str) -> Result<Value, ClientError> {
-        let url = self.url(path);
-        let bytes = self
-            .get(path)?
-            .into_body()
-            .with_config()
-            .limit(MAX_JSON_BYTES)
-            .read_to_vec()
-            .map_err(|err| ClientError::Http {
-                url: url.clone(),
-                reason: err.to_string(),
-            })?;
-        serde_json::from_slice(&bytes).map_err(|err| ClientError::Http {
-            url,
-            reason: format!("the answer is not the JSON expected: {err}"),
-        })
+        read_json(self.url(path), self.get(path)?)
     }
 
     /// Streams `path` to the file `dest` (through a temporary file, renamed when complete);
@@ -217,6 +268,26 @@ impl Api {
         fs::rename(&part, dest).map_err(output)?;
         Ok(bytes)
     }
+}
+
+/// The JSON body of `response`, from `url` (at most [`MAX_JSON_BYTES`]).
+fn read_json(
+    url: String,
+    response: ureq::http::Response<ureq::Body>,
+) -> Result<Value, ClientError> {
+    let bytes = response
+        .into_body()
+        .with_config()
+        .limit(MAX_JSON_BYTES)
+        .read_to_vec()
+        .map_err(|err| ClientError::Http {
+            url: url.clone(),
+            reason: err.to_string(),
+        })?;
+    serde_json::from_slice(&bytes).map_err(|err| ClientError::Http {
+        url,
+        reason: format!("the answer is not the JSON expected: {err}"),
+    })
 }
 
 /// The system's CA certificates, as for `wss://`, and those of the PEM file `ca`; Mozilla's

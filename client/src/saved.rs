@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use referee_protocol::text::{quoted, valid_id, MAX_ID_LEN};
+use referee_protocol::UploadIdentity;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
@@ -21,6 +22,20 @@ pub struct SavedSession {
     pub resume_token: String,
     /// The WebSocket URL the session was started on.
     pub url: String,
+    /// What was uploaded: a resume with other files is refused (state files of older
+    /// clients have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<UploadIdentity>,
+    /// The signal file sent with the session, as given (a `--resume` without `--signal`
+    /// sends it again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_path: Option<PathBuf>,
+    /// Seconds the server keeps a dropped session resumable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_grace_s: Option<u64>,
+    /// The command that resumes the session (`status` shows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_command: Option<String>,
 }
 
 /// The directory of the state files.
@@ -87,6 +102,12 @@ pub fn load(id: &str) -> Result<SavedSession, ClientError> {
     })
 }
 
+/// Loads the state of session `id` if this client has it.
+pub fn find(id: &str) -> Option<SavedSession> {
+    let text = fs::read_to_string(path_of(id).ok()?).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
 /// Forgets session `id` (it is complete).
 pub fn remove(id: &str) {
     let Ok(path) = path_of(id) else { return };
@@ -109,6 +130,10 @@ mod tests {
             session_id: "../escape".into(),
             resume_token: "t".into(),
             url: "ws://h/stream".into(),
+            upload: None,
+            signal_path: None,
+            resume_grace_s: None,
+            resume_command: None,
         };
         assert!(save(&saved).is_err());
         assert!(path_of("20251106_170116_bout_k7m2x").is_ok());

@@ -20,9 +20,8 @@ use opencv::core::{Mat, Size, Vector};
 use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc, videoio};
 
-use referee_protocol::frame::pts_us;
-
 use crate::error::ClientError;
+use crate::frame_times::FrameTimes;
 
 /// The JPEG quality frames are encoded with when none is chosen.
 pub const DEFAULT_QUALITY: u8 = 90;
@@ -30,7 +29,8 @@ pub const DEFAULT_QUALITY: u8 = 90;
 /// What the video says about itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoInfo {
-    /// Frames per second, as the container announces it.
+    /// Frames per second, as the container announces it (on average, for a video whose
+    /// frame rate varies; each frame's own time is its `pts_us`).
     pub fps: f64,
     /// Width of the frames as sent, in pixels: the first frame's, or the `--resize` width.
     pub width: u32,
@@ -76,7 +76,8 @@ impl EncodeOptions {
 pub struct EncodedFrame {
     /// 0 for the first frame, then +1 each frame.
     pub index: u64,
-    /// Presentation time from the start of the video: `index / fps`, in microseconds.
+    /// Presentation time in microseconds: the container's timestamp of the frame (in display
+    /// order, after any edit list), from the first frame's, so the first frame is at 0.
     pub pts_us: i64,
     /// The JPEG file.
     pub jpeg: Vec<u8>,
@@ -87,10 +88,16 @@ pub struct EncodedFrame {
 /// Opens `path` with OpenCV, after checking that the file itself can be read (OpenCV only
 /// says "cannot open"; the file system says why).
 fn open_capture(path: &Path, backend: i32) -> Result<videoio::VideoCapture, ClientError> {
-    File::open(path).map_err(|source| ClientError::VideoUnreadable {
+    let unreadable = |source| ClientError::VideoUnreadable {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let file = File::open(path).map_err(unreadable)?;
+    if file.metadata().map_err(unreadable)?.len() == 0 {
+        return Err(ClientError::VideoEmpty {
+            path: path.to_path_buf(),
+        });
+    }
     let capture = videoio::VideoCapture::from_file(path, backend)
         .map_err(|err| format_error(path, err.to_string()))?;
     if !capture
@@ -117,9 +124,57 @@ fn frame_error(path: &Path, index: u64, reason: String) -> ClientError {
     }
 }
 
+/// Turns the container's presentation times ([`FrameTimes`], in display order) into frame
+/// timestamps: microseconds from the first frame's time (so the first frame is at 0), always
+/// increasing.
+struct Clock {
+    times: Option<FrameTimes>,
+    /// The first frame's container time, in microseconds.
+    origin: Option<i64>,
+    last: Option<i64>,
+    /// One frame at the announced rate: what a frame without a usable time is given.
+    nominal_us: i64,
+}
+
+impl Clock {
+    fn new(path: &Path, fps: f64) -> Self {
+        Self {
+            times: FrameTimes::open(path),
+            origin: None,
+            last: None,
+            nominal_us: ((1e6 / fps).round() as i64).max(1),
+        }
+    }
+
+    /// The timestamp of the next frame. A frame the container gives no time for, or one
+    /// that does not come after the previous frame's, is put one frame at the announced
+    /// rate after it.
+    fn stamp(&mut self) -> i64 {
+        let container = self.times.as_mut().and_then(FrameTimes::next_us);
+        let pts = match (container, self.origin) {
+            (Some(us), Some(origin)) => us - origin,
+            (Some(us), None) => {
+                self.origin = Some(us);
+                0
+            }
+            (None, _) => self.last.map_or(0, |last| last + self.nominal_us),
+        };
+        let pts = match self.last {
+            Some(last) if pts <= last => {
+                tracing::debug!("a frame's container time {pts} us is not after {last} us");
+                last + self.nominal_us
+            }
+            _ => pts,
+        };
+        self.last = Some(pts);
+        pts
+    }
+}
+
 /// A decoded frame, waiting to be encoded. It may be sent to another thread.
 pub struct DecodedFrame {
     index: u64,
+    pts_us: i64,
     image: Mat,
 }
 
@@ -133,9 +188,10 @@ impl DecodedFrame {
 pub struct Decoder {
     path: PathBuf,
     capture: videoio::VideoCapture,
-    /// The first frame, decoded by `open` and not yet handed out.
-    first: Option<Mat>,
+    /// The first frame, decoded by `open` and not yet handed out, with its timestamp.
+    first: Option<(Mat, i64)>,
     next_index: u64,
+    clock: Clock,
 }
 
 impl Decoder {
@@ -165,6 +221,8 @@ impl Decoder {
         let frame_count = capture
             .get(videoio::CAP_PROP_FRAME_COUNT)
             .map_err(|err| format_error(path, err.to_string()))?;
+        let mut clock = Clock::new(path, fps);
+        let first_pts = clock.stamp();
         let info = VideoInfo {
             fps,
             width: frame.cols().unsigned_abs(),
@@ -174,8 +232,9 @@ impl Decoder {
         let decoder = Self {
             path: path.to_path_buf(),
             capture,
-            first: Some(frame),
+            first: Some((frame, first_pts)),
             next_index: 0,
+            clock,
         };
         Ok((decoder, info))
     }
@@ -192,8 +251,8 @@ impl Decoder {
         spare: Option<DecodedFrame>,
     ) -> Result<Option<DecodedFrame>, ClientError> {
         let index = self.next_index;
-        let image = match self.first.take() {
-            Some(image) => image,
+        let (image, pts_us) = match self.first.take() {
+            Some(first) => first,
             None => {
                 let mut image = spare.map(|frame| frame.image).unwrap_or_default();
                 let decoded = self.capture.read(&mut image).map_err(|err| {
@@ -202,11 +261,15 @@ impl Decoder {
                 if !decoded || image.empty() {
                     return Ok(None);
                 }
-                image
+                (image, self.clock.stamp())
             }
         };
         self.next_index += 1;
-        Ok(Some(DecodedFrame { index, image }))
+        Ok(Some(DecodedFrame {
+            index,
+            pts_us,
+            image,
+        }))
     }
 }
 
@@ -214,7 +277,6 @@ impl Decoder {
 /// give the same bytes for the same frame.
 pub struct Encoder {
     path: PathBuf,
-    fps: f64,
     options: EncodeOptions,
     /// `imencode` parameters: the JPEG quality.
     params: Vector<i32>,
@@ -224,8 +286,8 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// An encoder for the frames of `path` (named in errors), a video at `fps`.
-    pub fn new(path: &Path, fps: f64, options: EncodeOptions) -> Self {
+    /// An encoder for the frames of `path` (named in errors).
+    pub fn new(path: &Path, options: EncodeOptions) -> Self {
         let resize = options.resize.map(|size| {
             Size::new(
                 i32::try_from(size.width).unwrap_or(i32::MAX),
@@ -234,7 +296,6 @@ impl Encoder {
         });
         Self {
             path: path.to_path_buf(),
-            fps,
             options,
             params: Vector::from_slice(&[
                 imgcodecs::IMWRITE_JPEG_QUALITY,
@@ -284,7 +345,7 @@ impl Encoder {
         }
         Ok(EncodedFrame {
             index,
-            pts_us: pts_us(index, self.fps),
+            pts_us: frame.pts_us,
             jpeg: jpeg.to_vec(),
             passthrough: false,
         })
@@ -316,7 +377,7 @@ impl VideoSource {
             info.width = size.width;
             info.height = size.height;
         }
-        let encoder = Encoder::new(path, info.fps, options);
+        let encoder = Encoder::new(path, options);
         Ok(Self {
             decoder,
             encoder,
@@ -351,7 +412,7 @@ impl VideoSource {
 impl Encoder {
     /// Another encoder with the same options, for another thread.
     pub fn try_clone(&self) -> Self {
-        Self::new(&self.path, self.fps, self.options)
+        Self::new(&self.path, self.options)
     }
 }
 
@@ -360,12 +421,12 @@ impl Encoder {
 pub struct PacketReader {
     path: PathBuf,
     capture: videoio::VideoCapture,
-    fps: f64,
     size: FrameSize,
-    /// The first packet, read by `open` and not yet handed out.
-    first: Option<Vec<u8>>,
+    /// The first packet, read by `open` and not yet handed out, with its timestamp.
+    first: Option<(Vec<u8>, i64)>,
     next_index: u64,
     packet: Mat,
+    clock: Clock,
 }
 
 impl PacketReader {
@@ -403,14 +464,16 @@ impl PacketReader {
                 return no_passthrough(format!("the first packet is not a {size} JPEG ({found:?})"))
             }
         }
+        let mut clock = Clock::new(path, info.fps);
+        let first_pts = clock.stamp();
         Some(Self {
             path: path.to_path_buf(),
             capture,
-            fps: info.fps,
             size,
-            first: Some(first),
+            first: Some((first, first_pts)),
             next_index: 0,
             packet,
+            clock,
         })
     }
 
@@ -418,12 +481,12 @@ impl PacketReader {
     /// of the video's size is an error (the video may be re-encoded instead).
     pub fn next_frame(&mut self) -> Result<Option<EncodedFrame>, ClientError> {
         let index = self.next_index;
-        let jpeg = match self.first.take() {
+        let (jpeg, pts_us) = match self.first.take() {
             Some(first) => first,
             None => match read_packet(&mut self.capture, &mut self.packet)
                 .map_err(|err| frame_error(&self.path, index, format!("cannot read: {err}")))?
             {
-                Some(jpeg) => jpeg,
+                Some(jpeg) => (jpeg, self.clock.stamp()),
                 None => return Ok(None),
             },
         };
@@ -440,7 +503,7 @@ impl PacketReader {
         self.next_index += 1;
         Ok(Some(EncodedFrame {
             index,
-            pts_us: pts_us(index, self.fps),
+            pts_us,
             jpeg,
             passthrough: true,
         }))

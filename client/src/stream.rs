@@ -83,7 +83,7 @@ impl Connection {
             }),
             Ok(Err(err)) => Err(ClientError::Connect {
                 url: url.clone(),
-                reason: describe_connect_error(err),
+                reason: describe_connect_error(err, url.scheme() == "wss", token.is_some()),
             }),
             Err(_) => Err(ClientError::HandshakeTimeout {
                 url: url.clone(),
@@ -223,12 +223,11 @@ fn is_tls_error(err: &std::io::Error) -> bool {
         .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
 }
 
-fn describe_connect_error(err: tungstenite::Error) -> String {
+fn describe_connect_error(err: tungstenite::Error, tls: bool, token_sent: bool) -> String {
     match err {
-        tungstenite::Error::Http(response) if response.status().as_u16() == 401 => format!(
-            "the server wants a valid bearer token (HTTP {}): pass --token or set REFEREE_TOKEN",
-            response.status()
-        ),
+        tungstenite::Error::Http(response) if response.status().as_u16() == 401 => {
+            crate::reach::unauthorized(token_sent).to_string()
+        }
         tungstenite::Error::Http(response) if response.status().as_u16() == 403 => format!(
             "the token may not stream (HTTP {}): use an ingest or admin token",
             response.status()
@@ -240,10 +239,10 @@ fn describe_connect_error(err: tungstenite::Error) -> String {
         tungstenite::Error::Url(UrlError::TlsFeatureNotEnabled) => {
             "this build of referee-client has no TLS support: use ws:// or http://".into()
         }
-        tungstenite::Error::Io(io) if is_tls_error(&io) => format!(
-            "TLS failed ({io}): check that the server's certificate is valid for this host name and that its CA is in this machine's trust store (update-ca-certificates)"
-        ),
-        other => format!("{other}: is the server running?"),
+        tungstenite::Error::Io(io) if is_tls_error(&io) => {
+            crate::reach::explain(&io.to_string(), tls)
+        }
+        other => crate::reach::explain(&other.to_string(), tls),
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use referee_protocol::digest::DigestBuilder;
 use referee_protocol::frame::{encode_frame, flags};
-use referee_protocol::{ControlMessage, ErrorCode, ResumedState, PROTOCOL_VERSION};
+use referee_protocol::{ControlMessage, ErrorCode, ResumedState, UploadIdentity, PROTOCOL_VERSION};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout_at, Instant};
 use url::Url;
@@ -40,6 +40,9 @@ pub struct Link {
     pub retries: u32,
     /// TLS settings for wss:// (the CAs to trust), when they differ from the default.
     pub tls: Option<tokio_tungstenite::Connector>,
+    /// The command that resumes the session, with `SESSION_ID` for its id: printed when the
+    /// upload stops before the end.
+    pub resume_command: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,15 +69,47 @@ pub struct Upload {
     signal: Option<SignalFile>,
     /// `--max-fps` / `--max-mbps`.
     pacer: Pacer,
+    /// What is uploaded, sent again with each resume.
+    upload: Option<UploadIdentity>,
+    /// Seconds the server keeps the session resumable after a drop, when known.
+    resume_grace_s: Option<u64>,
+    /// The largest signal file the server accepts, when it says.
+    max_signal_bytes: Option<u64>,
+    /// The most pixels a frame may have, when the server says.
+    max_frame_pixels: Option<u64>,
+    /// The frame size sent.
+    frame_pixels: u64,
+    /// When the connection was last lost, while it is being resumed.
+    lost_at: Option<std::time::SystemTime>,
+}
+
+/// What a new upload announces and records for `--resume`.
+pub struct Plan {
+    /// The SESSION_START.
+    pub start: ControlMessage,
+    pub signal: Option<SignalFile>,
+    /// The signal file's path, recorded so that `--resume` without `--signal` sends it.
+    pub signal_path: Option<std::path::PathBuf>,
 }
 
 impl Upload {
-    /// Opens a new session with `start` (a SESSION_START).
-    pub async fn start(
-        link: Link,
-        start: &ControlMessage,
-        signal: Option<SignalFile>,
-    ) -> Result<Self, ClientError> {
+    /// Opens a new session with `plan.start` (a SESSION_START).
+    pub async fn start(link: Link, plan: Plan) -> Result<Self, ClientError> {
+        let Plan {
+            start,
+            signal,
+            signal_path,
+        } = plan;
+        let start = &start;
+        let (upload, frame_pixels) = match start {
+            ControlMessage::SessionStart {
+                upload,
+                width,
+                height,
+                ..
+            } => (upload.clone(), u64::from(*width) * u64::from(*height)),
+            _ => (None, 0),
+        };
         // A connection lost before SESSION_STARTED arrives is tried again; a server that
         // cannot be reached at all is reported at once.
         let mut attempt = 0;
@@ -96,7 +131,9 @@ impl Upload {
             window,
             max_frame_bytes,
             resume_token,
-            ..
+            resume_grace_s,
+            max_signal_bytes,
+            max_frame_pixels,
         } = reply
         else {
             return Err(unexpected(&reply, "SESSION_STARTED"));
@@ -107,16 +144,23 @@ impl Upload {
             ));
         }
         println!("Session started: {session_id} (window {window} frames)");
+        if let Ok(page) = crate::endpoint::dashboard_url(link.url.as_str(), &session_id) {
+            println!("Dashboard: {page}");
+        }
         let saved = SavedSession {
             session_id: session_id.clone(),
             resume_token: resume_token.clone(),
             url: link.url.to_string(),
+            upload: upload.clone(),
+            signal_path: signal_path.map(|p| std::fs::canonicalize(&p).unwrap_or(p)),
+            resume_grace_s: Some(resume_grace_s),
+            resume_command: Some(link.resume_command.replace("SESSION_ID", &session_id)),
         };
         if let Err(err) = saved::save(&saved) {
             // The upload works without it; only --resume after a restart needs it.
             tracing::warn!("{err}");
         }
-        Ok(Self {
+        let mut upload = Self {
             link,
             conn: Some(conn),
             session_id,
@@ -128,16 +172,73 @@ impl Upload {
             phase: Phase::Frames,
             signal,
             pacer: Pacer::unlimited(),
-        })
+            upload,
+            resume_grace_s: Some(resume_grace_s),
+            max_signal_bytes,
+            max_frame_pixels,
+            frame_pixels,
+            lost_at: None,
+        };
+        upload.check_limits().await?;
+        Ok(upload)
     }
 
-    /// Continues session `id`, started by this client before it was restarted.
+    /// Checks the signal file and the frame size against the limits the server announced,
+    /// before a frame is sent; the session stays resumable (with a smaller signal file, or
+    /// after the operator raises the limit).
+    async fn check_limits(&mut self) -> Result<(), ClientError> {
+        if let (Some(signal), Some(limit)) = (&self.signal, self.max_signal_bytes) {
+            if signal.text.len() as u64 > limit {
+                let err = ClientError::SignalTooLarge {
+                    file: signal.file_name.clone(),
+                    size: signal.text.len() as u64,
+                    limit,
+                    session_id: self.session_id.clone(),
+                };
+                return Err(self.leave(err).await);
+            }
+        }
+        if let Some(limit) = self.max_frame_pixels {
+            if self.frame_pixels > limit {
+                let err = ClientError::FrameTooManyPixels {
+                    pixels: self.frame_pixels,
+                    limit,
+                };
+                return Err(self.leave(err).await);
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the connection without ending the session (it stays resumable) and returns
+    /// `err`.
+    async fn leave(&mut self, err: ClientError) -> ClientError {
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+        err
+    }
+
+    /// The session's id.
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// Seconds the server keeps the session resumable after the upload stops, when known.
+    pub fn resume_grace_s(&self) -> Option<u64> {
+        self.resume_grace_s
+    }
+
+    /// Continues the session of `saved`, started by this client before it was restarted,
+    /// uploading `upload` (checked by the server against what the session was started
+    /// with) with `signal`, for frames of `frame_pixels` pixels.
     pub async fn resume_saved(
         link: Link,
-        id: &str,
+        saved: SavedSession,
         signal: Option<SignalFile>,
+        upload: Option<UploadIdentity>,
+        frame_pixels: u64,
     ) -> Result<Self, ClientError> {
-        let saved = saved::load(id)?;
         let mut upload = Self {
             link,
             conn: None,
@@ -150,6 +251,12 @@ impl Upload {
             phase: Phase::Frames,
             signal,
             pacer: Pacer::unlimited(),
+            upload,
+            resume_grace_s: saved.resume_grace_s,
+            max_signal_bytes: None,
+            max_frame_pixels: None,
+            frame_pixels,
+            lost_at: None,
         };
         // A server restarting at this moment is waited for, like any other outage.
         let frames_stored = match upload.resume(true).await {
@@ -164,6 +271,9 @@ impl Upload {
             "Resumed session {} at frame {frames_stored}",
             upload.session_id
         );
+        if upload.phase == Phase::Frames || upload.phase == Phase::Signal {
+            upload.check_limits().await?;
+        }
         Ok(upload)
     }
 
@@ -215,6 +325,11 @@ impl Upload {
         progress: &mut Progress,
     ) -> Result<(), Ended> {
         while let Some(message) = self.window.next_resend() {
+            // Frames sent again are paced like new ones: the caps hold on every connection.
+            if let Some(at) = self.pacer.next_at() {
+                tokio::time::sleep_until(at).await;
+            }
+            self.pacer.sent(message.len() as u64);
             self.conn()?.send_binary(message).await?;
         }
         loop {
@@ -334,7 +449,10 @@ impl Upload {
                     progress.line(&format!(
                         "Processing complete: session {session_id}, {frames_stored} frames stored, {events} signal events"
                     ));
-                    progress.line(&format!("Results: {directory} ({})", files.join(", ")));
+                    tracing::debug!("results in the server's {directory}");
+                    let page = crate::endpoint::dashboard_url(self.link.url.as_str(), &session_id)
+                        .map_or_else(|_| directory.clone(), |url| url.to_string());
+                    progress.line(&format!("Results: {page} ({})", files.join(", ")));
                     return Ok(Summary {
                         session_id,
                         frames_stored,
@@ -363,6 +481,7 @@ impl Upload {
     /// outage are used up.
     async fn reconnect(&mut self, ended: Ended, progress: &Progress) -> Result<(), ClientError> {
         self.conn = None;
+        self.lost_at = Some(std::time::SystemTime::now());
         let reason = match ended {
             Ended::Lost(reason) => reason,
             Ended::Server(err) => err.to_string(),
@@ -374,6 +493,9 @@ impl Upload {
             self.session_id
         ));
         let (frames_stored, attempt) = self.resume_retrying(false, reason).await?;
+        // The caps count from the new connection: the time spent reconnecting is not
+        // made up for with a burst.
+        self.pacer.restart();
         progress.line(&format!(
             "Resumed session {} at frame {frames_stored} (attempt {attempt})",
             self.session_id
@@ -408,6 +530,12 @@ impl Upload {
             sent: self.window.sent(),
             attempts: self.link.retries,
             reason,
+            resume: crate::resume_hint(
+                &self.link.resume_command,
+                &self.session_id,
+                self.lost_at,
+                self.resume_grace_s,
+            ),
         })
     }
 
@@ -419,6 +547,7 @@ impl Upload {
             protocol_version: PROTOCOL_VERSION,
             session_id: self.session_id.clone(),
             resume_token: self.resume_token.clone(),
+            upload: self.upload.clone(),
         };
         let reply = exchange(&mut conn, &request, deadline, &self.link).await?;
         let ControlMessage::SessionResumed {
@@ -426,6 +555,8 @@ impl Upload {
             frames_stored,
             window,
             max_frame_bytes,
+            max_signal_bytes,
+            max_frame_pixels,
             ..
         } = reply
         else {
@@ -433,6 +564,8 @@ impl Upload {
         };
         self.window.resize(window.max(1));
         self.max_frame_bytes = max_frame_bytes;
+        self.max_signal_bytes = max_signal_bytes;
+        self.max_frame_pixels = max_frame_pixels;
         if restarted {
             self.skip_until = frames_stored;
         } else {

@@ -26,7 +26,7 @@ pub mod text;
 
 pub use error_code::ErrorCode;
 pub use frame::{FrameHeader, FrameHeaderError, FRAME_HEADER_LEN};
-pub use message::{ControlMessage, FrameEncoding, ResumedState, Stage};
+pub use message::{ControlMessage, FrameEncoding, ResumedState, Stage, UploadIdentity};
 pub use state::{SessionState, Violation};
 
 /// The protocol version this crate speaks. A peer announcing another version is refused with

@@ -23,6 +23,54 @@ impl FrameEncoding {
     }
 }
 
+/// What a client uploads, announced in `SESSION_START` and `SESSION_RESUME`, so that a resume
+/// with another video or another signal file is refused before a frame is sent. Each hash is
+/// the client's own (compared as given, never interpreted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadIdentity {
+    /// The video's file name.
+    pub video: String,
+    /// The video file's size in bytes.
+    pub video_bytes: u64,
+    /// A hash of the video file's first and last bytes, e.g. `crc32c:1a2b3c4d-5e6f7a8b`.
+    pub video_hash: String,
+    /// The signal file's name, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// A hash of the whole signal file, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_hash: Option<String>,
+}
+
+impl UploadIdentity {
+    /// Why an upload of `self` cannot continue a session that was started with `started`:
+    /// another video, or another signal file. A resume that names no signal file is not
+    /// refused for it (the client reuses the one it recorded).
+    pub fn mismatch(&self, started: &UploadIdentity) -> Option<String> {
+        let video = |u: &UploadIdentity| format!("{} ({} bytes)", u.video, u.video_bytes);
+        if (self.video_bytes, &self.video_hash) != (started.video_bytes, &started.video_hash) {
+            return Some(format!(
+                "it was started with the video {}, not {}",
+                video(started),
+                video(self)
+            ));
+        }
+        match (&self.signal_hash, &started.signal_hash) {
+            (Some(hash), Some(first)) if hash != first => Some(format!(
+                "it was started with the signal file {}, not {} (same name or not, its contents differ)",
+                started.signal.as_deref().unwrap_or("?"),
+                self.signal.as_deref().unwrap_or("?")
+            )),
+            (Some(_), None) => Some(format!(
+                "it was started without a signal file, not with {}",
+                self.signal.as_deref().unwrap_or("?")
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Where a resumed session stands (the `state` of `SESSION_RESUMED`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,6 +137,9 @@ pub enum ControlMessage {
         /// instead of a new one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session_id: Option<String>,
+        /// What is uploaded, so that a resume with other files is refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upload: Option<UploadIdentity>,
     },
     /// Server → client: the session exists on disk; frames may be sent.
     SessionStarted {
@@ -103,6 +154,13 @@ pub enum ControlMessage {
         resume_token: String,
         /// Seconds a dropped session stays resumable.
         resume_grace_s: u64,
+        /// The largest signal file the server accepts, in bytes (servers before it was
+        /// announced leave it out).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_signal_bytes: Option<u64>,
+        /// The most pixels a frame may have, when the server limits them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_frame_pixels: Option<u64>,
     },
     /// Client → server: continues a session after a dropped connection. The first message on
     /// a connection, instead of `SESSION_START`.
@@ -110,6 +168,10 @@ pub enum ControlMessage {
         protocol_version: u16,
         session_id: String,
         resume_token: String,
+        /// What this connection uploads: refused when the session was started with other
+        /// files.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upload: Option<UploadIdentity>,
     },
     /// Server → client: the session is attached to this connection again.
     SessionResumed {
@@ -122,6 +184,11 @@ pub enum ControlMessage {
         frames_stored: u64,
         window: u32,
         max_frame_bytes: u32,
+        /// As in `SESSION_STARTED`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_signal_bytes: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_frame_pixels: Option<u64>,
     },
     /// Server → client: the first `frames_stored` frames are written to disk.
     Ack { frames_stored: u64 },
@@ -286,7 +353,51 @@ mod tests {
             encoding: FrameEncoding::Jpeg,
             quality: Some(90),
             session_id: None,
+            upload: Some(identity()),
         }
+    }
+
+    fn identity() -> UploadIdentity {
+        UploadIdentity {
+            video: "bout.avi".into(),
+            video_bytes: 1_234_567,
+            video_hash: "crc32c:1a2b3c4d-5e6f7a8b".into(),
+            signal: Some("bout.txt".into()),
+            signal_hash: Some("crc32c:00ff00ff".into()),
+        }
+    }
+
+    #[test]
+    fn an_upload_of_other_files_is_told_apart() {
+        let started = identity();
+        assert_eq!(started.mismatch(&started), None);
+        let without_signal = UploadIdentity {
+            signal: None,
+            signal_hash: None,
+            ..identity()
+        };
+        assert_eq!(without_signal.mismatch(&started), None);
+        let other_video = UploadIdentity {
+            video: "other.avi".into(),
+            video_bytes: 99,
+            ..identity()
+        };
+        let why = other_video.mismatch(&started).unwrap();
+        assert!(
+            why.contains("bout.avi (1234567 bytes)") && why.contains("other.avi (99 bytes)"),
+            "{why}"
+        );
+        let other_signal = UploadIdentity {
+            signal: Some("late.txt".into()),
+            signal_hash: Some("crc32c:12345678".into()),
+            ..identity()
+        };
+        let why = other_signal.mismatch(&started).unwrap();
+        assert!(
+            why.contains("bout.txt") && why.contains("late.txt"),
+            "{why}"
+        );
+        assert!(identity().mismatch(&without_signal).is_some());
     }
 
     #[test]
@@ -299,11 +410,14 @@ mod tests {
                 max_frame_bytes: 8 << 20,
                 resume_token: "q8Wd3kTz".into(),
                 resume_grace_s: 600,
+                max_signal_bytes: Some(1 << 20),
+                max_frame_pixels: None,
             },
             ControlMessage::SessionResume {
                 protocol_version: 1,
                 session_id: "20251106_170116_phrase04_k7m2".into(),
                 resume_token: "q8Wd3kTz".into(),
+                upload: Some(identity()),
             },
             ControlMessage::SessionResumed {
                 session_id: "20251106_170116_phrase04_k7m2".into(),
@@ -311,6 +425,8 @@ mod tests {
                 frames_stored: 128,
                 window: 64,
                 max_frame_bytes: 8 << 20,
+                max_signal_bytes: Some(1 << 20),
+                max_frame_pixels: Some(8_294_400),
             },
             ControlMessage::Ack { frames_stored: 64 },
             ControlMessage::SessionEnd {

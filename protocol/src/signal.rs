@@ -60,8 +60,10 @@ pub fn format_us(us: u64) -> String {
 }
 
 impl SignalTrack {
-    /// Parses a whole signal file.
+    /// Parses a whole signal file. A UTF-8 byte-order mark at its start (as some Windows
+    /// editors write) is skipped.
     pub fn parse(text: &str) -> Result<Self, SignalError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut events: Vec<SignalEvent> = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
@@ -180,6 +182,16 @@ fn parse_time(text: &str) -> Result<u64, SignalErrorKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let track = SignalTrack::parse("\u{feff}0.0 start\n1.5 touch_left score=1-0\n").unwrap();
+        assert_eq!(track.events.len(), 2);
+        assert_eq!(track.events[0].name, "start");
+        assert_eq!(track.events[0].line, 1);
+        // Only at the start of the file.
+        assert!(SignalTrack::parse("0.0 start\n\u{feff}1.5 touch\n").is_err());
+    }
 
     #[test]
     fn parses_all_time_forms_comments_and_fields() {

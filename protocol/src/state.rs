@@ -358,6 +358,7 @@ mod tests {
             encoding: FrameEncoding::Jpeg,
             quality: Some(90),
             session_id: None,
+            upload: None,
         }
     }
 
@@ -538,6 +539,7 @@ mod tests {
             protocol_version: version,
             session_id: "s".into(),
             resume_token: token,
+            upload: None,
         };
         let err = SessionState::AwaitingStart
             .accept(Incoming::Control(&resume(9, "t".into())))

@@ -13,6 +13,9 @@ use opencv::prelude::*;
 use opencv::{imgproc, videoio};
 use thiserror::Error;
 
+mod timed;
+pub use timed::{frame_times_us, write_timed_video, Stretch, TimedCodec, TimedVideo};
+
 /// A synthetic video to draw: `frames` frames of `width` x `height` pixels at `fps`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SyntheticVideo {
@@ -85,6 +88,13 @@ pub enum SampleError {
         what: &'static str,
         #[source]
         source: opencv::Error,
+    },
+    #[error("{path}: FFmpeg, {what}: {source}")]
+    Ffmpeg {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: ffmpeg_next::Error,
     },
     #[error("{path}: invalid signal event at {time} s ({event:?}): {why}")]
     InvalidEvent {
@@ -423,6 +433,25 @@ fn draw_frame(
     step: u32,
     steps: u32,
 ) -> opencv::Result<Mat> {
+    draw_frame_at(
+        spec,
+        background,
+        index,
+        step,
+        steps,
+        f64::from(index) / spec.fps,
+    )
+}
+
+/// [`draw_frame`] for a frame shown at `time_s` (a video whose frame rate varies).
+fn draw_frame_at(
+    spec: &SyntheticVideo,
+    background: &Mat,
+    index: u32,
+    step: u32,
+    steps: u32,
+    time_s: f64,
+) -> opencv::Result<Mat> {
     let (w, h) = (spec.width, spec.height);
     let mut mat = background.try_clone()?;
     let progress = if steps > 1 {
@@ -499,7 +528,7 @@ fn draw_frame(
     )?;
 
     // The time, smaller, under the counter.
-    let time = format!("t={:.3}s", f64::from(index) / spec.fps);
+    let time = format!("t={time_s:.3}s");
     imgproc::put_text(
         &mut mat,
         &time,

@@ -1,19 +1,23 @@
-//! `make-sample [--out-dir DIR]`: writes the sample session, `bout.mp4` (640x480, 30 fps,
-//! 150 frames, mp4v) and `bout.txt` (its signal file), into DIR (default: this crate's folder).
+//! `make-sample [--out-dir DIR] [--vfr]`: writes the sample session, `bout.mp4` (640x480, 30
+//! fps, 150 frames, mp4v) and `bout.txt` (its signal file), into DIR (default: this crate's
+//! folder); with `--vfr`, also `phone.mp4`, a variable frame rate recording as phones make
+//! them (H.264, 30 fps for 3 s then 15 fps for 3 s).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use referee_sample_data::{
-    write_bout_video, write_signal, SyntheticVideo, BOUT_EVENTS, BOUT_PHRASES,
+    write_bout_video, write_signal, write_timed_video, SyntheticVideo, TimedCodec, TimedVideo,
+    BOUT_EVENTS, BOUT_PHRASES,
 };
 
-const USAGE: &str = "usage: make-sample [--out-dir DIR]\n\n\
+const USAGE: &str = "usage: make-sample [--out-dir DIR] [--vfr]\n\n\
 Writes bout.mp4 (640x480, 30 fps, 150 frames, mp4v) and bout.txt (its signal file) into DIR\n\
-(default: the sample-data folder of the source tree).";
+(default: the sample-data folder of the source tree). With --vfr, also phone.mp4: 640x480\n\
+H.264 at a variable frame rate, 30 fps for 3 s then 15 fps for 3 s.";
 
 fn main() -> Result<()> {
-    let out_dir = parse_args(std::env::args().skip(1))?;
+    let (out_dir, vfr) = parse_args(std::env::args().skip(1))?;
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create the output folder {}", out_dir.display()))?;
 
@@ -36,13 +40,30 @@ fn main() -> Result<()> {
     let signal = out_dir.join("bout.txt");
     write_signal(&signal, &BOUT_EVENTS).with_context(|| format!("writing {}", signal.display()))?;
     report(&signal, &format!("{} events", BOUT_EVENTS.len()))?;
+
+    if vfr {
+        let phone = out_dir.join("phone.mp4");
+        let spec = TimedVideo::thirty_then_fifteen(640, 480, TimedCodec::H264);
+        let times = write_timed_video(&phone, &spec)
+            .with_context(|| format!("writing {}", phone.display()))?;
+        report(
+            &phone,
+            &format!(
+                "{} frames, 640x480, H.264, 30 fps for 3 s then 15 fps (frame 120 at {:.3} s)",
+                times.len(),
+                times.get(120).copied().unwrap_or_default() as f64 / 1e6
+            ),
+        )?;
+    }
     Ok(())
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<PathBuf> {
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(PathBuf, bool)> {
     let mut out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut vfr = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--vfr" => vfr = true,
             "--out-dir" => match args.next() {
                 Some(dir) => out_dir = PathBuf::from(dir),
                 None => bail!("--out-dir needs a folder\n\n{USAGE}"),
@@ -57,7 +78,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<PathBuf> {
             },
         }
     }
-    Ok(out_dir)
+    Ok((out_dir, vfr))
 }
 
 fn report(path: &Path, what: &str) -> Result<()> {

@@ -247,11 +247,15 @@ pub enum ConfigError {
         key: String,
         known: String,
     },
-    #[error("the config file {path}: {key}: {problem}")]
-    Invalid {
+    #[error("the config file {path}: {}", clap_message(source))]
+    Invalid { path: PathBuf, source: clap::Error },
+    /// A value of the file that its setting does not take, named by the file's key.
+    #[error("the config file {path}: {key}: invalid value '{value}'{reason}")]
+    InvalidValue {
         path: PathBuf,
         key: String,
-        problem: String,
+        value: String,
+        reason: String,
     },
     #[error("the config file {path} sets {key} wrongly: {problem}")]
     BadValue {
@@ -294,9 +298,8 @@ impl Config {
         };
         let extra = Self::file_args(&path, &matches)?;
         let mut all = args;
-        all.extend(extra);
-        // The command line parsed without the file: what fails now is a setting of the file.
-        Self::try_parse_from(all).map_err(|err| file_setting_error(path, &err))
+        all.extend(extra.iter().cloned());
+        Self::try_parse_from(all).map_err(|source| file_error(path, &extra, source))
     }
 
     /// The settings of the file at `path` as `--flag=value` arguments, for those that no flag
@@ -414,35 +417,43 @@ impl Config {
     }
 }
 
-/// A setting of the config file at `path` that clap refused, named by its key in the file
-/// (`window: invalid value 'lots': invalid digit found in string`), not by its flag.
-fn file_setting_error(path: PathBuf, err: &clap::Error) -> ConfigError {
-    use clap::error::ContextKind;
-    let flag = err
-        .get(ContextKind::InvalidArg)
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    let key = flag
-        .trim_start_matches('-')
-        .split([' ', '='])
-        .next()
-        .unwrap_or_default()
-        .replace('-', "_");
-    let rendered = err.render().to_string();
-    let first = rendered.lines().next().unwrap_or_default();
-    let problem = first
-        .trim_start_matches("error: ")
-        .replace(&format!(" for '{flag}'"), "")
-        .trim()
-        .to_string();
-    ConfigError::Invalid {
+/// Clap's message for `err`, on one line and without its `error: ` prefix (the caller says
+/// it once).
+fn clap_message(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
+
+/// The error of the config file at `path` whose settings became the arguments `extra`: a
+/// value its setting refuses is named by the file's key, not the flag.
+fn file_error(path: PathBuf, extra: &[OsString], source: clap::Error) -> ConfigError {
+    use clap::error::{ContextKind, ContextValue};
+    let context = |kind| match source.get(kind) {
+        Some(ContextValue::String(text)) => Some(text.clone()),
+        _ => None,
+    };
+    let (Some(arg), Some(value)) = (
+        context(ContextKind::InvalidArg),
+        context(ContextKind::InvalidValue),
+    ) else {
+        return ConfigError::Invalid { path, source };
+    };
+    // `--window <N>` was the file's `window` if the file gave `--window=...`.
+    let flag = arg.split([' ', '=']).next().unwrap_or_default().to_string();
+    let from_file = extra
+        .iter()
+        .any(|a| a.to_string_lossy().starts_with(&format!("{flag}=")));
+    if !from_file {
+        return ConfigError::Invalid { path, source };
+    }
+    let reason =
+        std::error::Error::source(&source).map_or_else(String::new, |why| format!(" ({why})"));
+    ConfigError::InvalidValue {
         path,
-        key: if key.is_empty() {
-            String::from("a setting")
-        } else {
-            key
-        },
-        problem,
+        key: flag.trim_start_matches('-').replace('-', "_"),
+        value,
+        reason,
     }
 }
 
@@ -547,11 +558,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bad.toml") && err.contains("lots"), "{err}");
+        // Named by the file's key, on one line, saying "error" nowhere (main says it once).
+        let path = file.display();
         assert!(
-            err.ends_with("bad.toml: window: invalid value 'lots': invalid digit found in string"),
+            err.starts_with(&format!(
+                "the config file {path}: window: invalid value 'lots'"
+            )),
             "{err}"
         );
-        assert!(!err.contains("error") && !err.contains("--window"), "{err}");
+        assert!(!err.contains("error") && !err.contains('\n'), "{err}");
     }
 
     fn load_file(text: &str, flags: &[&str]) -> Result<Config, ConfigError> {

@@ -23,6 +23,7 @@ use referee_protocol::state::Incoming;
 use referee_protocol::text::{check_len, escape_controls, MAX_MESSAGE_BYTES};
 use referee_protocol::{
     ControlMessage, ErrorCode, FrameEncoding, FrameHeader, ResumedState, SessionState,
+    UploadIdentity,
 };
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, OwnedMutexGuard};
@@ -469,10 +470,11 @@ where
             ControlMessage::SessionResume {
                 session_id,
                 resume_token,
+                upload,
                 ..
             } => {
                 self.state = next;
-                self.on_resume(session_id, resume_token).await
+                self.on_resume(session_id, resume_token, upload).await
             }
             ControlMessage::SessionEnd {
                 frames_sent,
@@ -498,6 +500,7 @@ where
             encoding,
             quality,
             session_id: reserved_id,
+            upload,
             ..
         } = msg
         else {
@@ -617,6 +620,7 @@ where
         meta.encoding = encoding;
         meta.quality = quality;
         meta.frames_expected = frame_count;
+        meta.upload = upload;
         meta.resume_token = session_id::resume_token();
         let is_reserved = reserved.is_some();
         let created = self
@@ -670,6 +674,8 @@ where
                 max_frame_bytes: self.app.config.max_frame_bytes,
                 resume_token,
                 resume_grace_s: self.app.config.resume_grace_secs,
+                max_signal_bytes: Some(self.app.config.max_signal_bytes as u64),
+                max_frame_pixels: None,
             })
             .await;
         ControlFlow::Continue(())
@@ -750,7 +756,12 @@ where
         .await
     }
 
-    async fn on_resume(&mut self, id: String, token: String) -> ControlFlow<()> {
+    async fn on_resume(
+        &mut self,
+        id: String,
+        token: String,
+        upload: Option<UploadIdentity>,
+    ) -> ControlFlow<()> {
         // A session still to recover after a restart is recovered first.
         if let Err(why) = self.app.recovering.wait_for(&id).await {
             return self.fail(ErrorCode::ServerBusy, why).await;
@@ -810,6 +821,18 @@ where
                     format!("session {id}: {why}"),
                 )
                 .await;
+        }
+        // Another video or signal file is refused before anything changes: the session
+        // stays resumable with the right ones.
+        if let (Some(upload), Some(started)) = (&upload, &stored.upload) {
+            if let Some(why) = upload.mismatch(started) {
+                return self
+                    .fail(
+                        ErrorCode::ResumeRefused,
+                        format!("session {id} cannot be resumed with these files: {why}; resume it with the files it was started with (it stays resumable)"),
+                    )
+                    .await;
+            }
         }
         let live = match existing {
             Some(live) => live,
@@ -974,6 +997,8 @@ where
                 frames_stored: frames,
                 window: self.app.config.session_window(meta.width, meta.height),
                 max_frame_bytes: self.app.config.max_frame_bytes,
+                max_signal_bytes: Some(self.app.config.max_signal_bytes as u64),
+                max_frame_pixels: None,
             })
             .await;
         match resumed {

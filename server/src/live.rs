@@ -188,7 +188,7 @@ impl Drop for LiveSession {
             map.len()
         };
         tracing::info!(
-            "Session {} is no longer live: it left memory, its data stays on disk ({remaining} active sessions)",
+            "Session {} left memory, its data stays on disk ({remaining} active sessions)",
             self.id
         );
     }

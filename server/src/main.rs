@@ -82,9 +82,9 @@ async fn main() -> ExitCode {
     init_logging();
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
-        // Once: the log line (on the terminal or in the log) says it.
+        // Once, on stderr (the log goes to stdout).
         Err(err) => {
-            tracing::error!("{err:#}");
+            eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
     }

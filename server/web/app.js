@@ -924,7 +924,20 @@
     const peak = energy.reduce((a, b) => Math.max(a, b), 0);
     const yMax = Math.max(peak, threshold * 1.25, 1) * 1.05;
     const y = (e) => T + ph - Math.max(0, Math.min(1, e / yMax)) * ph;
-    const frameOf = (seconds) => seconds * fps;
+    // A variable frame rate comes with each frame's time: times are placed by them.
+    const times = Array.isArray(report.frame_times_s) ? report.frame_times_s.map((v) => num(v) || 0) : null;
+    const frameOf = (seconds) => {
+      if (!times || !times.length) return seconds * fps;
+      let lo = 0, hi = times.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (times[mid] <= seconds) lo = mid + 1; else hi = mid;
+      }
+      return Math.max(0, lo - 1);
+    };
+    const timeOf = (frame) => (times && times.length
+      ? times[Math.max(0, Math.min(times.length - 1, Math.round(frame)))]
+      : frame / fps);
 
     const root = svg('svg', {
       class: 'timeline', viewBox: '0 0 ' + W + ' ' + H, role: 'img',
@@ -1010,7 +1023,7 @@
       if (!matrix || fps <= 0 || frames < 2) return;
       const point = new DOMPoint(e.clientX, e.clientY).matrixTransform(matrix.inverse());
       const frame = (point.x - L) / pw * (frames - 1);
-      onSeek(Math.max(0, frame) / fps, -1);
+      onSeek(timeOf(Math.max(0, frame)), -1);
     });
 
     return {

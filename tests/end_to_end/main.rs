@@ -3,9 +3,11 @@
 
 mod bad_input;
 mod client_errors;
+mod client_messages;
 mod client_strings;
 mod dashboard;
 mod disconnects;
+mod frame_times;
 mod hostile_http;
 mod limits;
 mod load;
@@ -13,8 +15,9 @@ mod passthrough;
 mod processing_limits;
 mod results;
 mod resume;
+mod resume_safety;
 mod scopes;
-mod server_binary;
+mod server_logs;
 mod signal_errors;
 mod streaming;
 mod tls;

@@ -5,11 +5,7 @@ use referee_tests::{make_video, run_client, TestServer};
 #[test]
 fn wss_works_with_the_servers_certificate_trusted_by_ca_file() {
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = referee_tests::self_signed_cert(dir.path());
     let server = TestServer::start_with(|c| {
         c.tls_cert = Some(cert.clone());
         c.tls_key = Some(key.clone());

@@ -501,6 +501,7 @@ pub fn resume_message(id: &str, token: &str) -> ControlMessage {
         protocol_version: referee_protocol::PROTOCOL_VERSION,
         session_id: id.into(),
         resume_token: token.into(),
+        upload: None,
     }
 }
 
@@ -516,6 +517,7 @@ pub fn start_message(name: &str, width: u32, height: u32) -> ControlMessage {
         encoding: referee_protocol::FrameEncoding::Jpeg,
         quality: Some(90),
         session_id: None,
+        upload: None,
     }
 }
 
@@ -760,4 +762,14 @@ pub fn run_chromium(url: &str, extra: &[&str]) -> String {
         std::thread::sleep(Duration::from_millis(50));
     }
     reader.join().unwrap()
+}
+
+/// A self-signed certificate for `localhost` and its key, as PEM files in `dir`: `(cert, key)`.
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
 }

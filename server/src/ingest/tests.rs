@@ -64,6 +64,7 @@ fn upload(frames: u64, end: bool) -> Vec<Message> {
         encoding: FrameEncoding::Jpeg,
         quality: Some(90),
         session_id: None,
+        upload: None,
     })];
     for i in 0..frames {
         let pts = referee_protocol::frame::pts_us(i, 30.0);

@@ -4,7 +4,7 @@
 //!
 //! The report's schema is documented in `docs/report-format.md`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use referee_protocol::signal::SignalTrack;
 use serde::{Deserialize, Serialize};
@@ -18,8 +18,9 @@ use crate::store::{FrameSource, SessionMeta, SessionStore};
 pub const REPORT_FILE: &str = "report.json";
 pub const REPORT_HTML_FILE: &str = "report.html";
 /// Version of the `report.json` schema. 2 added `video_codec`, `motion`, `segments` and each
-/// event's `thumbnail` and `action`.
-pub const REPORT_SCHEMA_VERSION: u32 = 2;
+/// event's `thumbnail` and `action`; 3 added `variable_frame_rate`, `duration_s` from the
+/// frames' own times, and each event's `fields` in the signal file's order.
+pub const REPORT_SCHEMA_VERSION: u32 = 3;
 
 /// The contents of `report.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,7 +33,16 @@ pub struct Report {
     pub width: u32,
     pub height: u32,
     pub frames: u64,
+    /// From the first frame to the end of the last one, by the frames' own timestamps.
     pub duration_s: f64,
+    /// Whether the frames come at a variable rate (see [`variable_frame_rate`]); `fps` is
+    /// then the average the video announced, and each frame's time its own timestamp.
+    #[serde(default)]
+    pub variable_frame_rate: bool,
+    /// Each frame's timestamp in seconds, for a variable frame rate only (otherwise frame
+    /// `i` is at `i / fps`, to the microsecond): what a timeline places times by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_times_s: Option<Vec<f64>>,
     /// The reconstructed video's file name, in the session's directory.
     pub video: String,
     /// Its codec, e.g. `H.264`.
@@ -52,7 +62,10 @@ pub struct ReportEvent {
     pub name: String,
     /// The event's time in the signal file, in seconds.
     pub time_s: f64,
-    pub fields: BTreeMap<String, String>,
+    /// The event's `key=value` fields, in the order of the signal file (a key given twice
+    /// keeps its place and its last value).
+    #[serde(with = "ordered_fields")]
+    pub fields: Vec<(String, String)>,
     /// The frame on screen at the event's time.
     pub frame_index: u64,
     /// That frame's timestamp, in seconds.
@@ -123,6 +136,87 @@ pub fn frame_for_time(timestamps: &[i64], time_us: u64) -> Option<u64> {
     Some(after.saturating_sub(1) as u64)
 }
 
+/// Whether frames with `timestamps` (microseconds, ascending) come at a variable rate: some
+/// interval between two frames differs from the median interval by more than 5 % of it and
+/// by more than 1 ms. (A container that keeps times in milliseconds puts 29.97 fps frames
+/// 33 or 34 ms apart: that is a constant rate.)
+pub fn variable_frame_rate(timestamps: &[i64]) -> bool {
+    let mut intervals: Vec<i64> = timestamps.windows(2).map(|w| w[1] - w[0]).collect();
+    if intervals.len() < 2 {
+        return false;
+    }
+    intervals.sort_unstable();
+    let median = intervals[intervals.len() / 2];
+    let tolerance = (median / 20).max(1_000);
+    let (shortest, longest) = (intervals[0], intervals[intervals.len() - 1]);
+    median - shortest > tolerance || longest - median > tolerance
+}
+
+/// The duration of frames with `timestamps`: from the first frame to the end of the last,
+/// which lasts as long as the one before it (or one frame at `fps`), in seconds to the
+/// millisecond (timestamps rounded to the microsecond would otherwise show 4.000001 s).
+fn duration_s(timestamps: &[i64], fps: f64) -> f64 {
+    let (Some(first), Some(last)) = (timestamps.first(), timestamps.last()) else {
+        return 0.0;
+    };
+    let last_frame_us = match timestamps {
+        [.., before, last] => (last - before) as f64,
+        _ if fps > 0.0 => 1e6 / fps,
+        _ => 0.0,
+    };
+    (((last - first) as f64 + last_frame_us) / 1e3).round() / 1e3
+}
+
+/// An event's fields as a JSON object whose keys keep the signal file's order.
+mod ordered_fields {
+    use serde::de::{MapAccess, Visitor};
+    use serde::ser::SerializeMap;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        fields: &[(String, String)],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(fields.len()))?;
+        for (key, value) in fields {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<(String, String)>, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = Vec<(String, String)>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of string fields")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry::<String, String>()? {
+                    fields.push(entry);
+                }
+                Ok(fields)
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// `fields` with each key once, where it first appears, with its last value.
+fn unique_fields(fields: &[(String, String)]) -> Vec<(String, String)> {
+    let mut unique: Vec<(String, String)> = Vec::with_capacity(fields.len());
+    for (key, value) in fields {
+        match unique.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value.clone(),
+            None => unique.push((key.clone(), value.clone())),
+        }
+    }
+    unique
+}
+
 /// Rounds to microseconds, so that JSON shows `1.2`, not `1.2000000000000002`.
 fn micro(s: f64) -> f64 {
     (s * 1e6).round() / 1e6
@@ -186,7 +280,7 @@ impl Report {
                             line: e.line,
                             name: e.name.clone(),
                             time_s,
-                            fields: e.fields.iter().cloned().collect(),
+                            fields: unique_fields(&e.fields),
                             frame_index,
                             frame_time_s: seconds(frame_index as usize),
                             thumbnail: thumbnail_name(frame_index),
@@ -205,7 +299,10 @@ impl Report {
             width: meta.width,
             height: meta.height,
             frames: timestamps.len() as u64,
-            duration_s: meta.duration_s(),
+            duration_s: duration_s(timestamps, meta.fps),
+            variable_frame_rate: variable_frame_rate(timestamps),
+            frame_times_s: variable_frame_rate(timestamps)
+                .then(|| timestamps.iter().map(|&t| micro(t as f64 / 1e6)).collect()),
             video: video.file_name.to_string(),
             video_codec: video.codec.to_string(),
             signal_file: meta.signal_file.clone(),
@@ -222,6 +319,17 @@ impl Report {
                 lookback_frames: windows.lookback,
                 energy: energy.iter().copied().map(milli).collect(),
             },
+        }
+    }
+
+    /// Where `seconds` falls on a timeline of frames: the index of the frame shown then
+    /// (by `frame_times_s`), or `seconds * fps` at a constant rate.
+    pub fn frame_position(&self, seconds: f64) -> f64 {
+        match &self.frame_times_s {
+            Some(times) if !times.is_empty() => {
+                times.partition_point(|&t| t <= seconds).saturating_sub(1) as f64
+            }
+            _ => seconds * self.fps,
         }
     }
 
@@ -317,6 +425,21 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// The report of 120 frames at `fps` with the motion of [`energy`] and `track`.
+    fn report_at(fps: f64, track: &SignalTrack) -> Report {
+        Report::build(
+            &meta(fps, 120),
+            &pts(fps, 120),
+            Some(track),
+            VideoFile {
+                file_name: "video.mp4",
+                codec: "H.264",
+            },
+            energy(),
+            (160, 120),
+        )
+    }
+
     #[test]
     fn events_map_to_the_frame_on_screen() {
         let ts = pts(30.0, 90);
@@ -339,18 +462,10 @@ pub(crate) mod tests {
     #[test]
     fn the_report_finds_segments_and_the_actions_leading_to_events() {
         let track = SignalTrack::parse("0.2 start\n1.3 touch_left score=1-0\n3.0 halt\n").unwrap();
-        let report = Report::build(
-            &meta(30.0, 120),
-            &pts(30.0, 120),
-            Some(&track),
-            VideoFile {
-                file_name: "video.mp4",
-                codec: "H.264",
-            },
-            energy(),
-            (160, 120),
-        );
-        assert_eq!(report.schema_version, 2);
+        let report = report_at(30.0, &track);
+        assert_eq!(report.schema_version, 3);
+        assert!(!report.variable_frame_rate);
+        assert_eq!(report.duration_s, 4.0);
         let spans: Vec<(u64, u64)> = report
             .segments
             .iter()
@@ -375,19 +490,64 @@ pub(crate) mod tests {
         );
 
         // At 29.97 fps the same times fall on earlier frames.
+        let report = report_at(30000.0 / 1001.0, &track);
+        let frames: Vec<u64> = report.events.iter().map(|e| e.frame_index).collect();
+        assert_eq!(frames, [5, 38, 89]);
+        assert_eq!(report.events[2].frame_time_s, 2.969633);
+    }
+
+    #[test]
+    fn variable_frame_rates_are_told_from_jitter() {
+        // 30 fps for 3 s, then 15 fps.
+        let mut vfr = pts(30.0, 90);
+        vfr.extend((0..45).map(|i| 3_000_000 + (i as f64 * 1e6 / 15.0).round() as i64));
+        assert!(variable_frame_rate(&vfr));
+        assert_eq!(duration_s(&vfr, 22.5), 6.0);
+        assert_eq!(duration_s(&[0], 25.0), 0.04);
+        // 29.97 fps, to the microsecond or to the millisecond: constant.
+        assert!(!variable_frame_rate(&pts(30000.0 / 1001.0, 300)));
+        let ms: Vec<i64> = pts(30000.0 / 1001.0, 300)
+            .iter()
+            .map(|t| (t + 500) / 1000 * 1000)
+            .collect();
+        assert!(!variable_frame_rate(&ms));
+        // One dropped frame is a variable rate too.
+        let mut dropped = pts(30.0, 60);
+        dropped.remove(30);
+        assert!(variable_frame_rate(&dropped));
+        // Its timeline places times by the frames' own.
         let report = Report::build(
-            &meta(30000.0 / 1001.0, 120),
-            &pts(30000.0 / 1001.0, 120),
-            Some(&track),
+            &meta(22.5, 135),
+            &vfr,
+            None,
             VideoFile {
                 file_name: "video.mp4",
                 codec: "H.264",
             },
-            energy(),
+            vec![0.0; 135],
             (160, 120),
         );
-        let frames: Vec<u64> = report.events.iter().map(|e| e.frame_index).collect();
-        assert_eq!(frames, [5, 38, 89]);
-        assert_eq!(report.events[2].frame_time_s, 2.969633);
+        assert_eq!(report.frame_times_s.as_ref().map(Vec::len), Some(135));
+        assert_eq!(report.frame_position(5.0), 120.0);
+        assert_eq!(report.frame_position(2.0), 60.0);
+        assert_eq!(
+            report_at(30.0, &SignalTrack::default()).frame_position(2.0),
+            60.0
+        );
+        assert!(!variable_frame_rate(&[0, 40_000]));
+    }
+
+    #[test]
+    fn event_fields_keep_the_signal_files_order() {
+        let track =
+            SignalTrack::parse("1.0 touch_left score=1-0 light=red a=1 score=2-0\n").unwrap();
+        let report = report_at(30.0, &track);
+        let json = serde_json::to_string(&report.events[0]).unwrap();
+        assert!(
+            json.contains(r#""fields":{"score":"2-0","light":"red","a":"1"}"#),
+            "{json}"
+        );
+        let back: Report = serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
+        assert_eq!(back, report);
     }
 }

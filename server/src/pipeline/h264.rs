@@ -6,6 +6,10 @@
 //! (`--video-preset`) and a constant quality are set, and the MP4 is written with its index
 //! first (`faststart`), so a browser starts playing it before it has the whole file.
 //!
+//! Each frame keeps its own timestamp (a video whose frame rate varies stays as it was
+//! recorded): the stream counts time in 90 kHz ticks, in which frames at 30, 25, 15 or
+//! 29.97 fps last a whole number of ticks.
+//!
 //! Frames come in as OpenCV I420 images (`COLOR_BGR2YUV_I420`: the Y plane, then U, then V,
 //! BT.601 limited range, as the stream is tagged).
 
@@ -72,7 +76,16 @@ pub struct H264Writer {
     packet: Packet,
     time_base: Rational,
     stream_time_base: Rational,
-    next_pts: i64,
+    /// The last frame's timestamp, in ticks of `time_base`.
+    last_pts: Option<i64>,
+}
+
+/// The time base frames are encoded in: 90 kHz.
+const TICKS_PER_S: i32 = 90_000;
+
+/// A frame timestamp in microseconds as ticks of 1/[`TICKS_PER_S`] s.
+fn ticks(pts_us: i64) -> i64 {
+    (pts_us as f64 * f64::from(TICKS_PER_S) / 1e6).round() as i64
 }
 
 /// Why the H.264 writer could not be opened or written.
@@ -104,7 +117,8 @@ fn frame_rate(fps: f64) -> Rational {
 }
 
 impl H264Writer {
-    /// Creates `path` for `width` x `height` frames at `fps`, encoded with x264's `preset`.
+    /// Creates `path` for `width` x `height` frames at `fps` (on average: each frame is
+    /// written at its own time), encoded with x264's `preset`.
     pub fn create(
         path: &Path,
         width: u32,
@@ -127,7 +141,7 @@ impl H264Writer {
             .flags()
             .contains(format::Flags::GLOBAL_HEADER);
         let rate = frame_rate(fps);
-        let time_base = rate.invert();
+        let time_base = Rational::new(1, TICKS_PER_S);
 
         let mut context = codec::context::Context::new_with_codec(codec)
             .encoder()
@@ -168,12 +182,13 @@ impl H264Writer {
             packet: Packet::empty(),
             time_base,
             stream_time_base,
-            next_pts: 0,
+            last_pts: None,
         })
     }
 
-    /// Encodes the next frame, an I420 image of `width` x `height * 3 / 2` bytes.
-    pub fn write(&mut self, i420: &Mat) -> Result<(), StageError> {
+    /// Encodes the next frame, an I420 image of `width` x `height * 3 / 2` bytes, shown at
+    /// `pts_us` microseconds (after the frame before it).
+    pub fn write(&mut self, i420: &Mat, pts_us: i64) -> Result<(), StageError> {
         let (width, height) = (self.frame.width() as usize, self.frame.height() as usize);
         let bytes = i420.data_bytes()?;
         if bytes.len() != width * height * 3 / 2 {
@@ -194,8 +209,13 @@ impl H264Writer {
                 data[row * stride..row * stride + plane_width].copy_from_slice(line);
             }
         }
-        self.frame.set_pts(Some(self.next_pts));
-        self.next_pts += 1;
+        // Two frames less than a tick apart stay in order, a tick apart.
+        let pts = match self.last_pts {
+            Some(last) => ticks(pts_us).max(last + 1),
+            None => ticks(pts_us),
+        };
+        self.last_pts = Some(pts);
+        self.frame.set_pts(Some(pts));
         // libx264 copies the picture when it is sent; every packet is taken right after, so
         // the frame's buffer is free again for the next one.
         self.encoder
@@ -253,5 +273,14 @@ mod tests {
         assert_eq!(lookahead("faster"), 20);
         assert_eq!(lookahead("placebo"), MAX_LOOKAHEAD);
         assert_eq!(lookahead("unknown"), MAX_LOOKAHEAD);
+    }
+
+    #[test]
+    fn usual_frame_times_are_whole_ticks() {
+        // 29.97 fps: frame 300 at 10.01 s, as the client rounds it to the microsecond.
+        let pts_us = referee_protocol::frame::pts_us(300, 30000.0 / 1001.0);
+        assert_eq!(ticks(pts_us), 300 * 3003);
+        assert_eq!(ticks(1_000_000 / 15), 6000);
+        assert_eq!(ticks(33_333), 3000);
     }
 }

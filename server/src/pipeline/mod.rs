@@ -164,10 +164,16 @@ pub fn run(
             &mut reporter,
         )?;
         tracing::info!(
-            "Session {id}: analysis complete: {} activity segments, {} events",
+            "Session {id}: analysis complete: {} activity segments, {} events{}",
             report.segments.len(),
-            report.events.len()
+            report.events.len(),
+            if report.variable_frame_rate {
+                ", variable frame rate"
+            } else {
+                ""
+            }
         );
+        live.update(|m| m.variable_frame_rate = Some(report.variable_frame_rate));
         let mut results = vec![video.file_name];
         results.extend(files);
         Ok((report.events.len() as u64, results))

@@ -1,5 +1,5 @@
-//! Stage `video_reconstruction`: writes the stored JPEG frames to a playable video file at the
-//! session's fps: H.264 through FFmpeg's libx264 at the operator's preset ([`super::h264`]),
+//! Stage `video_reconstruction`: writes the stored JPEG frames to a playable video file, each
+//! at its own timestamp (a variable frame rate stays variable): H.264 through FFmpeg's libx264 at the operator's preset ([`super::h264`]),
 //! or, where that cannot be opened, whatever OpenCV's `VideoWriter` can write. The stored
 //! frames stay the source of truth.
 
@@ -37,9 +37,9 @@ enum Sink {
 }
 
 impl Sink {
-    fn write(&mut self, image: &Mat) -> Result<(), StageError> {
+    fn write(&mut self, image: &Mat, pts_us: i64) -> Result<(), StageError> {
         match self {
-            Sink::H264(writer) => writer.write(image),
+            Sink::H264(writer) => writer.write(image, pts_us),
             Sink::OpenCv(writer) => Ok(writer.write(image)?),
         }
     }
@@ -126,6 +126,15 @@ pub(super) fn reconstruct(
 ) -> Result<Video, StageError> {
     let (mut sink, video) = open_sink(meta, scratch, preset)?;
     let i420 = matches!(sink, Sink::H264(_));
+    let timestamps = frames.timestamps();
+    if !i420 && super::analysis::variable_frame_rate(&timestamps) {
+        tracing::warn!(
+            "Session {}: OpenCV writes {} at a constant {} fps: the frames of this variable frame rate recording are evenly spaced in it (report.json has their real times)",
+            meta.id,
+            video.file_name,
+            meta.fps
+        );
+    }
     let total = frames.len();
     let (width, height) = (meta.width as i32, meta.height as i32);
     std::thread::scope(|scope| {
@@ -144,7 +153,12 @@ pub(super) fn reconstruct(
             let image = rx.recv().map_err(|_| {
                 StageError::Other(format!("the decoding thread stopped before frame {index}"))
             })??;
-            sink.write(&image)?;
+            let pts_us = usize::try_from(index)
+                .ok()
+                .and_then(|i| timestamps.get(i))
+                .copied()
+                .ok_or_else(|| StageError::Other(format!("frame {index} has no timestamp")))?;
+            sink.write(&image, pts_us)?;
             reporter.update(index + 1);
         }
         Ok::<_, StageError>(())

@@ -141,7 +141,7 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(
         page,
         "<h1>{name}</h1>\n<p class=\"summary\">Session <code>{id}</code> · source {source} · \
-         {w}×{h} at {fps} fps · {frames} frames ({duration:.2} s) · {signal} · {events} events · \
+         {w}×{h} at {fps} fps{variable} · {frames} frames ({duration:.2} s) · {signal} · {events} events · \
          {segments} activity segments</p>",
         name = clipped(&report.name),
         id = clipped(&report.session_id),
@@ -149,6 +149,11 @@ pub fn render(report: &Report) -> String {
         w = report.width,
         h = report.height,
         fps = trim_float(report.fps),
+        variable = if report.variable_frame_rate {
+            " on average (variable frame rate)"
+        } else {
+            ""
+        },
         frames = report.frames,
         duration = report.duration_s,
         events = report.events.len(),
@@ -258,7 +263,7 @@ fn timeline(page: &mut String, report: &Report) {
         if !(t.is_finite() && t <= report.duration_s + 1e-9 && report.fps > 0.0) {
             break;
         }
-        let tx = x(t * report.fps);
+        let tx = x(report.frame_position(t));
         let _ = writeln!(
             page,
             "<line class=\"tick\" x1=\"{tx:.1}\" y1=\"{TOP}\" x2=\"{tx:.1}\" y2=\"{:.1}\"/>\

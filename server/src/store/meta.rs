@@ -1,6 +1,6 @@
 //! The metadata record of a session, stored as `session.json` and shown by the HTTP API.
 
-use referee_protocol::{FrameEncoding, Stage};
+use referee_protocol::{FrameEncoding, Stage, UploadIdentity};
 use serde::{Deserialize, Serialize};
 
 /// Where a session is, as stored and as the HTTP API shows it.
@@ -82,6 +82,14 @@ pub struct SessionMeta {
     /// again by a `SESSION_START` naming it, while its upload has stored no frame.
     #[serde(default)]
     pub created_ahead: bool,
+    /// Whether the frames came at a variable rate (their timestamps are not evenly spaced),
+    /// once processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variable_frame_rate: Option<bool>,
+    /// What the client said it uploads (its video and signal file), to refuse a resume
+    /// with other files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<UploadIdentity>,
     /// How many times the session was resumed.
     #[serde(default)]
     pub resumes: u64,
@@ -126,6 +134,8 @@ impl SessionMeta {
             results: Vec::new(),
             error: None,
             signal_events: None,
+            variable_frame_rate: None,
+            upload: None,
             resume_token: String::new(),
             created_ahead: false,
             resumes: 0,
