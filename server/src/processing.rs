@@ -143,8 +143,8 @@ mod tests {
         fn list(&self) -> Result<Vec<SessionMeta>, StoreError> {
             self.0.list()
         }
-        fn frame_sink(&self, id: &str) -> Result<Box<dyn FrameSink>, StoreError> {
-            self.0.frame_sink(id)
+        fn frame_sink(&self, id: &str, frames: u64) -> Result<Box<dyn FrameSink>, StoreError> {
+            self.0.frame_sink(id, frames)
         }
         fn recover_frames(&self, id: &str) -> Result<Recovered, StoreError> {
             self.0.recover_frames(id)

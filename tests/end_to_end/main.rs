@@ -12,6 +12,7 @@ mod results;
 mod resume;
 mod scopes;
 mod signal_errors;
+mod storage_faults;
 mod streaming;
 mod tls;
 mod watch;
