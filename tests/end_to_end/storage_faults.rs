@@ -92,15 +92,6 @@ fn a_full_disk_loses_no_acknowledged_frame_and_the_upload_resumes_once_space_is_
     let run = run_client(&[&url, "--video", video_arg]);
     run.assert_failure();
     let id = run.session_id();
-    let said = run.transcript();
-    assert!(said.contains("storage_failed"), "{said}");
-    assert!(said.contains("No space left on device"), "{said}");
-    assert!(
-        said.contains(&format!(
-            "free space on the server's data disk (or fix it), then resume with --resume {id}"
-        )),
-        "{said}"
-    );
     let detached = server.wait_for_status(&id, "detached");
     let stored = detached["frames_stored"].as_u64().unwrap();
     assert!(stored > 0 && stored < frames.len() as u64, "{detached}");
@@ -119,6 +110,15 @@ fn a_full_disk_loses_no_acknowledged_frame_and_the_upload_resumes_once_space_is_
         .sum();
     assert_eq!(log_len, expected_log);
 
+    let said = run.transcript();
+    assert!(said.contains("storage_failed"), "{said}");
+    assert!(said.contains("No space left on device"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "free space on the server's data disk (or fix it), then resume with --resume {id}"
+        )),
+        "{said}"
+    );
     // Space comes back: the session's state reaches the disk, as it is in memory.
     tmpfs.resize(total * 4 + (8 << 20));
     let deadline = Instant::now() + Duration::from_secs(30);
