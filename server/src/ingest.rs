@@ -754,7 +754,7 @@ where
                 let found = self
                     .with_store("cannot read the session", move |store| {
                         match store.load_meta(&lookup) {
-                            Ok(meta) => Ok(Some(meta)),
+                            Ok(meta) => stored_state(store, meta).map(Some),
                             Err(StoreError::NotFound(_)) => Ok(None),
                             Err(err) => Err(err),
                         }
@@ -1446,6 +1446,30 @@ where
         }
         // Dropping `session` releases the attachment: a waiting resume may take over now.
     }
+}
+
+/// The state of a session that is not live, as loaded from the store. One still `receiving`
+/// on disk lost its last state to a storage error (a full disk, and the server stopped
+/// before the state could be saved): its frame log, repaired, says what is stored, so that
+/// the resume continues after every frame acknowledged.
+fn stored_state(
+    store: &dyn SessionStore,
+    mut meta: SessionMeta,
+) -> Result<SessionMeta, StoreError> {
+    if meta.status == SessionStatus::Receiving {
+        let recovered = store.recover_frames(&meta.id)?;
+        if recovered.frames != meta.frames_stored {
+            tracing::info!(
+                "Session {}: its saved state says {} frames stored, its frame log holds {}: resuming after those",
+                meta.id,
+                meta.frames_stored,
+                recovered.frames
+            );
+        }
+        meta.frames_stored = recovered.frames;
+        meta.bytes_stored = recovered.bytes;
+    }
+    Ok(meta)
 }
 
 /// Starts the frame writer of a session with its window and byte budget.

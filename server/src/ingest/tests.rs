@@ -216,3 +216,28 @@ async fn a_client_that_stops_reading_is_taken_for_gone_and_its_session_detached(
         "{error}"
     );
 }
+
+#[test]
+fn a_session_still_receiving_on_disk_resumes_after_the_frames_its_log_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::LocalStore::open(dir.path()).unwrap();
+    let mut meta = SessionMeta::new("s".into(), "s".into(), SessionStatus::Receiving);
+    store.create(&meta).unwrap();
+    let mut sink = store.frame_sink("s", 0).unwrap();
+    let jpeg = jpeg();
+    for i in 0..10u64 {
+        let message = encode_frame(i, i as i64, 0, &jpeg).unwrap();
+        sink.append(&FrameHeader::parse(&message).unwrap(), &message)
+            .unwrap();
+    }
+    sink.sync().unwrap();
+    drop(sink);
+    // The last state saved before the disk filled up counted 3 frames.
+    meta.frames_stored = 3;
+    let state = stored_state(&store, meta.clone()).unwrap();
+    assert_eq!(state.frames_stored, 10);
+    assert_eq!(state.bytes_stored, 10 * jpeg.len() as u64);
+    // A detached session's saved count is the one it detached with.
+    meta.status = SessionStatus::Detached;
+    assert_eq!(stored_state(&store, meta).unwrap().frames_stored, 3);
+}
