@@ -86,10 +86,9 @@ fn a_full_disk_loses_no_acknowledged_frame_and_the_upload_resumes_once_space_is_
         c.data_dir = dir;
         c.min_free_disk_bytes = 0;
     });
-    let url = server.http_url();
     let video_arg = video.to_str().unwrap();
 
-    let run = run_client(&[&url, "--video", video_arg]);
+    let run = run_client(&[&server.http_url(), "--video", video_arg]);
     run.assert_failure();
     let id = run.session_id();
     let detached = server.wait_for_status(&id, "detached");
@@ -119,6 +118,21 @@ fn a_full_disk_loses_no_acknowledged_frame_and_the_upload_resumes_once_space_is_
         )),
         "{said}"
     );
+    // A restart while the disk is full to the last byte: the state is recomputed from the
+    // frame log, and kept in memory while it cannot be saved.
+    let filler = data.join("filler");
+    {
+        let mut file = std::fs::File::create(&filler).unwrap();
+        while std::io::Write::write_all(&mut file, &[0u8; 4096]).is_ok() {}
+    }
+    let dir = data.clone();
+    let server = server.restart_with(move |c| c.data_dir = dir);
+    let (_, metrics) = referee_tests::http_get(server.addr, "/metrics");
+    assert!(metrics.contains("referee_frames_lost_total 0"), "{metrics}");
+    let recovered = server.wait_for_status(&id, "detached");
+    assert_eq!(recovered["frames_stored"], stored, "{recovered}");
+    std::fs::remove_file(&filler).unwrap();
+
     // Space comes back: the session's state reaches the disk, as it is in memory.
     tmpfs.resize(total * 4 + (8 << 20));
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -134,7 +148,7 @@ fn a_full_disk_loses_no_acknowledged_frame_and_the_upload_resumes_once_space_is_
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let run = run_client(&[&url, "--video", video_arg, "--resume", &id]);
+    let run = run_client(&[&server.http_url(), "--video", video_arg, "--resume", &id]);
     run.assert_success();
     server.wait_for_status(&id, "complete");
     let store = LocalStore::open(&data).unwrap();
