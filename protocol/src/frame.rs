@@ -156,9 +156,9 @@ pub fn pts_us(index: u64, fps: f64) -> i64 {
     (index as f64 * 1e6 / fps).round() as i64
 }
 
-/// Bytes a JPEG may take per pixel of its announced size: well above what any encoder makes
-/// (quality 100 on pure noise stays under 4), so that only a payload that cannot be the image
-/// it claims to be is refused.
+/// Bytes a JPEG may take per pixel of its announced size: twice what an encoder makes at
+/// worst (quality 100 on pure noise takes about 4), so that only a payload that cannot be the
+/// image it claims to be is refused.
 pub const MAX_JPEG_BYTES_PER_PIXEL: u64 = 8;
 /// Bytes a JPEG may take beyond its pixels: headers, tables, EXIF and other metadata.
 pub const MAX_JPEG_HEADER_BYTES: u64 = 64 * 1024;
