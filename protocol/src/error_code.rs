@@ -22,7 +22,8 @@ pub enum ErrorCode {
     /// A frame's index is not the next one the server expects, or its timestamp is not after
     /// the previous frame's.
     FrameOutOfOrder,
-    /// A frame's payload is larger than the server's `max_frame_bytes`.
+    /// A frame's payload is larger than the server's `max_frame_bytes`, or than any JPEG of the
+    /// announced size can be ([`crate::frame::max_payload_bytes`]).
     FrameTooLarge,
     /// A frame's CRC32C does not match its payload.
     ChecksumMismatch,

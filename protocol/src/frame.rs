@@ -156,6 +156,23 @@ pub fn pts_us(index: u64, fps: f64) -> i64 {
     (index as f64 * 1e6 / fps).round() as i64
 }
 
+/// Bytes a JPEG may take per pixel of its announced size: twice what an encoder makes at
+/// worst (quality 100 on pure noise takes about 4), so that only a payload that cannot be the
+/// image it claims to be is refused.
+pub const MAX_JPEG_BYTES_PER_PIXEL: u64 = 8;
+/// Bytes a JPEG may take beyond its pixels: headers, tables, EXIF and other metadata.
+pub const MAX_JPEG_HEADER_BYTES: u64 = 64 * 1024;
+
+/// The largest payload a frame of a `width`x`height` session may have, whatever the server's
+/// own limit (`max_frame_bytes`, which applies too): [`MAX_JPEG_BYTES_PER_PIXEL`] bytes per
+/// pixel plus [`MAX_JPEG_HEADER_BYTES`]. A larger payload cannot be a JPEG of that size, and
+/// is refused with `frame_too_large` before it is stored.
+pub fn max_payload_bytes(width: u32, height: u32) -> u64 {
+    (u64::from(width) * u64::from(height))
+        .saturating_mul(MAX_JPEG_BYTES_PER_PIXEL)
+        .saturating_add(MAX_JPEG_HEADER_BYTES)
+}
+
 /// Why a frame's timestamp cannot follow the frame before it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TimestampError {
@@ -241,6 +258,14 @@ pub fn decode_frame(message: Bytes) -> Result<Frame, FrameHeaderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payload_is_bounded_by_the_announced_size() {
+        assert_eq!(max_payload_bytes(1, 1), 8 + 64 * 1024);
+        assert_eq!(max_payload_bytes(1280, 720), 1280 * 720 * 8 + 64 * 1024);
+        // Any dimensions, even past the protocol's limit, give a bound without overflow.
+        assert_eq!(max_payload_bytes(u32::MAX, u32::MAX), u64::MAX);
+    }
 
     #[test]
     fn timestamps_must_increase_from_zero_or_more() {

@@ -202,6 +202,11 @@ pub struct Config {
     #[arg(long, env = "REFEREE_IDLE_TIMEOUT", default_value_t = 300)]
     pub idle_timeout_secs: u64,
 
+    /// Seconds a message to a client may take to be sent (an ACK, PROGRESS...); a client that
+    /// stops reading for longer is taken for gone and its session detached.
+    #[arg(long, env = "REFEREE_SEND_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub send_timeout_secs: u64,
+
     /// Sessions live at once (receiving or processing); more are refused with server_busy.
     #[arg(long, env = "REFEREE_MAX_SESSIONS", default_value_t = 256)]
     pub max_sessions: usize,
@@ -401,6 +406,23 @@ impl Config {
             .max(u32::try_from(by_bytes).unwrap_or(MAX_BYTES_WINDOW))
     }
 
+    /// The largest frame payload accepted in a session of `width`×`height` frames:
+    /// `max_frame_bytes`, and no more than any JPEG of that size can be
+    /// ([`referee_protocol::frame::max_payload_bytes`]). Announced to the client.
+    pub fn session_max_frame_bytes(&self, width: u32, height: u32) -> u32 {
+        let by_size = referee_protocol::frame::max_payload_bytes(width, height);
+        u32::try_from(by_size).map_or(self.max_frame_bytes, |b| b.min(self.max_frame_bytes))
+    }
+
+    /// Bytes of frames the server holds in memory for a session of `width`×`height` frames
+    /// (its writer's queue and the batch being written): `window_bytes`, and at least two of
+    /// its largest frames, so that one batch can be received while the other is synced.
+    pub fn session_queue_bytes(&self, width: u32, height: u32) -> u64 {
+        let largest = u64::from(self.session_max_frame_bytes(width, height))
+            + referee_protocol::FRAME_HEADER_LEN as u64;
+        self.window_bytes.max(2 * largest)
+    }
+
     /// The largest control (text) message accepted: a signal file plus room for its JSON,
     /// where each newline, tab, quote or backslash takes two bytes (a file of short events
     /// is one in ten newlines).
@@ -519,6 +541,22 @@ mod tests {
         config.window = 2000;
         config.window_bytes = u64::MAX;
         assert_eq!(config.session_window(16, 16), 2000);
+    }
+
+    #[test]
+    fn a_session_holds_frames_within_its_bytes_and_takes_none_larger_than_its_size() {
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), "/tmp/x".into());
+        assert_eq!(config.session_max_frame_bytes(1, 1), 8 + 64 * 1024);
+        assert_eq!(
+            config.session_max_frame_bytes(3840, 2160),
+            config.max_frame_bytes
+        );
+        assert_eq!(config.session_queue_bytes(1, 1), config.window_bytes);
+        config.window_bytes = 0;
+        assert_eq!(
+            config.session_queue_bytes(3840, 2160),
+            2 * (u64::from(config.max_frame_bytes) + 32)
+        );
     }
 
     #[test]

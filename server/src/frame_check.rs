@@ -46,6 +46,33 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_jpeg_an_encoder_makes_is_well_within_the_size_rule() {
+        // Pure noise at quality 100 (no chroma subsampling): the worst case for JPEG.
+        let (w, h) = (256u32, 256u32);
+        let mut seed = 0x2545_f491_u32;
+        let img = image::RgbImage::from_fn(w, h, |_, _| {
+            let mut byte = || {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                seed as u8
+            };
+            image::Rgb([byte(), byte(), byte()])
+        });
+        let mut out = Cursor::new(Vec::new());
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 100)
+            .encode_image(&img)
+            .unwrap();
+        let len = out.into_inner().len() as u64;
+        // About 4 bytes a pixel: half the rule's 8, at most.
+        let per_pixel = len as f64 / f64::from(w * h);
+        assert!(
+            len < referee_protocol::frame::max_payload_bytes(w, h) / 2,
+            "{per_pixel} bytes a pixel"
+        );
+    }
+
+    #[test]
     fn accepts_the_announced_size_only() {
         let j = jpeg(32, 16);
         assert!(check_payload(&j, FrameEncoding::Jpeg, 32, 16).is_ok());

@@ -75,6 +75,7 @@ where
     let mut heartbeat = interval(heartbeat_every);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let shutdown = app.shutdown.clone();
+    let send_timeout = Duration::from_secs(app.config.send_timeout_secs);
     let mut conn = Connection {
         app,
         remote,
@@ -82,6 +83,8 @@ where
             sink,
             open: true,
             close_sent: false,
+            send_timeout,
+            stalled: false,
         },
         state: SessionState::AwaitingStart,
         session: None,
@@ -109,6 +112,13 @@ where
             () = shutdown.cancelled() => Event::Shutdown,
         };
         if conn.handle(event).await.is_break() {
+            break;
+        }
+        if conn.peer.stalled {
+            conn.end = format!(
+                "the client stopped reading (a message could not be sent within {} s)",
+                conn.app.config.send_timeout_secs
+            );
             break;
         }
     }
@@ -174,11 +184,14 @@ enum Event {
 
 /// The sending half of a connection. Once a close has been sent or a send has failed, it
 /// sends nothing more: sending on a closed connection is not an error case to handle, it
-/// simply cannot happen.
+/// simply cannot happen. A send that takes longer than `send_timeout` (a client that stopped
+/// reading) fails too, and marks the connection `stalled`: it is then treated as gone.
 struct Peer<S> {
     sink: S,
     open: bool,
     close_sent: bool,
+    send_timeout: Duration,
+    stalled: bool,
 }
 
 impl<S> Peer<S>
@@ -194,9 +207,23 @@ where
         if !self.open {
             return;
         }
-        if let Err(err) = self.sink.send(msg).await {
+        if let Err(err) = self.timed(msg).await {
             tracing::debug!("cannot send {what}: the client is gone ({err})");
             self.open = false;
+        }
+    }
+
+    /// Sends `msg`, within the send timeout.
+    async fn timed(&mut self, msg: Message) -> Result<(), String> {
+        match tokio::time::timeout(self.send_timeout, self.sink.send(msg)).await {
+            Ok(sent) => sent.map_err(|e| e.to_string()),
+            Err(_) => {
+                self.stalled = true;
+                Err(format!(
+                    "it read nothing for {} s",
+                    self.send_timeout.as_secs()
+                ))
+            }
         }
     }
 
@@ -211,7 +238,7 @@ where
             code,
             reason: reason.into(),
         };
-        match self.sink.send(Message::Close(Some(frame))).await {
+        match self.timed(Message::Close(Some(frame))).await {
             Ok(()) => self.close_sent = true,
             Err(err) => tracing::debug!("cannot send close: the client is gone ({err})"),
         }
@@ -234,6 +261,8 @@ struct Session {
     encoding: FrameEncoding,
     width: u32,
     height: u32,
+    /// The window advertised for the session.
+    window: u32,
     /// Payload bytes stored before this connection, plus those received on it.
     bytes_total: u64,
     acked: u64,
@@ -627,7 +656,7 @@ where
             .with_store("cannot create the session on disk", move |store| {
                 if is_reserved {
                     store.save_meta(&meta)?;
-                    return Ok((store.frame_sink(&meta.id)?, meta));
+                    return Ok((store.frame_sink(&meta.id, 0)?, meta));
                 }
                 // A collision of ids needs the same name in the same second and the same
                 // random suffix; try again with a new suffix.
@@ -639,7 +668,7 @@ where
                             meta.id = session_id::generate(&meta.name, OffsetDateTime::now_utc());
                         }
                         other => {
-                            return other.and_then(|()| Ok((store.frame_sink(&meta.id)?, meta)))
+                            return other.and_then(|()| Ok((store.frame_sink(&meta.id, 0)?, meta)))
                         }
                     }
                 }
@@ -651,6 +680,10 @@ where
         };
         let resume_token = meta.resume_token.clone();
         let window = self.app.config.session_window(meta.width, meta.height);
+        let max_frame_bytes = self
+            .app
+            .config
+            .session_max_frame_bytes(meta.width, meta.height);
         if is_reserved {
             self.app.reservations.remove(&meta.id);
         } else {
@@ -671,11 +704,11 @@ where
             .send(&ControlMessage::SessionStarted {
                 session_id,
                 window,
-                max_frame_bytes: self.app.config.max_frame_bytes,
+                max_frame_bytes,
                 resume_token,
                 resume_grace_s: self.app.config.resume_grace_secs,
                 max_signal_bytes: Some(self.app.config.max_signal_bytes as u64),
-                max_frame_pixels: None,
+                max_frame_pixels: Some(self.app.config.max_frame_pixels),
             })
             .await;
         ControlFlow::Continue(())
@@ -721,7 +754,7 @@ where
         let meta = live.snapshot();
         let config = &self.app.config;
         let window = config.session_window(meta.width, meta.height);
-        let writer = sink.map(|sink| FrameWriter::start(sink, window, stored.clone()));
+        let writer = sink.map(|sink| start_writer(config, &meta, sink, stored.clone()));
         self.session = Some(Session {
             _attachment: attachment,
             taken_over,
@@ -731,6 +764,7 @@ where
             encoding: meta.encoding,
             width: meta.width,
             height: meta.height,
+            window,
             bytes_total: stored.bytes,
             acked: stored.frames,
             disk: DiskCheck::new(&config.data_dir, config.min_free_disk_bytes),
@@ -774,7 +808,7 @@ where
                 let found = self
                     .with_store("cannot read the session", move |store| {
                         match store.load_meta(&lookup) {
-                            Ok(meta) => Ok(Some(meta)),
+                            Ok(meta) => stored_state(store, meta).map(Some),
                             Err(StoreError::NotFound(_)) => Ok(None),
                             Err(err) => Err(err),
                         }
@@ -949,7 +983,7 @@ where
                             .and_then(|i| source.timestamps().get(i).copied())?;
                         Some((last, pts))
                     });
-                    Ok((store.frame_sink(&sink_id)?, recent, last_pts))
+                    Ok((store.frame_sink(&sink_id, frames)?, recent, last_pts))
                 })
                 .await;
             let (sink, recent, last_pts) = match reopened {
@@ -961,8 +995,7 @@ where
                     frames,
                     bytes: meta.bytes_stored,
                 };
-                let window = self.app.config.session_window(meta.width, meta.height);
-                session.writer = Some(FrameWriter::start(sink, window, stored));
+                session.writer = Some(start_writer(&self.app.config, &meta, sink, stored));
                 session.recent = recent;
                 session.last_pts = last_pts;
             }
@@ -996,9 +1029,12 @@ where
                 state: resumed,
                 frames_stored: frames,
                 window: self.app.config.session_window(meta.width, meta.height),
-                max_frame_bytes: self.app.config.max_frame_bytes,
+                max_frame_bytes: self
+                    .app
+                    .config
+                    .session_max_frame_bytes(meta.width, meta.height),
                 max_signal_bytes: Some(self.app.config.max_signal_bytes as u64),
-                max_frame_pixels: None,
+                max_frame_pixels: Some(self.app.config.max_frame_pixels),
             })
             .await;
         match resumed {
@@ -1039,16 +1075,27 @@ where
                 return self.fail(violation.code(), violation.to_string()).await;
             }
         }
-        let max = self.app.config.max_frame_bytes;
+        let config = &self.app.config;
+        let max = config.max_frame_bytes;
+        let (width, height) = self
+            .session
+            .as_ref()
+            .map_or((0, 0), |s| (s.width, s.height));
+        let session_max = config.session_max_frame_bytes(width, height);
         let payload_len = message
             .len()
             .saturating_sub(referee_protocol::FRAME_HEADER_LEN);
-        if payload_len > max as usize {
+        if payload_len > max.min(session_max) as usize {
             let index = FrameHeader::parse(&message).map_or(0, |h| h.index);
+            let why = if session_max < max {
+                format!("larger than any {width}x{height} JPEG can be ({session_max} bytes: 8 bytes a pixel and 64 KiB of headers): send JPEGs of the size SESSION_START announced")
+            } else {
+                format!("larger than the server's limit of {max} bytes: lower the JPEG quality or the resolution")
+            };
             return self
                 .fail(
                     ErrorCode::FrameTooLarge,
-                    format!("frame {index} has a {payload_len}-byte payload, larger than the server's limit of {max} bytes: lower the JPEG quality or the resolution"),
+                    format!("frame {index} has a {payload_len}-byte payload, {why}"),
                 )
                 .await;
         }
@@ -1152,14 +1199,39 @@ where
 
     /// The writer stopped on its own: a storage error.
     async fn on_writer_stopped(&mut self) -> ControlFlow<()> {
-        let err = match self.session.as_mut().and_then(|s| s.writer.take()) {
+        let failed = match self.session.as_mut().and_then(|s| s.writer.take()) {
             Some(writer) => writer.finish().await.err(),
             None => None,
         };
-        let detail = err.map_or_else(|| String::from("unknown error"), |e| e.to_string());
+        match failed {
+            Some(failed) => self.on_storage_failed(failed).await,
+            None => {
+                self.fail(
+                    ErrorCode::StorageFailed,
+                    String::from("the server cannot store frames: its frame writer stopped"),
+                )
+                .await
+            }
+        }
+    }
+
+    /// A storage error stopped the writer: the frames stored before it are kept (the files
+    /// were cut back to them) and counted, and the client is told how to go on.
+    async fn on_storage_failed(&mut self, failed: crate::writer::WriterFailed) -> ControlFlow<()> {
+        let id = self.id();
+        if let Some(session) = self.session.as_ref() {
+            let stored = &failed.stored;
+            session.live.update(|m| {
+                m.frames_stored = stored.frames;
+                m.bytes_stored = stored.bytes;
+            });
+        }
         self.fail(
             ErrorCode::StorageFailed,
-            format!("the server cannot store frames: {detail}"),
+            format!(
+                "the server cannot store frames: {}; the {} frames stored before are kept: free space on the server's data disk (or fix it), then resume with --resume {id}",
+                failed.error, failed.stored.frames
+            ),
         )
         .await
     }
@@ -1194,12 +1266,17 @@ where
             for arrived in session.arrivals.drain(..newly.min(session.arrivals.len())) {
                 self.app.metrics.ack_latency.observe(arrived.elapsed());
             }
-            session.acked = stored.frames;
-            self.peer
-                .send(&ControlMessage::Ack {
-                    frames_stored: stored.frames,
-                })
-                .await;
+            // One ACK per batch of at most half the window, even when the writer stored
+            // several batches since the last one was seen.
+            let batch = crate::writer::batch_limit(session.window);
+            while session.acked < stored.frames {
+                session.acked = (session.acked + batch).min(stored.frames);
+                self.peer
+                    .send(&ControlMessage::Ack {
+                        frames_stored: session.acked,
+                    })
+                    .await;
+            }
         }
         ControlFlow::Continue(())
     }
@@ -1218,14 +1295,7 @@ where
         };
         let stored = match writer.finish().await {
             Ok(stored) => stored,
-            Err(err) => {
-                return self
-                    .fail(
-                        ErrorCode::StorageFailed,
-                        format!("the server cannot store frames: {err}"),
-                    )
-                    .await
-            }
+            Err(failed) => return self.on_storage_failed(failed).await,
         };
         // The last batch is durable: counted and acknowledged like every other, before any
         // check, so that a refused SESSION_END leaves the count a resume starts from right.
@@ -1424,8 +1494,12 @@ where
         if let Some(writer) = session.writer.take() {
             match writer.finish().await {
                 Ok(s) => stored = Some(s),
-                Err(err) => {
-                    tracing::error!("Session {id}: frames received last may be lost: {err}")
+                Err(failed) => {
+                    tracing::error!(
+                        "Session {id}: the frames received after the {} stored could not be stored: {failed}",
+                        failed.stored.frames
+                    );
+                    stored = Some(failed.stored);
                 }
             }
         }
@@ -1448,7 +1522,7 @@ where
                     meta.frames_stored
                 );
                 self.app.events.publish(EventKind::Detached, &meta);
-                persist(Arc::clone(&self.app.store), meta).await;
+                crate::resave::save_or_retry(&self.app, Arc::clone(&session.live)).await;
             }
             SessionState::Processing { frames } => tracing::info!(
                 "Session {id}: {} in state processing; {frames} frames stored, processing continues",
@@ -1460,6 +1534,42 @@ where
         }
         // Dropping `session` releases the attachment: a waiting resume may take over now.
     }
+}
+
+/// The state of a session that is not live, as loaded from the store. One still `receiving`
+/// on disk lost its last state to a storage error (a full disk, and the server stopped
+/// before the state could be saved): its frame log, repaired, says what is stored, so that
+/// the resume continues after every frame acknowledged.
+fn stored_state(
+    store: &dyn SessionStore,
+    mut meta: SessionMeta,
+) -> Result<SessionMeta, StoreError> {
+    if meta.status == SessionStatus::Receiving {
+        let recovered = store.recover_frames(&meta.id)?;
+        if recovered.frames != meta.frames_stored {
+            tracing::info!(
+                "Session {}: its saved state says {} frames stored, its frame log holds {}: resuming after those",
+                meta.id,
+                meta.frames_stored,
+                recovered.frames
+            );
+        }
+        meta.frames_stored = recovered.frames;
+        meta.bytes_stored = recovered.bytes;
+    }
+    Ok(meta)
+}
+
+/// Starts the frame writer of a session with its window and byte budget.
+fn start_writer(
+    config: &crate::Config,
+    meta: &SessionMeta,
+    sink: Box<dyn crate::store::FrameSink>,
+    stored: Stored,
+) -> FrameWriter {
+    let window = config.session_window(meta.width, meta.height);
+    let budget = config.session_queue_bytes(meta.width, meta.height);
+    FrameWriter::start(sink, window, budget, stored)
 }
 
 /// The info line logged every [`LOG_EVERY_FRAMES`] frames of a session, counted from 1 (so

@@ -36,6 +36,7 @@ pub mod ops;
 pub mod pipeline;
 pub mod processing;
 pub mod recovery;
+pub mod resave;
 pub mod reserve;
 pub mod results_api;
 pub mod session_id;

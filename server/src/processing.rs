@@ -162,8 +162,8 @@ pub(crate) mod tests {
         fn list(&self) -> Result<Vec<SessionMeta>, StoreError> {
             self.inner.list()
         }
-        fn frame_sink(&self, id: &str) -> Result<Box<dyn FrameSink>, StoreError> {
-            self.inner.frame_sink(id)
+        fn frame_sink(&self, id: &str, frames: u64) -> Result<Box<dyn FrameSink>, StoreError> {
+            self.inner.frame_sink(id, frames)
         }
         fn recover_frames(&self, id: &str) -> Result<Recovered, StoreError> {
             (self.before_recover)(id);

@@ -220,7 +220,11 @@ async fn recover_one(app: &AppState, mut meta: SessionMeta) -> Result<(), StoreE
         recovered.dropped,
         meta.resumable_until.as_deref().unwrap_or("-")
     );
-    save(app, meta).await
+    // Should the disk refuse the state (still full), it is kept live, as recomputed, and
+    // saved again until the disk takes it.
+    let (live, _) = app.live.insert(meta);
+    crate::resave::save_or_retry(app, live).await;
+    Ok(())
 }
 
 async fn save(app: &AppState, meta: SessionMeta) -> Result<(), StoreError> {

@@ -68,8 +68,8 @@ impl SessionStore for IndexedStore {
         Ok(all)
     }
 
-    fn frame_sink(&self, id: &str) -> Result<Box<dyn FrameSink>, StoreError> {
-        self.inner.frame_sink(id)
+    fn frame_sink(&self, id: &str, frames: u64) -> Result<Box<dyn FrameSink>, StoreError> {
+        self.inner.frame_sink(id, frames)
     }
 
     fn recover_frames(&self, id: &str) -> Result<Recovered, StoreError> {

@@ -19,6 +19,7 @@ mod resume_safety;
 mod scopes;
 mod server_logs;
 mod signal_errors;
+mod storage_faults;
 mod streaming;
 mod tls;
 mod watch;

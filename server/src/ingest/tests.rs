@@ -144,3 +144,101 @@ async fn a_disconnect_during_processing_is_logged_with_the_frames_stored() {
     let id = app.store.list().unwrap()[0].id.clone();
     assert!(line.contains(&format!("Session {id}: ")), "{line}");
 }
+
+/// A client that reads its first `reads` messages, then nothing more: its socket's buffers
+/// stay full, so every later send waits (for ever, without a send timeout).
+struct StopsReading {
+    reads: usize,
+    got: Arc<Mutex<Vec<Message>>>,
+}
+
+impl futures_util::Sink<Message> for StopsReading {
+    type Error = axum::Error;
+
+    fn poll_ready(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        if self.got.lock().unwrap().len() < self.reads {
+            std::task::Poll::Ready(Ok(()))
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+
+    fn start_send(self: std::pin::Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        self.got.lock().unwrap().push(item);
+        Ok(())
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_taken_for_gone_and_its_session_detached() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    config.min_free_disk_bytes = 0;
+    config.send_timeout_secs = 1;
+    // Neither a missed heartbeat nor the idle timeout may end the connection first.
+    config.heartbeat_secs = 3600;
+    let app = AppState::new(config).unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    // It reads SESSION_STARTED and one ACK, then nothing; it keeps the connection open.
+    let sink = StopsReading {
+        reads: 2,
+        got: Arc::clone(&got),
+    };
+    let stream = futures_util::stream::iter(upload(20, false).into_iter().map(Ok))
+        .chain(futures_util::stream::pending());
+    let served = serve_connection(sink, stream, app.clone(), "127.0.0.1:5000".parse().unwrap());
+    // Without a send timeout, the connection task waits for ever on its next send.
+    tokio::time::timeout(Duration::from_secs(60), served)
+        .await
+        .expect("the connection task is still waiting on a client that reads nothing");
+    assert_eq!(got.lock().unwrap().len(), 2);
+    let meta = app.store.list().unwrap().remove(0);
+    assert_eq!(meta.status, SessionStatus::Detached, "{meta:?}");
+    let error = meta.error.unwrap_or_default();
+    assert!(
+        error.contains("the client stopped reading (a message could not be sent within 1 s)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_session_still_receiving_on_disk_resumes_after_the_frames_its_log_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::LocalStore::open(dir.path()).unwrap();
+    let mut meta = SessionMeta::new("s".into(), "s".into(), SessionStatus::Receiving);
+    store.create(&meta).unwrap();
+    let mut sink = store.frame_sink("s", 0).unwrap();
+    let jpeg = jpeg();
+    for i in 0..10u64 {
+        let message = encode_frame(i, i as i64, 0, &jpeg).unwrap();
+        sink.append(&FrameHeader::parse(&message).unwrap(), &message)
+            .unwrap();
+    }
+    sink.sync().unwrap();
+    drop(sink);
+    // The last state saved before the disk filled up counted 3 frames.
+    meta.frames_stored = 3;
+    let state = stored_state(&store, meta.clone()).unwrap();
+    assert_eq!(state.frames_stored, 10);
+    assert_eq!(state.bytes_stored, 10 * jpeg.len() as u64);
+    // A detached session's saved count is the one it detached with.
+    meta.status = SessionStatus::Detached;
+    assert_eq!(stored_state(&store, meta).unwrap().frames_stored, 3);
+}

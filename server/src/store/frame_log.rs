@@ -7,7 +7,7 @@
 //!   `frames.log` (u64), payload length (u32), CRC32C (u32), timestamp in µs (i64).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +38,23 @@ struct IndexEntry {
     pts_us: i64,
 }
 
+impl IndexEntry {
+    /// Reads an entry from its [`INDEX_ENTRY_LEN`] bytes.
+    fn parse(e: &[u8]) -> Self {
+        let u64_at = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&e[at..at + 8]);
+            b
+        };
+        IndexEntry {
+            offset: u64::from_le_bytes(u64_at(0)),
+            len: u32::from_le_bytes([e[8], e[9], e[10], e[11]]),
+            crc32c: u32::from_le_bytes([e[12], e[13], e[14], e[15]]),
+            pts_us: i64::from_le_bytes(u64_at(16)),
+        }
+    }
+}
+
 /// Frame bytes held before they are written out even without a sync (they are written at
 /// each sync in any case).
 const PENDING_LIMIT: usize = 8 << 20;
@@ -46,30 +63,71 @@ const PENDING_LIMIT: usize = 8 << 20;
 ///
 /// The frame messages are not copied: each one is kept (a reference to the buffer it was
 /// received in) until the next sync or until [`PENDING_LIMIT`] bytes wait, then they are all
-/// written with one `writev`.
+/// written with one `writev`. Index entries are written only at a sync, after the log is
+/// synced, so that an entry never points past the durable end of the log.
+///
+/// After any write or sync error (a full disk, an I/O error, a short write) both files are cut
+/// back to what the last successful sync made durable, and nothing more is written: what
+/// remains on disk is exactly the frames acknowledged, and a resume continues right after
+/// them.
 pub struct FrameLogWriter {
     id: String,
     log_path: PathBuf,
     idx_path: PathBuf,
     log: File,
-    idx: BufWriter<File>,
+    idx: File,
     /// Frame messages appended and not yet written to `log`, in order.
     pending: Vec<Bytes>,
     pending_bytes: usize,
+    /// Index entries of the frames appended since the last sync.
+    pending_entries: Vec<u8>,
     offset: u64,
     /// Where the log was durable at the last sync: the pages before it have been dropped from
     /// the page cache.
     synced: u64,
+    /// The length of the index at the last sync.
+    synced_index: u64,
+    /// Set by a write or sync error: the files were cut back and take nothing more.
+    failed: bool,
+    #[cfg(test)]
+    faults: Faults,
+}
+
+/// Write and sync errors a test makes a [`FrameLogWriter`] meet.
+#[cfg(test)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Faults {
+    /// The `writev` of the log that fails (counted from 1), after writing half of its first
+    /// frame, as a disk that fills up mid-write.
+    pub write: Option<u32>,
+    /// The sync of the index that fails (counted from 1), after its entries were written.
+    pub index_sync: Option<u32>,
+    /// Writes and index syncs so far.
+    pub writes: u32,
+    pub index_syncs: u32,
+}
+
+#[cfg(test)]
+fn injected(at: Option<u32>, count: &mut u32) -> io::Result<()> {
+    *count += 1;
+    if at == Some(*count) {
+        return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+    }
+    Ok(())
 }
 
 impl FrameLogWriter {
-    /// Opens (creating if needed) the frame log in `dir` for appending.
-    pub fn open(id: &str, dir: &Path) -> Result<Self, StoreError> {
+    /// Opens (creating if needed) the frame log in `dir` for appending after its first
+    /// `frames` frames, those the session has stored. Anything after them (frames never
+    /// acknowledged, left by a storage error) is cut off first; fewer than `frames` frames
+    /// is an error (`Corrupt`), as it means acknowledged frames are missing.
+    pub fn open(id: &str, dir: &Path, frames: u64) -> Result<Self, StoreError> {
         let log_path = dir.join(LOG_FILE);
         let idx_path = dir.join(INDEX_FILE);
         let open = |path: &Path| {
             OpenOptions::new()
                 .create(true)
+                .read(true)
                 .append(true)
                 .open(path)
                 .map_err(io_error(id, "cannot open", path))
@@ -78,26 +136,126 @@ impl FrameLogWriter {
         let idx = open(&idx_path)?;
         // The files' directory entries, if they were just created.
         sync_dir(id, dir)?;
-        let offset = log
-            .metadata()
-            .map_err(io_error(id, "cannot read", &log_path))?
-            .len();
-        Ok(Self {
+        let len = |file: &File, path: &Path| {
+            file.metadata()
+                .map(|m| m.len())
+                .map_err(io_error(id, "cannot read", path))
+        };
+        let (log_len, idx_len) = (len(&log, &log_path)?, len(&idx, &idx_path)?);
+        let missing = |detail: String| StoreError::Corrupt {
+            id: id.to_string(),
+            path: idx_path.clone(),
+            detail,
+        };
+        let index_end = frames
+            .checked_mul(INDEX_ENTRY_LEN as u64)
+            .filter(|&end| end <= idx_len)
+            .ok_or_else(|| {
+                missing(format!(
+                    "it indexes {} frames, but {frames} are stored",
+                    idx_len / INDEX_ENTRY_LEN as u64
+                ))
+            })?;
+        let log_end = match frames.checked_sub(1) {
+            None => 0,
+            Some(last) => {
+                let mut raw = [0u8; INDEX_ENTRY_LEN];
+                idx.read_exact_at(&mut raw, last * INDEX_ENTRY_LEN as u64)
+                    .map_err(io_error(id, "cannot read", &idx_path))?;
+                let entry = IndexEntry::parse(&raw);
+                entry.offset + FRAME_HEADER_LEN as u64 + u64::from(entry.len)
+            }
+        };
+        if log_end > log_len {
+            return Err(missing(format!(
+                "frame {} ends at byte {log_end} of {LOG_FILE}, which has {log_len}",
+                frames.saturating_sub(1)
+            )));
+        }
+        let writer = Self {
             id: id.to_string(),
             log,
-            idx: BufWriter::new(idx),
+            idx,
             log_path,
             idx_path,
             pending: Vec::new(),
             pending_bytes: 0,
-            offset,
-            synced: offset,
-        })
+            pending_entries: Vec::new(),
+            offset: log_end,
+            synced: log_end,
+            synced_index: index_end,
+            failed: false,
+            #[cfg(test)]
+            faults: Faults::default(),
+        };
+        if (log_len, idx_len) != (log_end, index_end) {
+            tracing::info!(
+                "Session {id}: cutting off {} bytes of frames after the {frames} stored (never acknowledged)",
+                log_len - log_end
+            );
+            writer.cut_back()?;
+        }
+        Ok(writer)
+    }
+
+    /// Makes this writer meet `faults`.
+    #[cfg(test)]
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// Cuts both files back to their length at the last sync, the index first (so that no
+    /// entry points past the end of the log), and syncs them.
+    fn cut_back(&self) -> Result<(), StoreError> {
+        for (file, len, path) in [
+            (&self.idx, self.synced_index, &self.idx_path),
+            (&self.log, self.synced, &self.log_path),
+        ] {
+            file.set_len(len)
+                .and_then(|()| file.sync_all())
+                .map_err(io_error(&self.id, "cannot truncate", path))?;
+        }
+        Ok(())
+    }
+
+    /// After a write or sync error: drops what was not durable, in memory and on disk.
+    fn fail(&mut self, err: StoreError) -> StoreError {
+        self.failed = true;
+        self.pending.clear();
+        self.pending_bytes = 0;
+        self.pending_entries.clear();
+        self.offset = self.synced;
+        if let Err(cut) = self.cut_back() {
+            tracing::error!(
+                "Session {}: after a storage error, {cut}; the frames after the last acknowledged one are cut off when the session resumes or the server restarts",
+                self.id
+            );
+        }
+        err
+    }
+
+    fn check_usable(&self) -> Result<(), StoreError> {
+        if self.failed {
+            return Err(StoreError::WriterStopped(format!(
+                "session {}: the frame log takes no more frames after a storage error",
+                self.id
+            )));
+        }
+        Ok(())
     }
 
     /// Writes the pending frame messages to the log (not synced).
     fn write_pending(&mut self) -> Result<(), StoreError> {
         let mut slices: Vec<IoSlice<'_>> = self.pending.iter().map(|m| IoSlice::new(m)).collect();
+        #[cfg(test)]
+        if let Err(err) = injected(self.faults.write, &mut self.faults.writes) {
+            let half = slices.first().map_or(0, |s| s.len() / 2);
+            let _ = self
+                .log
+                .write_all(slices.first().map_or(&[][..], |s| &s[..half]));
+            return Err(io_error(&self.id, "cannot write", &self.log_path)(err));
+        }
         write_all_vectored(&mut self.log, &mut slices).map_err(io_error(
             &self.id,
             "cannot write",
@@ -107,41 +265,8 @@ impl FrameLogWriter {
         self.pending_bytes = 0;
         Ok(())
     }
-}
 
-/// Writes every byte of `slices`, in as few `writev` calls as the kernel allows.
-fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
-    while !slices.is_empty() {
-        match file.write_vectored(slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => IoSlice::advance_slices(&mut slices, written),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(())
-}
-
-impl FrameSink for FrameLogWriter {
-    fn append(&mut self, header: &FrameHeader, message: &Bytes) -> Result<(), StoreError> {
-        self.pending.push(message.clone());
-        self.pending_bytes += message.len();
-        if self.pending_bytes >= PENDING_LIMIT {
-            self.write_pending()?;
-        }
-        let mut entry = [0u8; INDEX_ENTRY_LEN];
-        entry[0..8].copy_from_slice(&self.offset.to_le_bytes());
-        entry[8..12].copy_from_slice(&header.payload_len.to_le_bytes());
-        entry[12..16].copy_from_slice(&header.crc32c.to_le_bytes());
-        entry[16..24].copy_from_slice(&header.pts_us.to_le_bytes());
-        self.idx
-            .write_all(&entry)
-            .map_err(io_error(&self.id, "cannot write", &self.idx_path))?;
-        self.offset += message.len() as u64;
-        Ok(())
-    }
-
-    fn sync(&mut self) -> Result<(), StoreError> {
+    fn sync_files(&mut self) -> Result<(), StoreError> {
         // The log first: an index entry must never point past the durable end of the log.
         let started = std::time::Instant::now();
         self.write_pending()?;
@@ -163,15 +288,23 @@ impl FrameSink for FrameLogWriter {
                 rustix::fs::Advice::DontNeed,
             );
         }
-        self.synced = self.offset;
-        self.idx
-            .flush()
-            .map_err(io_error(&self.id, "cannot write", &self.idx_path))?;
-        self.idx.get_ref().sync_data().map_err(io_error(
+        self.idx.write_all(&self.pending_entries).map_err(io_error(
+            &self.id,
+            "cannot write",
+            &self.idx_path,
+        ))?;
+        #[cfg(test)]
+        injected(self.faults.index_sync, &mut self.faults.index_syncs).map_err(io_error(
             &self.id,
             "cannot sync",
             &self.idx_path,
         ))?;
+        self.idx
+            .sync_data()
+            .map_err(io_error(&self.id, "cannot sync", &self.idx_path))?;
+        self.synced = self.offset;
+        self.synced_index += self.pending_entries.len() as u64;
+        self.pending_entries.clear();
         tracing::trace!(
             write_ms = written.as_secs_f64() * 1e3,
             sync_log_ms = (log_synced - written).as_secs_f64() * 1e3,
@@ -179,6 +312,45 @@ impl FrameSink for FrameLogWriter {
             "frame log synced"
         );
         Ok(())
+    }
+}
+
+/// Writes every byte of `slices`, in as few `writev` calls as the kernel allows.
+fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut slices, written),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+impl FrameSink for FrameLogWriter {
+    fn append(&mut self, header: &FrameHeader, message: &Bytes) -> Result<(), StoreError> {
+        self.check_usable()?;
+        self.pending.push(message.clone());
+        self.pending_bytes += message.len();
+        if self.pending_bytes >= PENDING_LIMIT {
+            if let Err(err) = self.write_pending() {
+                return Err(self.fail(err));
+            }
+        }
+        let mut entry = [0u8; INDEX_ENTRY_LEN];
+        entry[0..8].copy_from_slice(&self.offset.to_le_bytes());
+        entry[8..12].copy_from_slice(&header.payload_len.to_le_bytes());
+        entry[12..16].copy_from_slice(&header.crc32c.to_le_bytes());
+        entry[16..24].copy_from_slice(&header.pts_us.to_le_bytes());
+        self.pending_entries.extend_from_slice(&entry);
+        self.offset += message.len() as u64;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.check_usable()?;
+        self.sync_files().map_err(|err| self.fail(err))
     }
 }
 
@@ -271,19 +443,7 @@ impl FrameLogReader {
             .map_err(io_error(id, "cannot read", &idx_path))?;
         let entries = raw
             .chunks_exact(INDEX_ENTRY_LEN)
-            .map(|e| {
-                let u64_at = |at: usize| {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(&e[at..at + 8]);
-                    b
-                };
-                IndexEntry {
-                    offset: u64::from_le_bytes(u64_at(0)),
-                    len: u32::from_le_bytes([e[8], e[9], e[10], e[11]]),
-                    crc32c: u32::from_le_bytes([e[12], e[13], e[14], e[15]]),
-                    pts_us: i64::from_le_bytes(u64_at(16)),
-                }
-            })
+            .map(IndexEntry::parse)
             .collect();
         Ok(Self {
             id: id.to_string(),
@@ -347,7 +507,7 @@ mod tests {
     fn frames_read_back_byte_identical_after_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let payloads: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 100 + i as usize]).collect();
-        let mut w = FrameLogWriter::open("s", dir.path()).unwrap();
+        let mut w = FrameLogWriter::open("s", dir.path(), 0).unwrap();
         for (i, p) in payloads.iter().enumerate().take(3) {
             let msg = encode_frame(i as u64, i as i64 * 33_333, 0, p).unwrap();
             let h = FrameHeader::parse(&msg).unwrap();
@@ -356,7 +516,7 @@ mod tests {
         w.sync().unwrap();
         drop(w);
         // Appending after reopening continues the log.
-        let mut w = FrameLogWriter::open("s", dir.path()).unwrap();
+        let mut w = FrameLogWriter::open("s", dir.path(), 3).unwrap();
         for (i, p) in payloads.iter().enumerate().skip(3) {
             let msg = encode_frame(i as u64, i as i64 * 33_333, 0, p).unwrap();
             w.append(&FrameHeader::parse(&msg).unwrap(), &msg).unwrap();
@@ -377,7 +537,7 @@ mod tests {
     fn many_frames_in_one_batch_are_written_in_order() {
         // More frames than one writev takes (1024), and more bytes than PENDING_LIMIT.
         let dir = tempfile::tempdir().unwrap();
-        let mut w = FrameLogWriter::open("s", dir.path()).unwrap();
+        let mut w = FrameLogWriter::open("s", dir.path(), 0).unwrap();
         let payload = |i: u64| vec![(i % 251) as u8; 1 + (i as usize * 7919) % 20_000];
         for i in 0..3000u64 {
             let msg = encode_frame(i, 0, 0, &payload(i)).unwrap();
@@ -392,7 +552,7 @@ mod tests {
     }
 
     fn write_frames(dir: &Path, n: u64) {
-        let mut w = FrameLogWriter::open("s", dir).unwrap();
+        let mut w = FrameLogWriter::open("s", dir, 0).unwrap();
         for i in 0..n {
             let msg = encode_frame(i, 0, 0, &[i as u8; 50]).unwrap();
             w.append(&FrameHeader::parse(&msg).unwrap(), &msg).unwrap();
@@ -420,7 +580,7 @@ mod tests {
             3 * INDEX_ENTRY_LEN as u64
         );
         // The log continues cleanly after recovery.
-        let mut w = FrameLogWriter::open("s", dir.path()).unwrap();
+        let mut w = FrameLogWriter::open("s", dir.path(), 3).unwrap();
         let msg = encode_frame(3, 0, 0, b"again").unwrap();
         w.append(&FrameHeader::parse(&msg).unwrap(), &msg).unwrap();
         w.sync().unwrap();
@@ -428,6 +588,100 @@ mod tests {
         assert_eq!(reader.len(), 4);
         assert_eq!(&reader.read(3).unwrap().payload[..], b"again");
         assert_eq!(recover("s", dir.path()).unwrap().dropped, 0);
+    }
+
+    fn frame(i: u64) -> (FrameHeader, Bytes) {
+        let msg = encode_frame(i, i as i64 * 10, 0, &[(i % 251) as u8; 300]).unwrap();
+        (FrameHeader::parse(&msg).unwrap(), msg)
+    }
+
+    /// Appends frames `range` as one batch.
+    fn batch(w: &mut FrameLogWriter, range: std::ops::Range<u64>) -> Result<(), StoreError> {
+        for i in range {
+            let (h, m) = frame(i);
+            w.append(&h, &m)?;
+        }
+        w.sync()
+    }
+
+    fn assert_holds_exactly(dir: &Path, frames: u64) {
+        let frame_len = (FRAME_HEADER_LEN + 300) as u64;
+        let len = |name| std::fs::metadata(dir.join(name)).unwrap().len();
+        assert_eq!(len(LOG_FILE), frames * frame_len);
+        assert_eq!(len(INDEX_FILE), frames * INDEX_ENTRY_LEN as u64);
+        let mut r = FrameLogReader::open("s", dir).unwrap();
+        assert_eq!(r.len(), frames);
+        for i in 0..frames {
+            assert_eq!(
+                r.read(i).unwrap().payload,
+                frame(i).1.slice(FRAME_HEADER_LEN..)
+            );
+        }
+    }
+
+    #[test]
+    fn a_short_write_cuts_the_files_back_to_the_last_sync_and_writes_nothing_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = FrameLogWriter::open("s", dir.path(), 0)
+            .unwrap()
+            .with_faults(Faults {
+                write: Some(3),
+                ..Faults::default()
+            });
+        batch(&mut w, 0..4).unwrap();
+        batch(&mut w, 4..8).unwrap();
+        // The disk fills up half way through the first frame of the third batch.
+        let err = batch(&mut w, 8..12).unwrap_err();
+        assert!(err.to_string().contains("cannot write"), "{err}");
+        assert!(err.to_string().contains("No space left"), "{err}");
+        assert_holds_exactly(dir.path(), 8);
+        // Nothing more is written, and nothing is flushed when the writer is dropped.
+        assert!(batch(&mut w, 8..9).is_err());
+        drop(w);
+        assert_holds_exactly(dir.path(), 8);
+
+        // A resume continues at frame 8, at the right place in both files.
+        let mut w = FrameLogWriter::open("s", dir.path(), 8).unwrap();
+        batch(&mut w, 8..12).unwrap();
+        assert_holds_exactly(dir.path(), 12);
+        assert_eq!(recover("s", dir.path()).unwrap().dropped, 0);
+    }
+
+    #[test]
+    fn a_failed_index_sync_leaves_no_entry_of_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = FrameLogWriter::open("s", dir.path(), 0)
+            .unwrap()
+            .with_faults(Faults {
+                index_sync: Some(2),
+                ..Faults::default()
+            });
+        batch(&mut w, 0..5).unwrap();
+        let err = batch(&mut w, 5..9).unwrap_err();
+        assert!(err.to_string().contains("cannot sync"), "{err}");
+        assert!(err.to_string().contains(INDEX_FILE), "{err}");
+        drop(w);
+        assert_holds_exactly(dir.path(), 5);
+    }
+
+    #[test]
+    fn opening_after_the_stored_frames_cuts_off_what_was_never_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = FrameLogWriter::open("s", dir.path(), 0).unwrap();
+        batch(&mut w, 0..6).unwrap();
+        drop(w);
+        // Frames 4 and 5 were on disk but never acknowledged (the files could not be cut
+        // back when their batch failed): they are cut off now.
+        let mut w = FrameLogWriter::open("s", dir.path(), 4).unwrap();
+        assert_holds_exactly(dir.path(), 4);
+        batch(&mut w, 4..7).unwrap();
+        assert_holds_exactly(dir.path(), 7);
+        drop(w);
+        // More frames stored than the files hold: acknowledged frames are missing.
+        let err = FrameLogWriter::open("s", dir.path(), 8).err().unwrap();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("indexes 7 frames, but 8"), "{err}");
+        assert_holds_exactly(dir.path(), 7);
     }
 
     #[test]
@@ -447,7 +701,7 @@ mod tests {
     #[test]
     fn corruption_is_reported_with_the_frame_and_path() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = FrameLogWriter::open("s", dir.path()).unwrap();
+        let mut w = FrameLogWriter::open("s", dir.path(), 0).unwrap();
         let msg = encode_frame(0, 0, 0, b"hello").unwrap();
         w.append(&FrameHeader::parse(&msg).unwrap(), &msg).unwrap();
         w.sync().unwrap();

@@ -118,8 +118,12 @@ impl SessionStore for LocalStore {
         Ok(all)
     }
 
-    fn frame_sink(&self, id: &str) -> Result<Box<dyn FrameSink>, StoreError> {
-        Ok(Box::new(FrameLogWriter::open(id, &self.existing_dir(id)?)?))
+    fn frame_sink(&self, id: &str, frames: u64) -> Result<Box<dyn FrameSink>, StoreError> {
+        Ok(Box::new(FrameLogWriter::open(
+            id,
+            &self.existing_dir(id)?,
+            frames,
+        )?))
     }
 
     fn recover_frames(&self, id: &str) -> Result<Recovered, StoreError> {
@@ -154,6 +158,10 @@ impl SessionStore for LocalStore {
     fn put_result_file(&self, id: &str, name: &str, from: &Path) -> Result<(), StoreError> {
         let to = result_files::result_path(id, &self.existing_dir(id)?, name, &INTERNAL)?;
         result_files::create_parent(id, &to)?;
+        // Its data first, so that after a power cut the result is whole or not there.
+        fs::File::open(from)
+            .and_then(|file| file.sync_all())
+            .map_err(io_error(id, "cannot sync", from))?;
         fs::rename(from, &to).map_err(io_error(id, "cannot move a result to", &to))?;
         sync_dir(id, to.parent().unwrap_or(&to))
     }
@@ -210,7 +218,7 @@ mod tests {
         let store = LocalStore::open(&data.path().join("new")).unwrap();
         let mut meta = SessionMeta::new("s1".into(), "s1".into(), SessionStatus::Receiving);
         store.create(&meta).unwrap();
-        let mut sink = store.frame_sink("s1").unwrap();
+        let mut sink = store.frame_sink("s1", 0).unwrap();
         for i in 0..3u64 {
             let msg = encode_frame(i, i as i64 * 33_333, 0, &[i as u8; 20]).unwrap();
             sink.append(&FrameHeader::parse(&msg).unwrap(), &msg)

@@ -18,6 +18,8 @@ use bytes::Bytes;
 use referee_protocol::FrameHeader;
 use thiserror::Error;
 
+#[cfg(test)]
+pub use frame_log::Faults;
 pub use frame_log::{FrameLogReader, FrameLogWriter, Recovered, StoredFrame};
 pub use local::LocalStore;
 pub use meta::{has_passed, now_rfc3339, rfc3339, SessionMeta, SessionStatus};
@@ -118,8 +120,10 @@ pub trait SessionStore: Send + Sync + 'static {
     fn load_meta(&self, id: &str) -> Result<SessionMeta, StoreError>;
     /// Every session's metadata, newest first.
     fn list(&self) -> Result<Vec<SessionMeta>, StoreError>;
-    /// Opens the session's frame log for appending.
-    fn frame_sink(&self, id: &str) -> Result<Box<dyn FrameSink>, StoreError>;
+    /// Opens the session's frame log for appending after its first `frames` frames (those
+    /// stored and acknowledged), cutting off anything after them: frames of a batch that
+    /// failed to be stored were never acknowledged. Fewer than `frames` frames is an error.
+    fn frame_sink(&self, id: &str, frames: u64) -> Result<Box<dyn FrameSink>, StoreError>;
     /// Repairs the session's frames after a crash (see [`frame_log::recover`]) and says
     /// what is stored.
     fn recover_frames(&self, id: &str) -> Result<Recovered, StoreError>;
