@@ -60,6 +60,10 @@ pub enum Command {
         #[command(flatten)]
         access: Access,
     },
+    /// Record the signal file during the bout from a scoring box: a Favero FA-01's serial
+    /// port (or a capture of its bytes), each event written the moment it is known.
+    #[command(name = "box")]
+    ScoringBox(crate::scoring_box::BoxArgs),
 }
 
 /// How `status`, `list` and `watch` reach a server that asks for a token or has its own CA.

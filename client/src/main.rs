@@ -67,6 +67,9 @@ fn ask(command: Command) -> Result<(), ClientError> {
             let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
             referee_client::watch::watch(&api, &session_id, timeout)?;
         }
+        Command::ScoringBox(args) => {
+            referee_client::scoring_box::run(&args)?;
+        }
     }
     Ok(())
 }

@@ -310,9 +310,7 @@ impl Tracker {
             None => {}
         }
         match self.pending {
-            Some(p) if lights.scoring() == 0 || time_us >= p.time_us + LOCKOUT_US => {
-                self.finish()
-            }
+            Some(p) if lights.scoring() == 0 || time_us >= p.time_us + LOCKOUT_US => self.finish(),
             _ => Vec::new(),
         }
     }

@@ -14,6 +14,7 @@ mod processing_limits;
 mod results;
 mod resume;
 mod scopes;
+mod scoring_box;
 mod signal_errors;
 mod streaming;
 mod tls;
