@@ -73,6 +73,8 @@ fn parse_positive_secs(text: &str) -> Result<f64, String> {
 /// Why recording from the box failed; each message says what to do.
 #[derive(Debug, Error)]
 pub enum ScoringBoxError {
+    #[error("nothing to read: give --favero PORT (e.g. /dev/ttyUSB0) or --capture FILE")]
+    NoInput,
     #[error("no serial port at {}: plug in the box's USB-serial adapter and check the name (`ls /dev/ttyUSB* /dev/ttyACM*`)", path.display())]
     PortMissing { path: PathBuf },
     #[error("permission denied opening {}: add your user to the dialout group (`sudo usermod -aG dialout $USER`), then log out and in again", path.display())]
@@ -267,9 +269,7 @@ pub fn run(args: &BoxArgs) -> Result<Recorded, ScoringBoxError> {
             );
             read_port(&fd, port, limit_us, &stop, new_recorder(out))
         }
-        (None, None) => Err(ScoringBoxError::PortMissing {
-            path: PathBuf::from("(none: give --favero PORT or --capture FILE)"),
-        }),
+        (None, None) => Err(ScoringBoxError::NoInput),
     }
 }
 
@@ -416,4 +416,45 @@ fn ctrl_c_flag() -> Arc<AtomicBool> {
         }
     }
     stop
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        let argv = ["referee-client", "box"].iter().chain(args);
+        match Cli::try_parse_from(argv) {
+            Ok(cli) => cli.command.ok_or_else(|| "no command".to_string()),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    #[test]
+    fn box_takes_a_port_or_a_capture_but_not_both() {
+        let Ok(Command::ScoringBox(args)) = parse(&[
+            "--favero",
+            "/dev/ttyUSB0",
+            "--out",
+            "b.txt",
+            "--start-offset",
+            "2.5",
+        ]) else {
+            panic!("box with --favero does not parse");
+        };
+        assert_eq!(
+            args.favero.as_deref(),
+            Some(std::path::Path::new("/dev/ttyUSB0"))
+        );
+        assert_eq!(args.start_offset, 2.5);
+        assert_eq!(args.duration, None);
+        assert!(parse(&["--out", "b.txt"]).is_err());
+        assert!(parse(&["--favero", "p", "--capture", "c", "--out", "b.txt"]).is_err());
+        let err = parse(&["--capture", "c", "--out", "b.txt", "--duration", "0"]).unwrap_err();
+        assert!(err.contains("not a number of seconds above 0"), "{err}");
+        let err = parse(&["--capture", "c", "--out", "b", "--start-offset=-1"]).unwrap_err();
+        assert!(err.contains("not a number of seconds (0 or more)"), "{err}");
+    }
 }
