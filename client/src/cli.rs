@@ -66,7 +66,7 @@ pub enum Command {
     Create {
         /// Server URL, e.g. http://HOST:8080.
         server: String,
-        /// Session name: letters, digits, '-' and '_'.
+        /// Session name, any text up to 200 characters.
         #[arg(value_parser = parse_name)]
         name: String,
         #[command(flatten)]
@@ -81,6 +81,10 @@ pub enum Command {
         #[command(flatten)]
         access: Access,
     },
+    /// Record the signal file during the bout from a scoring box: a Favero FA-01's serial
+    /// port (or a capture of its bytes), each event written the moment it is known.
+    #[command(name = "box")]
+    ScoringBox(crate::scoring_box::BoxArgs),
 }
 
 /// How `status`, `list` and `watch` reach a server that asks for a token or has its own CA.

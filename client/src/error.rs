@@ -186,6 +186,10 @@ pub enum ClientError {
     #[error("session {id} {reason}")]
     Watch { id: String, reason: String },
 
+    /// `box`: the scoring box's port, its capture or the signal file being written.
+    #[error(transparent)]
+    ScoringBox(#[from] crate::scoring_box::ScoringBoxError),
+
     /// A downloaded file could not be written.
     #[error("cannot write {}: check that the --output folder is writable", path.display())]
     Output {

@@ -17,6 +17,7 @@
 //! - [`progress`]: the progress bar or lines, and the processing stages.
 //! - [`results`]: the server's HTTP API: `status`, `list` and downloading results
 //!   (`--output`).
+//! - [`scoring_box`]: `box`, the signal file recorded from a Favero FA-01's serial port.
 //! - [`watch`]: `watch`, a session's events as they happen.
 //! - [`error`]: [`ClientError`], everything that can stop a session.
 //!
@@ -34,6 +35,7 @@ pub mod progress;
 pub mod reach;
 pub mod results;
 pub mod saved;
+pub mod scoring_box;
 pub mod signal;
 pub mod source;
 pub mod stream;

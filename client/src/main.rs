@@ -124,6 +124,9 @@ fn ask(command: Command) -> Result<(), ClientError> {
             api.delete_session(&session_id)?;
             println!("Deleted session {session_id} and its files");
         }
+        Command::ScoringBox(args) => {
+            referee_client::scoring_box::run(&args)?;
+        }
     }
     Ok(())
 }

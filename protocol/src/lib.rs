@@ -7,6 +7,8 @@
 //! - [`state`]: the session state machine: which client message is legal in which state.
 //! - [`error_code`]: the stable, machine-readable error codes and their WebSocket close codes.
 //! - [`signal`]: the signal file format (timestamped events) and its parser.
+//! - [`favero`]: the serial frames of a Favero FA-01 scoring box, decoded and turned into
+//!   signal-file events (no I/O).
 //! - [`digest`]: the digest of a session's frames that `SESSION_END` carries.
 //! - [`text`]: the strings a client sends: their limits, session names, ids and slugs, and
 //!   escaping text from a peer for a log line or a terminal.
@@ -16,6 +18,7 @@
 
 pub mod digest;
 pub mod error_code;
+pub mod favero;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzz_checks;
