@@ -7,6 +7,8 @@
 //! - [`state`]: the session state machine: which client message is legal in which state.
 //! - [`error_code`]: the stable, machine-readable error codes and their WebSocket close codes.
 //! - [`signal`]: the signal file format (timestamped events) and its parser.
+//! - [`scoring`]: the scoring meaning of signal events: the bout's score timeline, its flags
+//!   and the touches to review.
 //! - [`digest`]: the digest of a session's frames that `SESSION_END` carries.
 //! - [`text`]: the strings a client sends: their limits, session names, ids and slugs, and
 //!   escaping text from a peer for a log line or a terminal.
@@ -20,6 +22,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod message;
+pub mod scoring;
 pub mod signal;
 pub mod state;
 pub mod text;
