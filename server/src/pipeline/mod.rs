@@ -34,6 +34,8 @@ pub struct Options {
     /// `--max-frame-pixels`: a session of larger frames (stored by a server with a higher
     /// limit) is not processed.
     pub max_frame_pixels: u64,
+    /// `--bout-target`: touches that win a bout, for the score timeline's marks.
+    pub bout_target: u32,
 }
 
 /// What the pipeline tells the connection that started it.
@@ -161,6 +163,7 @@ pub fn run(
             frames.as_mut(),
             signal.as_ref(),
             video_file,
+            options.bout_target,
             &mut reporter,
         )?;
         tracing::info!(
