@@ -14,6 +14,7 @@ mod processing_limits;
 mod results;
 mod resume;
 mod scopes;
+mod score_timeline;
 mod signal_errors;
 mod streaming;
 mod tls;

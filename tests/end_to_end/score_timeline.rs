@@ -1,0 +1,168 @@
+//! The bout's score timeline in `report.json`: a session streamed by the real client with a
+//! signal file that has every kind of scoring event, a score slip and a deciding touch, on a
+//! server whose `--bout-target` is 3.
+
+use referee_sample_data::SyntheticVideo;
+use referee_tests::{run_client, TestServer};
+
+/// 4 s at 30 fps: frame = time × 30.
+const EVENTS: [(f64, &str); 10] = [
+    (0.0, "start period=1"),
+    (0.5, "touch_left score=1-0"),
+    (1.0, "off_target_right"),
+    (1.5, "double score=2-1"),
+    (2.0, "card_right color=yellow"),
+    (2.2, "halt clock=2:41"),
+    (2.5, "touch_right score=2-3"),
+    (3.0, "touch_right"),
+    (3.4, "buzz"),
+    (3.8, "end period=1"),
+];
+
+#[test]
+fn report_json_carries_the_score_timeline_its_flags_and_marks() {
+    let server = TestServer::start_with(|c| c.bout_target = 3);
+    let work = tempfile::tempdir().unwrap();
+    let video = work.path().join("bout.avi");
+    let spec = SyntheticVideo {
+        frames: 120,
+        fps: 30.0,
+        width: 320,
+        height: 240,
+    };
+    referee_sample_data::write_motion_video(&video, &spec, &[(5, 14), (35, 44)]).unwrap();
+    let signal = work.path().join("bout.txt");
+    referee_sample_data::write_signal(&signal, &EVENTS).unwrap();
+    let run = run_client(&[
+        &server.http_url(),
+        "--video",
+        video.to_str().unwrap(),
+        "--signal",
+        signal.to_str().unwrap(),
+    ]);
+    run.assert_success();
+    let id = run.session_id();
+    server.wait_for_status(&id, "complete");
+    let (status, report) = server.get_json(&format!("/api/sessions/{id}/report.json"));
+    assert_eq!(status, 200, "{report}");
+
+    // Every event has a kind and a side; the plain event stays, as `other`.
+    let kinds: Vec<(String, String, serde_json::Value)> = report["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["kind"].as_str().unwrap().to_string(),
+                e["side"].clone(),
+            )
+        })
+        .collect();
+    let expect = [
+        ("start", "period", None),
+        ("touch_left", "touch", Some("left")),
+        ("off_target_right", "off_target", Some("right")),
+        ("double", "double", Some("both")),
+        ("card_right", "card", Some("right")),
+        ("halt", "halt", None),
+        ("touch_right", "touch", Some("right")),
+        ("touch_right", "touch", Some("right")),
+        ("buzz", "other", None),
+        ("end", "period", None),
+    ];
+    let expect: Vec<(String, String, serde_json::Value)> = expect
+        .iter()
+        .map(|(n, k, s)| (n.to_string(), k.to_string(), serde_json::json!(s)))
+        .collect();
+    assert_eq!(kinds, expect);
+
+    let bout = &report["bout"];
+    assert_eq!(bout["target"], 3);
+    // The score after each scoring event, with its frame; `buzz` (event 8) is not in it.
+    let timeline: Vec<(u64, String, u64, bool)> = bout["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_u64().unwrap(),
+                format!("{}-{}", e["score"]["left"], e["score"]["right"]),
+                e["frame_index"].as_u64().unwrap(),
+                e["score_given"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(u64, String, u64, bool)> = [
+        (0, "0-0", 0, false),
+        (1, "1-0", 15, true),
+        (2, "1-0", 30, false),
+        (3, "2-1", 45, true),
+        (4, "2-1", 60, false),
+        (5, "2-1", 66, false),
+        (6, "2-3", 75, true),
+        (7, "2-4", 90, false),
+        (9, "2-4", 114, false),
+    ]
+    .iter()
+    .map(|&(e, s, f, g)| (e, s.to_string(), f, g))
+    .collect();
+    assert_eq!(timeline, expected);
+    assert_eq!(bout["timeline"][4]["color"], "yellow");
+    assert_eq!(bout["timeline"][0]["time_s"], 0.0);
+    assert_eq!(
+        bout["final_score"],
+        serde_json::json!({"left": 2, "right": 4})
+    );
+
+    // 2-1 and a touch for the right make 2-2, not 2-3: flagged on its line.
+    let flags = bout["flags"].as_array().unwrap();
+    assert_eq!(flags.len(), 1, "{flags:?}");
+    assert_eq!(flags[0]["event"], 6);
+    assert_eq!(flags[0]["line"], 8);
+    assert_eq!(
+        flags[0]["reason"],
+        "touch_right gives score=2-3 but 2-1 and a touch for the right make 2-2"
+    );
+    // The touch at 2-2 in a bout to 3 is deciding: the box's 2-3 skipped it, so no mark;
+    // the next touch starts from 2-3.
+    assert_eq!(bout["marks"], serde_json::json!([]));
+}
+
+#[test]
+fn the_deciding_touch_is_marked_with_the_default_target_of_15() {
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let video = referee_tests::make_video(work.path(), "v.avi", 30, 30.0, 160, 120);
+    let signal = work.path().join("bout.txt");
+    referee_sample_data::write_signal(
+        &signal,
+        &[
+            (0.2, "touch_left score=14-14"),
+            (0.5, "touch_right score=14-15"),
+        ],
+    )
+    .unwrap();
+    let run = run_client(&[
+        &server.http_url(),
+        "--video",
+        video.to_str().unwrap(),
+        "--signal",
+        signal.to_str().unwrap(),
+    ]);
+    run.assert_success();
+    let id = run.session_id();
+    server.wait_for_status(&id, "complete");
+    let (_, report) = server.get_json(&format!("/api/sessions/{id}/report.json"));
+    let bout = &report["bout"];
+    assert_eq!(bout["target"], 15);
+    assert_eq!(bout["flags"].as_array().unwrap().len(), 1, "{bout}");
+    let marks = bout["marks"].as_array().unwrap();
+    assert_eq!(marks.len(), 1, "{bout}");
+    assert_eq!(marks[0]["event"], 1);
+    assert_eq!(marks[0]["line"], 3);
+    assert_eq!(
+        marks[0]["reason"],
+        "deciding touch at 14-14 in a bout to 15: a review is usual"
+    );
+}
