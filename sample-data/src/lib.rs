@@ -38,14 +38,19 @@ impl SyntheticVideo {
 }
 
 /// The events of the sample bout's signal file: seconds from the start of the video, then the
-/// event name and its `key=value` fields.
-pub const BOUT_EVENTS: [(f64, &str); 6] = [
-    (0.0, "start"),
+/// event name and its `key=value` fields. It has every kind of scoring event (an off-target, a
+/// card, a halt, a double) and a score slip: the last touch says 4-2 where 2-2 and a touch for
+/// the left make 3-2, which the report flags.
+pub const BOUT_EVENTS: [(f64, &str); 9] = [
+    (0.0, "start period=1"),
+    (0.8, "off_target_right"),
     (1.2, "touch_left score=1-0"),
+    (1.9, "card_right color=yellow"),
     (2.533, "touch_right score=1-1"),
     (3.1, "halt"),
-    (4.0, "touch_left score=2-1"),
-    (4.8, "end"),
+    (3.6, "double score=2-2"),
+    (4.0, "touch_left score=4-2"),
+    (4.8, "end period=1"),
 ];
 
 /// The phrases of the sample bout: the frames (inclusive ranges) on which the fencers move,
@@ -653,12 +658,15 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "0.000 start",
+                "0.000 start period=1",
+                "0.800 off_target_right",
                 "1.200 touch_left score=1-0",
+                "1.900 card_right color=yellow",
                 "2.533 touch_right score=1-1",
                 "3.100 halt",
-                "4.000 touch_left score=2-1",
-                "4.800 end",
+                "3.600 double score=2-2",
+                "4.000 touch_left score=4-2",
+                "4.800 end period=1",
             ]
         );
         // Every event lies within the sample video.
