@@ -10,7 +10,7 @@ use referee_protocol::scoring::{self, CardColor, EventKind, Score, Side, Timelin
 use referee_protocol::signal::SignalTrack;
 use serde::{Deserialize, Serialize};
 
-use super::activity::{self, Windows};
+use super::activity::{self, Basis, Windows};
 use super::motion::{MotionMeter, ANALYSIS_WIDTH};
 use super::thumbnails::{thumbnail, thumbnail_name};
 use super::{report_html, Reporter, StageError};
@@ -155,6 +155,13 @@ pub struct Motion {
     pub median: f32,
     pub mad: f32,
     pub threshold: f32,
+    /// What `median`, `mad` and `threshold` were taken over: `all_frames`, or `quiet_parts`
+    /// when all frames found no phrase (a busy background).
+    #[serde(default)]
+    pub threshold_basis: Basis,
+    /// Why there are no segments, when there are none; null otherwise.
+    #[serde(default)]
+    pub note: Option<String>,
     pub merge_gap_frames: usize,
     pub min_segment_frames: usize,
     pub lookback_frames: usize,
@@ -202,9 +209,8 @@ impl Report {
         analysis_size: (u32, u32),
     ) -> Self {
         let seconds = |frame: usize| timestamps.get(frame).map_or(0.0, |&t| t as f64 / 1e6);
-        let threshold = activity::threshold(&energy);
         let windows = Windows::at(meta.fps);
-        let found = activity::segments(&energy, threshold.value, windows);
+        let (threshold, found) = activity::find(&energy, windows);
         let segments: Vec<ActivitySegment> = found
             .iter()
             .map(|s| ActivitySegment {
@@ -277,6 +283,18 @@ impl Report {
                 median: milli(threshold.median),
                 mad: milli(threshold.mad),
                 threshold: milli(threshold.value),
+                threshold_basis: threshold.basis,
+                note: found.is_empty().then(|| {
+                    format!(
+                        "no phrases found: the motion energy never stayed above the threshold \
+                         {:.3} (median {:.3}, also tried from the quietest {} % of the frames) \
+                         for {} frames; events have no action start",
+                        threshold.value,
+                        threshold.median,
+                        (activity::QUIET_FRACTION * 100.0) as u32,
+                        windows.min_len
+                    )
+                }),
                 merge_gap_frames: windows.merge_gap,
                 min_segment_frames: windows.min_len,
                 lookback_frames: windows.lookback,
