@@ -166,3 +166,94 @@ fn the_deciding_touch_is_marked_with_the_default_target_of_15() {
         "deciding touch at 14-14 in a bout to 15: a review is usual"
     );
 }
+
+/// In the report page, downloaded with `--output` and served by the server (under its CSP),
+/// clicking a time seeks the page's own player to where the action began minus 1 s, without
+/// leaving the page; events are drawn by kind, with the score track under the plot.
+#[test]
+fn clicking_an_event_in_the_report_page_seeks_its_player_to_the_action() {
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let video = work.path().join("bout.avi");
+    let spec = SyntheticVideo {
+        frames: 120,
+        fps: 30.0,
+        width: 320,
+        height: 240,
+    };
+    referee_sample_data::write_motion_video(&video, &spec, &[(5, 14), (35, 44)]).unwrap();
+    let signal = work.path().join("bout.txt");
+    referee_sample_data::write_signal(&signal, &EVENTS).unwrap();
+    let out = work.path().join("results");
+    let run = run_client(&[
+        &server.http_url(),
+        "--video",
+        video.to_str().unwrap(),
+        "--signal",
+        signal.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    run.assert_success();
+    let id = run.session_id();
+    let served = format!("{}/api/sessions/{id}/report.html", server.http_url());
+    let downloaded = format!("file://{}", out.join("report.html").display());
+
+    let browser = referee_tests::webdriver::Browser::start(1280, 900);
+    for url in [downloaded, served] {
+        browser.goto(&url);
+        browser.wait_for(
+            "the report's video has its metadata",
+            std::time::Duration::from_secs(60),
+            "const v = document.getElementById('video'); return v && v.readyState >= 1 ? true : null;",
+        );
+        // The double (event 4, 1.5 s) follows the phrase that began at frame 35 (1.167 s):
+        // its time opens the player 1 s before that.
+        browser.click("#event-4 a[data-seek]");
+        let at = browser.wait_for(
+            "the player seeks to the action's pre-roll",
+            std::time::Duration::from_secs(30),
+            "const v = document.getElementById('video'); \
+             return Math.abs(v.currentTime - 0.167) < 0.01 ? v.currentTime : null;",
+        );
+        assert!(at.as_f64().is_some(), "{url}: {at}");
+        let here = browser.eval("return location.href");
+        assert_eq!(here.as_str(), Some(url.as_str()), "the page was left");
+        // The halt opens at itself, with no "action start" line.
+        let halt = browser.eval("return document.getElementById('event-6').textContent");
+        assert!(!halt.as_str().unwrap().contains("began"), "{halt}");
+        browser.click("#event-6 a[data-seek]");
+        browser.wait_for(
+            "the player seeks to the halt",
+            std::time::Duration::from_secs(30),
+            "const v = document.getElementById('video'); \
+             return Math.abs(v.currentTime - 2.2) < 0.01 ? true : null;",
+        );
+        // The score track: one item per touch, card, off-target and halt; the slip flagged;
+        // a click on an item of it seeks too.
+        let items = browser.eval("return document.querySelectorAll('g.bout-item').length");
+        assert_eq!(items, 7, "{url}");
+        let flagged = browser.eval(
+            "return [...document.querySelectorAll('g.bout-item title')].filter(t => \
+             t.textContent.includes('FLAG')).length",
+        );
+        assert_eq!(flagged, 1, "{url}");
+        // Touches left and right are drawn in different colours, the card in yellow.
+        let colours = browser.eval(
+            "const fill = s => getComputedStyle(document.querySelector(s)).fill; \
+             return [fill('g.event circle.k-touch.s-left'), fill('g.event circle.k-touch.s-right'), \
+             fill('g.event circle.k-card.c-yellow')];",
+        );
+        let colours: Vec<&str> = colours
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            colours,
+            ["rgb(214, 47, 47)", "rgb(31, 157, 69)", "rgb(245, 200, 0)"],
+            "{url}"
+        );
+    }
+}

@@ -23,6 +23,7 @@ use crate::store::{now_rfc3339, SessionMeta, SessionStatus, SessionStore, StoreE
 
 pub use analysis::{frame_for_time, Report, REPORT_FILE, REPORT_HTML_FILE, REPORT_SCHEMA_VERSION};
 pub use h264::PRESETS as VIDEO_PRESETS;
+pub use report_html::script_csp_source as report_script_csp_source;
 pub use report_html::MAX_PAGE_BYTES as MAX_REPORT_HTML_BYTES;
 pub use thumbnails::THUMBNAILS_DIR;
 
