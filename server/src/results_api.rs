@@ -122,7 +122,7 @@ async fn page_with_token(app: &AppState, id: &str, token: &str) -> Response {
             add_token(&page, token),
         )
             .into_response(),
-        Ok(Err(err)) => store_error(&app, id, err),
+        Ok(Err(err)) => store_error(app, id, err),
         Err(err) => internal(err),
     }
 }
@@ -338,7 +338,7 @@ async fn serve(app: &AppState, id: &str, names: &[&str], headers: &HeaderMap) ->
             )
             .await
         }
-        Ok(Err(err)) => store_error(&app, id, err),
+        Ok(Err(err)) => store_error(app, id, err),
         Err(err) => internal(err),
     }
 }
