@@ -152,6 +152,32 @@ pub fn write_motion_video(
     })
 }
 
+/// Writes a video like [`write_motion_video`] on a busy background: a second, smaller square
+/// near the bottom moves on every frame (a crowd, a screen, another piste), so no frame is
+/// ever still.
+pub fn write_busy_motion_video(
+    path: &Path,
+    spec: &SyntheticVideo,
+    moving: &[(u32, u32)],
+) -> Result<(), SampleError> {
+    write_frames(path, spec, |spec, background, index| {
+        let mut mat = draw_square_frame(spec, background, moving_frames(moving, index))?;
+        let (w, h) = (spec.width, spec.height);
+        let size = (h / 8).max(2);
+        let span = (w - size).max(1);
+        let x = (i64::from(index) * i64::from((w / 60).max(1)) % i64::from(span)) as i32;
+        imgproc::rectangle(
+            &mut mat,
+            Rect::new(x, h - size - h / 16, size, size),
+            Scalar::new(40.0, 200.0, 40.0, 0.0),
+            imgproc::FILLED,
+            imgproc::LINE_8,
+            0,
+        )?;
+        Ok(mat)
+    })
+}
+
 /// Writes the frames that `draw` makes (from the spec, the still background and the index).
 fn write_frames(
     path: &Path,

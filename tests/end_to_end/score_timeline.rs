@@ -2,8 +2,36 @@
 //! signal file that has every kind of scoring event, a score slip and a deciding touch, on a
 //! server whose `--bout-target` is 3.
 
+use std::path::Path;
+
 use referee_sample_data::SyntheticVideo;
 use referee_tests::{run_client, TestServer};
+
+/// Streams `video` with `signal` (and `extra` client arguments) to `server` with the real
+/// client, waits for processing, and returns `report.json`.
+fn processed_report(
+    server: &TestServer,
+    video: &Path,
+    signal: &Path,
+    extra: &[&str],
+) -> serde_json::Value {
+    let url = server.http_url();
+    let mut args = vec![
+        url.as_str(),
+        "--video",
+        video.to_str().unwrap(),
+        "--signal",
+        signal.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let run = run_client(&args);
+    run.assert_success();
+    let id = run.session_id();
+    server.wait_for_status(&id, "complete");
+    let (status, report) = server.get_json(&format!("/api/sessions/{id}/report.json"));
+    assert_eq!(status, 200, "{report}");
+    report
+}
 
 /// 4 s at 30 fps: frame = time × 30.
 const EVENTS: [(f64, &str); 10] = [
@@ -33,18 +61,7 @@ fn report_json_carries_the_score_timeline_its_flags_and_marks() {
     referee_sample_data::write_motion_video(&video, &spec, &[(5, 14), (35, 44)]).unwrap();
     let signal = work.path().join("bout.txt");
     referee_sample_data::write_signal(&signal, &EVENTS).unwrap();
-    let run = run_client(&[
-        &server.http_url(),
-        "--video",
-        video.to_str().unwrap(),
-        "--signal",
-        signal.to_str().unwrap(),
-    ]);
-    run.assert_success();
-    let id = run.session_id();
-    server.wait_for_status(&id, "complete");
-    let (status, report) = server.get_json(&format!("/api/sessions/{id}/report.json"));
-    assert_eq!(status, 200, "{report}");
+    let report = processed_report(&server, &video, &signal, &[]);
 
     // Every event has a kind and a side; the plain event stays, as `other`.
     let kinds: Vec<(String, String, serde_json::Value)> = report["events"]
@@ -143,17 +160,7 @@ fn the_deciding_touch_is_marked_with_the_default_target_of_15() {
         ],
     )
     .unwrap();
-    let run = run_client(&[
-        &server.http_url(),
-        "--video",
-        video.to_str().unwrap(),
-        "--signal",
-        signal.to_str().unwrap(),
-    ]);
-    run.assert_success();
-    let id = run.session_id();
-    server.wait_for_status(&id, "complete");
-    let (_, report) = server.get_json(&format!("/api/sessions/{id}/report.json"));
+    let report = processed_report(&server, &video, &signal, &[]);
     let bout = &report["bout"];
     assert_eq!(bout["target"], 15);
     assert_eq!(bout["flags"].as_array().unwrap().len(), 1, "{bout}");
@@ -185,17 +192,13 @@ fn clicking_an_event_in_the_report_page_seeks_its_player_to_the_action() {
     let signal = work.path().join("bout.txt");
     referee_sample_data::write_signal(&signal, &EVENTS).unwrap();
     let out = work.path().join("results");
-    let run = run_client(&[
-        &server.http_url(),
-        "--video",
-        video.to_str().unwrap(),
-        "--signal",
-        signal.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    run.assert_success();
-    let id = run.session_id();
+    let report = processed_report(
+        &server,
+        &video,
+        &signal,
+        &["--output", out.to_str().unwrap()],
+    );
+    let id = report["session_id"].as_str().unwrap();
     let served = format!("{}/api/sessions/{id}/report.html", server.http_url());
     let downloaded = format!("file://{}", out.join("report.html").display());
 
@@ -256,4 +259,53 @@ fn clicking_an_event_in_the_report_page_seeks_its_player_to_the_action() {
             "{url}"
         );
     }
+}
+
+/// A recording whose background moves on every frame, with fencers moving most of the time:
+/// the threshold comes from its quiet parts, and the phrases are found.
+#[test]
+fn a_busy_background_still_gives_the_phrases() {
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let video = work.path().join("busy.avi");
+    let spec = SyntheticVideo {
+        frames: 120,
+        fps: 30.0,
+        width: 320,
+        height: 240,
+    };
+    let phrases = [(10, 49), (60, 109)];
+    referee_sample_data::write_busy_motion_video(&video, &spec, &phrases).unwrap();
+    let signal = work.path().join("busy.txt");
+    referee_sample_data::write_signal(&signal, &[(1.6, "touch_left"), (3.6, "touch_right")])
+        .unwrap();
+    let report = processed_report(&server, &video, &signal, &[]);
+    let motion = &report["motion"];
+    // No frame is still.
+    let energy = motion["energy"].as_array().unwrap();
+    assert!(
+        energy[1..].iter().all(|e| e.as_f64().unwrap() > 0.0),
+        "{motion}"
+    );
+    assert_eq!(motion["threshold_basis"], "quiet_parts", "{motion}");
+    assert_eq!(motion["note"], serde_json::Value::Null);
+    let segments: Vec<(u64, u64)> = report["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["start_frame"].as_u64().unwrap(),
+                s["end_frame"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(segments, [(10, 49), (60, 109)], "{motion}");
+    let starts: Vec<u64> = report["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"]["start_frame"].as_u64().unwrap())
+        .collect();
+    assert_eq!(starts, [10, 60]);
 }
