@@ -46,4 +46,15 @@ for e in report["events"]:
         notes.append(f"action began {action['lead_s']:.1f} s before (frame {action['start_frame']})")
     notes = ", ".join(n for n in notes if n)
     print(f"  {e['time_s']:7.3f} s  {e['name']:<12} -> frame {e['frame_index']:4} ({e['frame_time_s']:.3f} s)  {notes}")
+bout = report.get("bout") or {}
+if bout.get("timeline"):
+    print(f"Score timeline (bout to {bout['target']}):")
+    for t in bout["timeline"]:
+        e = report["events"][t["event"]]
+        score = f"{t['score']['left']}-{t['score']['right']}"
+        print(f"  {t['time_s']:7.3f} s  {t['kind']:<10} {t.get('side') or '':<5} {t.get('color') or '':<6} score {score}")
+    for f in bout["flags"]:
+        print(f"  FLAG line {f['line']}: {f['reason']}")
+    for m in bout["marks"]:
+        print(f"  REVIEW line {m['line']}: {m['reason']}")
 PY

@@ -9,6 +9,8 @@
 //! - [`signal`]: the signal file format (timestamped events) and its parser.
 //! - [`favero`]: the serial frames of a Favero FA-01 scoring box, decoded and turned into
 //!   signal-file events (no I/O).
+//! - [`scoring`]: the scoring meaning of signal events: the bout's score timeline, its flags
+//!   and the touches to review.
 //! - [`digest`]: the digest of a session's frames that `SESSION_END` carries.
 //! - [`text`]: the strings a client sends: their limits, session names, ids and slugs, and
 //!   escaping text from a peer for a log line or a terminal.
@@ -23,6 +25,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod message;
+pub mod scoring;
 pub mod signal;
 pub mod state;
 pub mod text;

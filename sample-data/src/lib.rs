@@ -41,14 +41,19 @@ impl SyntheticVideo {
 }
 
 /// The events of the sample bout's signal file: seconds from the start of the video, then the
-/// event name and its `key=value` fields.
-pub const BOUT_EVENTS: [(f64, &str); 6] = [
-    (0.0, "start"),
+/// event name and its `key=value` fields. It has every kind of scoring event (an off-target, a
+/// card, a halt, a double) and a score slip: the last touch says 4-2 where 2-2 and a touch for
+/// the left make 3-2, which the report flags.
+pub const BOUT_EVENTS: [(f64, &str); 9] = [
+    (0.0, "start period=1"),
+    (0.8, "off_target_right"),
     (1.2, "touch_left score=1-0"),
+    (1.9, "card_right color=yellow"),
     (2.533, "touch_right score=1-1"),
     (3.1, "halt"),
-    (4.0, "touch_left score=2-1"),
-    (4.8, "end"),
+    (3.6, "double score=2-2"),
+    (4.0, "touch_left score=4-2"),
+    (4.8, "end period=1"),
 ];
 
 /// The phrases of the sample bout: the frames (inclusive ranges) on which the fencers move,
@@ -154,6 +159,32 @@ pub fn write_motion_video(
 ) -> Result<(), SampleError> {
     write_frames(path, spec, |spec, background, index| {
         draw_square_frame(spec, background, moving_frames(moving, index))
+    })
+}
+
+/// Writes a video like [`write_motion_video`] on a busy background: a second, smaller square
+/// near the bottom moves on every frame (a crowd, a screen, another piste), so no frame is
+/// ever still.
+pub fn write_busy_motion_video(
+    path: &Path,
+    spec: &SyntheticVideo,
+    moving: &[(u32, u32)],
+) -> Result<(), SampleError> {
+    write_frames(path, spec, |spec, background, index| {
+        let mut mat = draw_square_frame(spec, background, moving_frames(moving, index))?;
+        let (w, h) = (spec.width, spec.height);
+        let size = (h / 8).max(2);
+        let span = (w - size).max(1);
+        let x = (i64::from(index) * i64::from((w / 60).max(1)) % i64::from(span)) as i32;
+        imgproc::rectangle(
+            &mut mat,
+            Rect::new(x, h - size - h / 16, size, size),
+            Scalar::new(40.0, 200.0, 40.0, 0.0),
+            imgproc::FILLED,
+            imgproc::LINE_8,
+            0,
+        )?;
+        Ok(mat)
     })
 }
 
@@ -682,12 +713,15 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "0.000 start",
+                "0.000 start period=1",
+                "0.800 off_target_right",
                 "1.200 touch_left score=1-0",
+                "1.900 card_right color=yellow",
                 "2.533 touch_right score=1-1",
                 "3.100 halt",
-                "4.000 touch_left score=2-1",
-                "4.800 end",
+                "3.600 double score=2-2",
+                "4.000 touch_left score=4-2",
+                "4.800 end period=1",
             ]
         );
         // Every event lies within the sample video.

@@ -77,6 +77,11 @@ pub struct Config {
     #[arg(long, env = "REFEREE_MAX_FRAME_PIXELS", default_value_t = crate::frame_size::DEFAULT_MAX_FRAME_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_frame_pixels: u64,
 
+    /// Touches that win a bout (15 in direct elimination, 5 in pools): the report marks the
+    /// touch at equal scores one short of it (14-14) as one to review.
+    #[arg(long, env = "REFEREE_BOUT_TARGET", default_value_t = referee_protocol::scoring::DEFAULT_BOUT_TARGET, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub bout_target: u32,
+
     /// Bearer token that may stream and create sessions, and read and watch
     /// (`Authorization: Bearer TOKEN`). A server with no token at all is open to anyone who
     /// reaches it.

@@ -36,6 +36,7 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
     let options = pipeline::Options {
         video_preset: app.config.video_preset.clone(),
         max_frame_pixels: app.config.max_frame_pixels,
+        bout_target: app.config.bout_target,
     };
     tokio::spawn(async move {
         // Relays the pipeline's events to the session's connections and to the event bus,

@@ -28,6 +28,14 @@ const CHUNK: usize = 64 * 1024;
 const REPORT_CSP: &str = "default-src 'none'; img-src 'self'; media-src 'self'; \
                           style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
 
+/// [`REPORT_CSP`] with the report page's own script allowed by its hash.
+fn report_csp() -> String {
+    format!(
+        "{REPORT_CSP}; script-src {}",
+        crate::pipeline::report_script_csp_source()
+    )
+}
+
 /// `GET /api/sessions/{id}/video`: the reconstructed video, whichever container it is in.
 pub async fn video(app: State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     serve(&app, &id, &VIDEO_FILES, &headers).await
@@ -80,7 +88,7 @@ pub async fn report_html(
     };
     response.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(REPORT_CSP),
+        HeaderValue::from_str(&report_csp()).unwrap_or(HeaderValue::from_static(REPORT_CSP)),
     );
     response
 }

@@ -778,6 +778,7 @@
 
     function renderReport(report) {
       const events = Array.isArray(report.events) ? report.events.filter((e) => e && typeof e === 'object') : [];
+      const bout = boutOf(report);
       const duration = num(report.duration_s) || 0;
       if (ui.summary) {
         ui.summary.replaceChildren(el('strong', null, 'Complete'),
@@ -789,7 +790,7 @@
       const video = el('video', {
         id: 'video', controls: true, preload: 'metadata', playsinline: true, src: url(sessionPath(id, 'video')),
       });
-      const plot = timeline(report, events, (time, index) => seek(time, index));
+      const plot = timeline(report, events, bout, (time, index) => seek(time, index));
       const rowsByIndex = [];
 
       function seek(time, index) {
@@ -813,22 +814,29 @@
         tbody.append(el('tr', null, el('td', { colspan: 6, class: 'none' }, 'No signal events.')));
       }
       events.forEach((event, i) => {
-        const target = num(event.time_s) !== null ? event.time_s : event.frame_time_s;
+        const target = seekTime(event);
         const fields = event.fields && typeof event.fields === 'object' ? Object.entries(event.fields) : [];
-        const action = event.action && typeof event.action === 'object' ? event.action : null;
-        const tr = el('tr', { class: 'event', tabindex: 0, 'data-index': i, 'data-time': num(target) === null ? 0 : target },
-          el('td', null, el('span', { class: 'badge' }, i + 1)),
+        const action = actionOf(event);
+        const entry = bout.entries.get(i);
+        const notes = [
+          ...bout.flags.filter((f) => f.event === i).map((f) => el('span', { class: 'flagged' }, '⚑ ' + text(f.reason))),
+          ...bout.marks.filter((m) => m.event === i).map((m) => el('span', { class: 'marked' }, '◎ ' + text(m.reason))),
+        ];
+        const tr = el('tr', { class: 'event', tabindex: 0, 'data-index': i, 'data-time': target, 'data-kind': kindClass(event, entry) },
+          el('td', null, el('span', { class: 'badge ' + kindClass(event, entry) }, i + 1)),
           el('td', null,
             el('strong', null, text(event.name)),
+            entry && ['touch', 'double', 'card'].includes(entry.kind) ? el('span', { class: 'score-after' }, scoreText(entry.score)) : null,
             fields.length ? el('br') : null,
             ...fields.map(([k, v]) => el('span', { class: 'field' }, k + '=' + text(v))),
-            el('span', { class: 'line-no' }, 'line ' + (num(event.line) || '?'))),
+            el('span', { class: 'line-no' }, 'line ' + (num(event.line) || '?')),
+            ...notes.flatMap((n) => [el('br'), n])),
           el('td', { class: 'num', 'data-label': 'Time' }, secs(event.time_s), el('br'),
             'frame ' + (num(event.frame_index) === null ? '?' : event.frame_index)),
           el('td', { 'data-label': 'Action' }, action
             ? el('span', null, el('span', { class: 'lead-text' }, 'began ' + secs(action.lead_s, 2) + ' before'),
               el('br'), 'frame ' + action.start_frame + ' · ' + secs(action.start_time_s))
-            : el('span', { class: 'none' }, 'no activity just before')),
+            : el('span', { class: 'none' }, hasAction(event) ? 'no activity just before' : '–')),
           el('td', { class: 'thumb' }, figure(event.thumbnail, 'event frame', event.frame_index, event.frame_time_s)),
           el('td', { class: 'thumb' }, action ? figure(action.thumbnail, 'action start', action.start_frame, action.start_time_s) : null));
         tr.addEventListener('click', () => seek(target, i));
@@ -862,7 +870,8 @@
             el('span', null, el('i', { class: 'l-event' }), 'signal event'),
             el('span', null, el('i', { class: 'l-action' }), 'action start'),
             el('span', null, '- - threshold'),
-            el('span', null, 'click to seek'))),
+            el('span', null, 'click to seek')),
+          report.motion && text(report.motion.note) ? el('p', { class: 'hint motion-note' }, text(report.motion.note)) : null),
         el('h2', null, 'Signal events (' + events.length + ')'),
         el('div', { class: 'card table-wrap' }, table),
         el('p', { class: 'downloads' }, 'Files: ',
@@ -900,6 +909,59 @@
 
   // ---------------------------------------------------------------- the motion timeline
 
+  /** Seconds before where an action began that a click on an event opens the video at. */
+  const PRE_ROLL_S = 1;
+
+  /** Whether an event ends an action (a halt or a period does not). */
+  function hasAction(event) {
+    return event.kind !== 'halt' && event.kind !== 'period';
+  }
+
+  /** The action that led to `event`, if it has one that means something. */
+  function actionOf(event) {
+    const action = event.action && typeof event.action === 'object' ? event.action : null;
+    return action && hasAction(event) && num(action.start_frame) !== null ? action : null;
+  }
+
+  /**
+   * Where a click on `event` opens the video: where its action began minus the pre-roll (or
+   * the pre-roll before the event); a halt or a period at its own time. As in report.html.
+   */
+  function seekTime(event) {
+    const at = num(event.frame_time_s) !== null ? event.frame_time_s : num(event.time_s) || 0;
+    const action = actionOf(event);
+    if (!hasAction(event)) return at;
+    if (action && num(action.start_time_s) !== null) return Math.max(0, action.start_time_s - PRE_ROLL_S);
+    return Math.max(0, at - PRE_ROLL_S);
+  }
+
+  /** The report's score timeline, checked: entries by event index, flags and marks. */
+  function boutOf(report) {
+    const bout = report.bout && typeof report.bout === 'object' ? report.bout : {};
+    const list = (v) => (Array.isArray(v) ? v.filter((e) => e && typeof e === 'object' && num(e.event) !== null) : []);
+    const timeline = list(bout.timeline);
+    return {
+      timeline,
+      entries: new Map(timeline.map((e) => [e.event, e])),
+      flags: list(bout.flags),
+      marks: list(bout.marks),
+      final: bout.final_score,
+    };
+  }
+
+  function scoreText(score) {
+    return score && typeof score === 'object' ? (num(score.left) || 0) + '-' + (num(score.right) || 0) : '';
+  }
+
+  /** CSS classes of an event's kind, side and card colour: `k-touch s-left`, `k-card c-yellow`. */
+  function kindClass(event, entry) {
+    const safe = (v) => (/^[a-z_]+$/.test(text(v)) ? text(v) : '');
+    const kind = safe(event.kind) || 'other';
+    const side = safe(event.side);
+    const color = entry ? safe(entry.color) : '';
+    return 'k-' + kind + (side ? ' s-' + side : '') + (color ? ' c-' + color : '');
+  }
+
   /** A "nice" tick step in seconds for `duration`: about 5 to 10 ticks. */
   function tickStep(duration) {
     const steps = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800];
@@ -909,9 +971,10 @@
   /**
    * The motion timeline as an SVG (the same drawing as report.html): the motion energy, the
    * activity segments, the threshold, and the signal events as numbered markers. Clicking a
-   * marker, or anywhere on the plot, calls `onSeek(seconds, eventIndex)`.
+   * marker, or anywhere on the plot, calls `onSeek(seconds, eventIndex)`. Under it, the score
+   * track: the score after each touch, cards in their colour, halts, flags and marks.
    */
-  function timeline(report, events, onSeek) {
+  function timeline(report, events, bout, onSeek) {
     const W = 1000, H = 260, L = 46, R = 24, T = 30, B = 30;
     const pw = W - L - R, ph = H - T - B;
     const motion = report.motion && typeof report.motion === 'object' ? report.motion : {};
@@ -939,8 +1002,9 @@
       ? times[Math.max(0, Math.min(times.length - 1, Math.round(frame)))]
       : frame / fps);
 
+    const TRACK = bout.timeline.length ? 56 : 0;
     const root = svg('svg', {
-      class: 'timeline', viewBox: '0 0 ' + W + ' ' + H, role: 'img',
+      class: 'timeline', viewBox: '0 0 ' + W + ' ' + (H + TRACK), role: 'img',
       'aria-label': 'Motion energy over time with ' + events.length + ' signal events',
     });
     const background = svg('rect', { class: 'plot-bg', x: L, y: T, width: pw, height: ph });
@@ -996,18 +1060,19 @@
     events.forEach((event, i) => {
       const frame = num(event.frame_index) || 0;
       const ex = x(frame).toFixed(1);
-      const action = event.action && typeof event.action === 'object' ? event.action : null;
-      if (action && num(action.start_frame) !== null) {
+      const action = actionOf(event);
+      const cls = kindClass(event, bout.entries.get(i));
+      if (action) {
         const ax = x(action.start_frame).toFixed(1);
         root.append(
           svg('g', { class: 'action' }, svg('line', { x1: ax, y1: T, x2: ax, y2: T + ph }),
             svg('title', null, 'action before event ' + (i + 1) + ': began ' + secs(action.lead_s, 2) + ' before')),
           svg('line', { class: 'lead', x1: ax, y1: T - 12, x2: ex, y2: T - 12 }));
       }
-      const time = num(event.time_s) !== null ? event.time_s : num(event.frame_time_s) || 0;
+      const time = seekTime(event);
       const marker = svg('g', { class: 'event', 'data-index': i, tabindex: 0 },
-        svg('line', { x1: ex, y1: T - 2, x2: ex, y2: T + ph }),
-        svg('circle', { cx: ex, cy: T - 12, r: 10 }),
+        svg('line', { class: cls, x1: ex, y1: T - 2, x2: ex, y2: T + ph }),
+        svg('circle', { class: cls, cx: ex, cy: T - 12, r: 10 }),
         svg('text', { x: ex, y: T - 8 }, String(i + 1)),
         svg('title', null, (i + 1) + '. ' + text(event.name) + ' at ' + secs(event.time_s) + ' (frame ' + frame + ')'));
       marker.addEventListener('click', (e) => {
@@ -1017,6 +1082,51 @@
       markers.push(marker);
       root.append(marker);
     });
+
+    // The score track, on the same time axis.
+    if (TRACK) {
+      const base = H + 44;
+      root.append(
+        svg('text', { x: L - 6, y: H + 32, 'text-anchor': 'end' }, 'score'),
+        svg('line', { class: 'axis', x1: L, y1: base, x2: L + pw, y2: base }));
+      for (const entry of bout.timeline) {
+        const event = events[entry.event];
+        if (!event) continue;
+        const ex = x(num(entry.frame_index) || 0);
+        const cls = kindClass(event, entry);
+        let shape;
+        if (entry.kind === 'touch' || entry.kind === 'double') {
+          shape = [svg('circle', { class: cls, cx: ex.toFixed(1), cy: base, r: 5 }),
+            svg('text', { class: 'score-text', x: ex.toFixed(1), y: H + 32 }, scoreText(entry.score))];
+        } else if (entry.kind === 'card') {
+          shape = [svg('rect', { class: cls, x: (ex - 4.5).toFixed(1), y: base - 8, width: 9, height: 14, rx: 1 })];
+        } else if (entry.kind === 'halt') {
+          shape = [svg('rect', { class: cls, x: (ex - 2).toFixed(1), y: base - 6, width: 4, height: 12 })];
+        } else if (entry.kind === 'off_target') {
+          shape = [svg('circle', { class: cls, cx: ex.toFixed(1), cy: base, r: 4 })];
+        } else {
+          continue;
+        }
+        let title = (entry.event + 1) + '. ' + text(event.name) + ' at ' + secs(entry.time_s) + ': ' + scoreText(entry.score);
+        const flag = bout.flags.find((f) => f.event === entry.event);
+        const mark = bout.marks.find((m) => m.event === entry.event);
+        if (flag) {
+          title += ' – FLAG: ' + text(flag.reason);
+          shape.push(svg('text', { class: 'flag', x: ex.toFixed(1), y: H + 14, 'text-anchor': 'middle' }, '!'));
+        }
+        if (mark) {
+          title += ' – REVIEW: ' + text(mark.reason);
+          shape.push(svg('circle', { class: 'mark', cx: ex.toFixed(1), cy: base, r: 9 }));
+        }
+        const item = svg('g', { class: 'bout-item', 'data-index': entry.event, tabindex: 0 }, ...shape, svg('title', null, title));
+        const time = seekTime(event);
+        item.addEventListener('click', (e) => {
+          e.stopPropagation();
+          onSeek(time, entry.event);
+        });
+        root.append(item);
+      }
+    }
 
     background.addEventListener('click', (e) => {
       const matrix = root.getScreenCTM();

@@ -249,6 +249,23 @@ fn the_dashboard_follows_sessions_live_and_seeks_the_video_to_an_event() {
         "return [...document.querySelectorAll('table.events tr.event strong')].map(e => e.textContent);",
     );
     assert_eq!(names, json!(["touch_left", "touch_right", "halt"]));
+    // The score track under the plot: the score after each touch, and the halt; touches
+    // left and right in their colours; the halt has no "action start".
+    let track = browser.eval(
+        "return [[...document.querySelectorAll('svg.timeline g.bout-item .score-text')].map(e => e.textContent),
+                 document.querySelectorAll('svg.timeline g.bout-item').length,
+                 [...document.querySelectorAll('svg.timeline g.event circle')].map(c => getComputedStyle(c).fill),
+                 document.querySelector('table.events tr.event[data-index=\"2\"]').textContent.includes('began')];",
+    );
+    assert_eq!(
+        track,
+        json!([
+            ["1-0", "1-1"],
+            3,
+            ["rgb(214, 47, 47)", "rgb(31, 157, 69)", "rgb(29, 35, 48)"],
+            false
+        ])
+    );
     // Text from the signal file is shown as text, never as markup.
     let fields = browser.eval(
         "return [[...document.querySelectorAll('table.events .field')].map(e => e.textContent),
@@ -259,13 +276,18 @@ fn the_dashboard_follows_sessions_live_and_seeks_the_video_to_an_event() {
         json!([["score=1-0", "score=1-1", "note=<b>not-bold</b>"], 0])
     );
 
-    // Clicking an event's row, then another's marker, seeks the video to the event.
-    for (selector, index) in [
-        ("table.events tr.event[data-index=\"1\"]", 1),
-        ("svg.timeline g.event[data-index=\"2\"] circle", 2),
+    // Clicking an event's row, then another's marker, seeks the video: a touch to 1 s
+    // before where its action began (the phrase of frames 120-149 began at 4.0 s), a halt
+    // to itself.
+    for (selector, index, time) in [
+        ("table.events tr.event[data-index=\"1\"]", 1, 3.0),
+        (
+            "svg.timeline g.event[data-index=\"2\"] circle",
+            2,
+            EVENTS[2].0,
+        ),
     ] {
         browser.click(selector);
-        let time = EVENTS[index].0;
         let at = browser.wait_for(
             "the video at the event's time",
             SHORT,

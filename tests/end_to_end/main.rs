@@ -17,6 +17,7 @@ mod results;
 mod resume;
 mod resume_safety;
 mod scopes;
+mod score_timeline;
 mod scoring_box;
 mod server_logs;
 mod signal_errors;

@@ -14,6 +14,10 @@ pub const MIN_RISE: f32 = 0.3;
 pub const MERGE_GAP_S: f64 = 0.2;
 /// Segments shorter than this are dropped (a flicker, not an action).
 pub const MIN_SEGMENT_S: f64 = 0.1;
+/// When the median threshold finds no segment (a busy background, or motion most of the
+/// time), the threshold is taken again from the recording's quiet parts: the lowest
+/// `QUIET_FRACTION` of its frames.
+pub const QUIET_FRACTION: f64 = 0.25;
 /// An event is led by the last segment that ended at most this long before it (or the one it
 /// falls in).
 pub const LOOKBACK_S: f64 = 1.0;
@@ -27,6 +31,19 @@ pub struct Threshold {
     pub mad: f32,
     /// Frames whose energy is above this are active.
     pub value: f32,
+    /// What the statistics were taken over.
+    pub basis: Basis,
+}
+
+/// The frames a threshold's statistics were taken over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// Every frame but frame 0.
+    #[default]
+    AllFrames,
+    /// The quietest [`QUIET_FRACTION`] of them.
+    QuietParts,
 }
 
 /// A run of active frames, `start..=end`.
@@ -77,7 +94,38 @@ fn median(values: &mut [f32]) -> f32 {
 
 /// The adaptive threshold of `energy` (frame 0 left out: it has nothing to differ from).
 pub fn threshold(energy: &[f32]) -> Threshold {
+    let values: Vec<f32> = energy.iter().skip(1).copied().collect();
+    threshold_of(values, Basis::AllFrames)
+}
+
+/// The threshold from the quietest [`QUIET_FRACTION`] of the frames (frame 0 left out): the
+/// recording's own resting level, however busy the rest is.
+pub fn quiet_threshold(energy: &[f32]) -> Threshold {
     let mut values: Vec<f32> = energy.iter().skip(1).copied().collect();
+    values.sort_unstable_by(f32::total_cmp);
+    let keep = ((values.len() as f64 * QUIET_FRACTION).ceil() as usize).min(values.len());
+    values.truncate(keep);
+    threshold_of(values, Basis::QuietParts)
+}
+
+/// The threshold and the segments of `energy`: from all frames, or, when that finds none,
+/// from its quiet parts.
+pub fn find(energy: &[f32], windows: Windows) -> (Threshold, Vec<Segment>) {
+    let first = threshold(energy);
+    let found = segments(energy, first.value, windows);
+    if !found.is_empty() {
+        return (first, found);
+    }
+    let quiet = quiet_threshold(energy);
+    let again = segments(energy, quiet.value, windows);
+    if again.is_empty() {
+        (first, found)
+    } else {
+        (quiet, again)
+    }
+}
+
+fn threshold_of(mut values: Vec<f32>, basis: Basis) -> Threshold {
     let med = median(&mut values);
     for v in &mut values {
         *v = (*v - med).abs();
@@ -87,6 +135,7 @@ pub fn threshold(energy: &[f32]) -> Threshold {
         median: med,
         mad,
         value: med + (K_MAD * 1.4826 * mad).max(MIN_RISE),
+        basis,
     }
 }
 
@@ -170,6 +219,34 @@ mod tests {
             }
         }
         e
+    }
+
+    #[test]
+    fn a_busy_background_takes_the_threshold_from_its_quiet_parts() {
+        // Constant background movement between 2.5 and 5.5 grey levels on every frame, and
+        // phrases (energy 12) on 60 % of the frames: the median lies in the phrases.
+        let mut e: Vec<f32> = (0..200)
+            .map(|i| 2.5 + 3.0 * ((i * 37) % 100) as f32 / 100.0)
+            .collect();
+        let phrases = [(10, 49), (70, 109), (130, 169)];
+        for &(a, b) in &phrases {
+            for v in &mut e[a..=b] {
+                *v = 12.0 + 0.1 * (v.fract());
+            }
+        }
+        let all = threshold(&e);
+        assert!(segments(&e, all.value, W30).is_empty(), "{all:?}");
+        let (t, found) = find(&e, W30);
+        assert_eq!(t.basis, Basis::QuietParts);
+        assert!(t.value > 5.5 && t.value < 12.0, "{t:?}");
+        let spans: Vec<(usize, usize)> = found.iter().map(|s| (s.start, s.end)).collect();
+        assert_eq!(spans, phrases);
+        // A still video finds nothing either way, and keeps its first threshold.
+        let (t, found) = find(&[0.0; 50], W30);
+        assert_eq!((t.basis, found.len()), (Basis::AllFrames, 0));
+        // Where the median finds phrases, it is kept.
+        let e = series(120, &[(20, 40, 5.0)]);
+        assert_eq!(find(&e, W30).0.basis, Basis::AllFrames);
     }
 
     #[test]

@@ -6,10 +6,11 @@
 
 use std::collections::BTreeSet;
 
+use referee_protocol::scoring::{self, CardColor, EventKind, Score, Side, Timeline};
 use referee_protocol::signal::SignalTrack;
 use serde::{Deserialize, Serialize};
 
-use super::activity::{self, Windows};
+use super::activity::{self, Basis, Windows};
 use super::motion::{MotionMeter, ANALYSIS_WIDTH};
 use super::thumbnails::{thumbnail, thumbnail_name};
 use super::{report_html, Reporter, StageError};
@@ -19,7 +20,8 @@ pub const REPORT_FILE: &str = "report.json";
 pub const REPORT_HTML_FILE: &str = "report.html";
 /// Version of the `report.json` schema. 2 added `video_codec`, `motion`, `segments` and each
 /// event's `thumbnail` and `action`; 3 added `variable_frame_rate`, `duration_s` from the
-/// frames' own times, and each event's `fields` in the signal file's order.
+/// frames' own times, each event's `fields` in the signal file's order, its `kind` and
+/// `side`, and `bout` (the score timeline).
 pub const REPORT_SCHEMA_VERSION: u32 = 3;
 
 /// The contents of `report.json`.
@@ -52,6 +54,51 @@ pub struct Report {
     /// Stretches of the video where something moves, in time order.
     pub segments: Vec<ActivitySegment>,
     pub motion: Motion,
+    /// The bout's score timeline, read from the signal events.
+    #[serde(default)]
+    pub bout: Bout,
+}
+
+/// The bout as the signal file tells it: the score after each scoring event, the scores that
+/// do not follow (flags) and the touches where a review is usual (marks).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bout {
+    /// Touches that win the bout (`--bout-target`).
+    pub target: u32,
+    /// The score after the last event.
+    pub final_score: Score,
+    /// Every event of a known kind, in file order.
+    pub timeline: Vec<BoutEntry>,
+    pub flags: Vec<BoutNote>,
+    pub marks: Vec<BoutNote>,
+}
+
+/// One event of the score timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoutEntry {
+    /// Position of the event in `events`.
+    pub event: usize,
+    pub kind: EventKind,
+    pub side: Option<Side>,
+    /// A card's colour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<CardColor>,
+    /// The score after the event.
+    pub score: Score,
+    /// True when the score is the event's own `score=`, false when computed from the touches.
+    pub score_given: bool,
+    pub frame_index: u64,
+    pub time_s: f64,
+}
+
+/// A flag or a mark on one event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoutNote {
+    /// Position of the event in `events`.
+    pub event: usize,
+    /// Line of the signal file.
+    pub line: usize,
+    pub reason: String,
 }
 
 /// One signal event, lined up with its frame and the action leading to it.
@@ -60,6 +107,12 @@ pub struct ReportEvent {
     /// Line of the signal file.
     pub line: usize,
     pub name: String,
+    /// What the event means for the bout (`other` for a name outside the vocabulary).
+    #[serde(default = "other_kind")]
+    pub kind: EventKind,
+    /// The side it concerns, if any.
+    #[serde(default)]
+    pub side: Option<Side>,
     /// The event's time in the signal file, in seconds.
     pub time_s: f64,
     /// The event's `key=value` fields, in the order of the signal file (a key given twice
@@ -74,6 +127,10 @@ pub struct ReportEvent {
     pub thumbnail: String,
     /// The activity segment leading to the event, if there is one.
     pub action: Option<Action>,
+}
+
+fn other_kind() -> EventKind {
+    EventKind::Other
 }
 
 /// Where the action that led to an event began.
@@ -111,6 +168,13 @@ pub struct Motion {
     pub median: f32,
     pub mad: f32,
     pub threshold: f32,
+    /// What `median`, `mad` and `threshold` were taken over: `all_frames`, or `quiet_parts`
+    /// when all frames found no phrase (a busy background).
+    #[serde(default)]
+    pub threshold_basis: Basis,
+    /// Why there are no segments, when there are none; null otherwise.
+    #[serde(default)]
+    pub note: Option<String>,
     pub merge_gap_frames: usize,
     pub min_segment_frames: usize,
     pub lookback_frames: usize,
@@ -239,9 +303,8 @@ impl Report {
         analysis_size: (u32, u32),
     ) -> Self {
         let seconds = |frame: usize| timestamps.get(frame).map_or(0.0, |&t| t as f64 / 1e6);
-        let threshold = activity::threshold(&energy);
         let windows = Windows::at(meta.fps);
-        let found = activity::segments(&energy, threshold.value, windows);
+        let (threshold, found) = activity::find(&energy, windows);
         let segments: Vec<ActivitySegment> = found
             .iter()
             .map(|s| ActivitySegment {
@@ -276,9 +339,12 @@ impl Report {
                                 thumbnail: thumbnail_name(start as u64),
                             }
                         });
+                        let meaning = scoring::meaning(e);
                         Some(ReportEvent {
                             line: e.line,
                             name: e.name.clone(),
+                            kind: meaning.kind,
+                            side: meaning.side,
                             time_s,
                             fields: unique_fields(&e.fields),
                             frame_index,
@@ -314,11 +380,24 @@ impl Report {
                 median: milli(threshold.median),
                 mad: milli(threshold.mad),
                 threshold: milli(threshold.value),
+                threshold_basis: threshold.basis,
+                note: found.is_empty().then(|| {
+                    format!(
+                        "no phrases found: the motion energy never stayed above the threshold \
+                         {:.3} (median {:.3}, also tried from the quietest {} % of the frames) \
+                         for {} frames; events have no action start",
+                        threshold.value,
+                        threshold.median,
+                        (activity::QUIET_FRACTION * 100.0) as u32,
+                        windows.min_len
+                    )
+                }),
                 merge_gap_frames: windows.merge_gap,
                 min_segment_frames: windows.min_len,
                 lookback_frames: windows.lookback,
                 energy: energy.iter().copied().map(milli).collect(),
             },
+            bout: Bout::default(),
         }
     }
 
@@ -331,6 +410,60 @@ impl Report {
             }
             _ => seconds * self.fps,
         }
+    }
+
+    /// This report with the score timeline of `signal` in a bout to `target` touches. Its
+    /// events are this report's events, in the same order.
+    pub fn with_bout(mut self, signal: Option<&SignalTrack>, target: u32) -> Self {
+        let Some(track) = signal else {
+            self.bout.target = target;
+            return self;
+        };
+        let timeline = Timeline::of(track, target);
+        // The report has every event of the track, or none (a session without frames).
+        let in_report = |event: usize| self.events.get(event).map(|_| event);
+        let note = |event: usize, line: usize, reason: &str| {
+            in_report(event).map(|event| BoutNote {
+                event,
+                line,
+                reason: reason.to_string(),
+            })
+        };
+        let entries = timeline
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let event = &self.events[in_report(e.event)?];
+                Some(BoutEntry {
+                    event: e.event,
+                    kind: e.kind,
+                    side: e.side,
+                    color: e.color,
+                    score: e.score,
+                    score_given: e.score_given,
+                    frame_index: event.frame_index,
+                    time_s: event.time_s,
+                })
+            })
+            .collect();
+        let flags = timeline
+            .flags
+            .iter()
+            .filter_map(|f| note(f.event, f.line, &f.reason))
+            .collect();
+        let marks = timeline
+            .marks
+            .iter()
+            .filter_map(|m| note(m.event, m.line, &m.reason))
+            .collect();
+        self.bout = Bout {
+            target,
+            final_score: timeline.final_score,
+            timeline: entries,
+            flags,
+            marks,
+        };
+        self
     }
 
     /// The frames the report has thumbnails of.
@@ -352,6 +485,7 @@ pub(super) fn analyse(
     frames: &mut dyn FrameSource,
     signal: Option<&SignalTrack>,
     video: VideoFile<'_>,
+    bout_target: u32,
     reporter: &mut Reporter<'_>,
 ) -> Result<(Report, Vec<String>), StageError> {
     let total = frames.len();
@@ -364,7 +498,8 @@ pub(super) fn analyse(
     }
     debug_assert!(ANALYSIS_WIDTH >= meter.size().0);
     let timestamps = frames.timestamps();
-    let report = Report::build(meta, &timestamps, signal, video, energy, meter.size());
+    let report = Report::build(meta, &timestamps, signal, video, energy, meter.size())
+        .with_bout(signal, bout_target);
 
     for index in report.thumbnail_frames() {
         let frame = frames.read(index)?;
@@ -549,5 +684,79 @@ pub(crate) mod tests {
         );
         let back: Report = serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
         assert_eq!(back, report);
+    }
+
+    #[test]
+    fn the_report_carries_the_score_timeline_with_frames_flags_and_marks() {
+        let track = SignalTrack::parse(
+            "0.2 start\n1.3 touch_left score=1-0\n2.0 card_right color=yellow\n2.5 \
+             touch_left score=1-2\n3.0 halt\n3.5 buzz\n",
+        )
+        .unwrap();
+        let report = Report::build(
+            &meta(30.0, 120),
+            &pts(30.0, 120),
+            Some(&track),
+            VideoFile {
+                file_name: "video.mp4",
+                codec: "H.264",
+            },
+            energy(),
+            (160, 120),
+        )
+        .with_bout(Some(&track), 2);
+        let kinds: Vec<(EventKind, Option<Side>)> =
+            report.events.iter().map(|e| (e.kind, e.side)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (EventKind::Period, None),
+                (EventKind::Touch, Some(Side::Left)),
+                (EventKind::Card, Some(Side::Right)),
+                (EventKind::Touch, Some(Side::Left)),
+                (EventKind::Halt, None),
+                (EventKind::Other, None),
+            ]
+        );
+        let bout = &report.bout;
+        assert_eq!(bout.target, 2);
+        let shown: Vec<(usize, String, u64)> = bout
+            .timeline
+            .iter()
+            .map(|e| (e.event, e.score.to_string(), e.frame_index))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (0, "0-0".to_string(), 6),
+                (1, "1-0".to_string(), 39),
+                (2, "1-0".to_string(), 60),
+                (3, "1-2".to_string(), 75),
+                (4, "1-2".to_string(), 90)
+            ]
+        );
+        assert_eq!(bout.timeline[2].color, Some(CardColor::Yellow));
+        assert_eq!(bout.flags.len(), 1);
+        assert_eq!((bout.flags[0].event, bout.flags[0].line), (3, 4));
+        assert!(bout.flags[0].reason.contains("score=1-2"));
+        // In a bout to 2, the touch at 1-1 would be deciding: none happened here.
+        assert_eq!(bout.marks, []);
+        assert_eq!(bout.final_score.to_string(), "1-2");
+
+        // No frames: no events, so no timeline either.
+        let empty = Report::build(
+            &meta(30.0, 0),
+            &[],
+            Some(&track),
+            VideoFile {
+                file_name: "video.mp4",
+                codec: "H.264",
+            },
+            Vec::new(),
+            (160, 120),
+        )
+        .with_bout(Some(&track), 15);
+        assert_eq!(empty.bout.timeline, []);
+        assert_eq!(empty.bout.flags, []);
     }
 }

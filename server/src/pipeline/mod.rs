@@ -23,6 +23,7 @@ use crate::store::{now_rfc3339, SessionMeta, SessionStatus, SessionStore, StoreE
 
 pub use analysis::{frame_for_time, Report, REPORT_FILE, REPORT_HTML_FILE, REPORT_SCHEMA_VERSION};
 pub use h264::PRESETS as VIDEO_PRESETS;
+pub use report_html::script_csp_source as report_script_csp_source;
 pub use report_html::MAX_PAGE_BYTES as MAX_REPORT_HTML_BYTES;
 pub use thumbnails::THUMBNAILS_DIR;
 
@@ -34,6 +35,8 @@ pub struct Options {
     /// `--max-frame-pixels`: a session of larger frames (stored by a server with a higher
     /// limit) is not processed.
     pub max_frame_pixels: u64,
+    /// `--bout-target`: touches that win a bout, for the score timeline's marks.
+    pub bout_target: u32,
 }
 
 /// What the pipeline tells the connection that started it.
@@ -161,6 +164,7 @@ pub fn run(
             frames.as_mut(),
             signal.as_ref(),
             video_file,
+            options.bout_target,
             &mut reporter,
         )?;
         tracing::info!(

@@ -1,14 +1,110 @@
 //! `report.html`: one self-contained page for a referee: the video, the motion timeline as an
 //! inline SVG plot with the signal events marked on it, and a table of the events with their
-//! thumbnails. No script, no external resource: thumbnails and the video are referenced
+//! thumbnails, and under the plot the bout's score track. One small fixed script (clicking a
+//! time seeks the page's own player; the server's CSP allows it by its hash, [`SCRIPT`]), no
+//! external resource: thumbnails and the video are referenced
 //! relative to the page (`thumbnails/...`, `video.mp4`), which works both when the server
 //! serves it (`/api/sessions/{id}/report.html`) and in a folder downloaded with
 //! `referee-client --output`. Every text that comes from the client is escaped.
 
 use std::fmt::Write as _;
 
+use referee_protocol::scoring::{CardColor, EventKind, Side};
+use sha2::{Digest, Sha256};
+
 use super::activity;
 use super::analysis::{Report, ReportEvent};
+
+/// Seconds before where an action began that a click on an event opens the player at.
+pub const PRE_ROLL_S: f64 = 1.0;
+
+/// The page's only script: a click on a time (`<a data-seek="SECONDS">`) seeks the page's own
+/// player instead of leaving the page for the bare video (the link still works without it).
+pub const SCRIPT: &str = "document.addEventListener('click', function (e) {\n\
+  var a = e.target.closest ? e.target.closest('a[data-seek]') : null;\n\
+  var v = document.getElementById('video');\n\
+  if (!a || !v) return;\n\
+  e.preventDefault();\n\
+  v.currentTime = parseFloat(a.getAttribute('data-seek'));\n\
+  v.scrollIntoView({ block: 'nearest' });\n\
+});\n";
+
+/// The CSP source that allows [`SCRIPT`] and nothing else: `'sha256-BASE64'`.
+pub fn script_csp_source() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let digest = Sha256::digest(SCRIPT.as_bytes());
+    let mut out = String::from("'sha256-");
+    for chunk in digest.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Whether an event of `kind` ends an action (halts and period ends do not: the motion
+/// before them is not what they are about).
+fn has_action(kind: EventKind) -> bool {
+    !matches!(kind, EventKind::Halt | EventKind::Period)
+}
+
+/// Where a click on `event` opens the player: where its action began, minus the pre-roll,
+/// or the pre-roll before the event itself; a halt or period at its own time.
+fn seek_time(event: &ReportEvent) -> f64 {
+    match (&event.action, has_action(event.kind)) {
+        (Some(a), true) => (a.start_time_s - PRE_ROLL_S).max(0.0),
+        (None, true) => (event.frame_time_s - PRE_ROLL_S).max(0.0),
+        (_, false) => event.frame_time_s,
+    }
+}
+
+/// The CSS class of an event's kind and side, e.g. `k-touch s-left`, `k-card c-yellow`.
+fn kind_class(kind: EventKind, side: Option<Side>, color: Option<CardColor>) -> String {
+    let kind = match kind {
+        EventKind::Touch => "touch",
+        EventKind::Double => "double",
+        EventKind::OffTarget => "off_target",
+        EventKind::Card => "card",
+        EventKind::Halt => "halt",
+        EventKind::Period => "period",
+        EventKind::Priority => "priority",
+        EventKind::Other => "other",
+    };
+    let side = match side {
+        Some(Side::Left) => " s-left",
+        Some(Side::Right) => " s-right",
+        Some(Side::Both) => " s-both",
+        None => "",
+    };
+    let color = match color {
+        Some(CardColor::Yellow) => " c-yellow",
+        Some(CardColor::Red) => " c-red",
+        Some(CardColor::Black) => " c-black",
+        None => "",
+    };
+    format!("k-{kind}{side}{color}")
+}
+
+/// A card's colour, read from its `color=` field as the score timeline does.
+fn event_color(report: &Report, index: usize) -> Option<CardColor> {
+    report
+        .bout
+        .timeline
+        .iter()
+        .find(|e| e.event == index)
+        .and_then(|e| e.color)
+}
 
 /// The plot's coordinate system (the SVG scales to the page width).
 const PLOT_W: f64 = 1000.0;
@@ -57,6 +153,29 @@ svg .axis { stroke: var(--ink); stroke-width: 1; }
 svg .tick { stroke: var(--line); stroke-width: 1; }
 svg .event line { stroke: var(--event); stroke-width: 2; }
 svg .event circle { fill: var(--event); }
+svg .event .k-touch.s-left, svg .score .k-touch.s-left { stroke: #d62f2f; fill: #d62f2f; }
+svg .event .k-touch.s-right, svg .score .k-touch.s-right { stroke: #1f9d45; fill: #1f9d45; }
+svg .event .k-double, svg .score .k-double { stroke: #7a3fc0; fill: #7a3fc0; }
+svg .event .k-off_target, svg .score .k-off_target { stroke: #8a93a3; fill: #fff; }
+svg .event .k-card.c-yellow, svg .score .k-card.c-yellow { stroke: #c9a000; fill: #f5c800; }
+svg .event .k-card.c-red, svg .score .k-card.c-red { stroke: #a00000; fill: #c00000; }
+svg .event .k-card.c-black, svg .score .k-card.c-black, svg .event .k-halt,
+  svg .score .k-halt { stroke: #1d2330; fill: #1d2330; }
+svg .event .k-period, svg .event .k-priority, svg .event .k-other { stroke: #5d6678;
+  fill: #5d6678; }
+svg .event .k-off_target + text, svg .event .k-card.c-yellow + text { fill: #1d2330; }
+svg .score text.score-text { fill: var(--ink); font-weight: 600; text-anchor: middle; }
+svg .score .flag { fill: #d62f2f; font-weight: 700; }
+svg .score .mark { fill: none; stroke: #e28a00; stroke-width: 2; }
+.badge.k-touch.s-right { background: #1f9d45; }
+.badge.k-double { background: #7a3fc0; }
+.badge.k-off_target { background: #8a93a3; }
+.badge.k-card.c-yellow { background: #f5c800; color: #1d2330; }
+.badge.k-card.c-red { background: #c00000; }
+.badge.k-card.c-black, .badge.k-halt { background: #1d2330; }
+.badge.k-period, .badge.k-priority, .badge.k-other { background: #5d6678; }
+.flagged { color: #d62f2f; font-weight: 600; }
+.marked { color: #e28a00; font-weight: 600; }
 svg .event text { fill: #fff; font-weight: 600; text-anchor: middle; }
 svg .action line { stroke: var(--action); stroke-width: 2; stroke-dasharray: 4 3; }
 svg .lead { stroke: var(--action); stroke-width: 3; }
@@ -181,7 +300,11 @@ pub fn render(report: &Report) -> String {
         "<h2>Motion timeline</h2>\n<section class=\"card\">\n<div class=\"plot-wrap\">\n",
     );
     timeline(&mut page, report);
+    score_track(&mut page, report);
     page.push_str("</div>\n");
+    if let Some(note) = &report.motion.note {
+        let _ = writeln!(page, "<p class=\"none note\">{}</p>", escape(note));
+    }
     page.push_str(
         "<div class=\"legend\"><span><i style=\"background:#2a62c9\"></i>motion energy</span>\
          <span><i style=\"background:#ffd86b\"></i>activity segment</span>\
@@ -201,7 +324,7 @@ pub fn render(report: &Report) -> String {
         "<footer>Data: <a href=\"report.json\">report.json</a> (schema version {version}). \
          Motion energy: mean absolute grey-level difference between consecutive frames at \
          {aw}×{ah} px; threshold {thr:.2} (median {median:.2} + {k} × 1.4826 × MAD {mad:.2}, at \
-         least median + {rise}).</footer>\n</main>\n</body>\n</html>",
+         least median + {rise}).</footer>\n</main>\n<script>{SCRIPT}</script>\n</body>\n</html>",
         version = report.schema_version,
         aw = report.motion.analysis_width,
         ah = report.motion.analysis_height,
@@ -363,7 +486,8 @@ fn timeline(page: &mut String, report: &Report) {
     // Signal events (those the table shows) and the actions leading to them.
     for (i, event) in report.events.iter().take(MAX_EVENTS_SHOWN).enumerate() {
         let ex = x(event.frame_index as f64);
-        if let Some(action) = &event.action {
+        let class = kind_class(event.kind, event.side, event_color(report, i));
+        if let Some(action) = event.action.as_ref().filter(|_| has_action(event.kind)) {
             let ax = x(action.start_frame as f64);
             let _ = writeln!(
                 page,
@@ -381,10 +505,11 @@ fn timeline(page: &mut String, report: &Report) {
         }
         let _ = writeln!(
             page,
-            "<g class=\"event\"><line x1=\"{ex:.1}\" y1=\"{:.1}\" x2=\"{ex:.1}\" y2=\"{:.1}\"/>\
-             <circle cx=\"{ex:.1}\" cy=\"{:.1}\" r=\"10\"/>\
+            "<g class=\"event\"><a href=\"{video}#t={seek:.3}\" data-seek=\"{seek:.3}\">\
+             <line class=\"{class}\" x1=\"{ex:.1}\" y1=\"{:.1}\" x2=\"{ex:.1}\" y2=\"{:.1}\"/>\
+             <circle class=\"{class}\" cx=\"{ex:.1}\" cy=\"{:.1}\" r=\"10\"/>\
              <text x=\"{ex:.1}\" y=\"{:.1}\">{}</text>\
-             <title>{}. {} at {:.3} s (frame {})</title></g>",
+             <title>{}. {} at {:.3} s (frame {})</title></a></g>",
             TOP - 2.0,
             TOP + plot_h,
             TOP - 12.0,
@@ -393,7 +518,99 @@ fn timeline(page: &mut String, report: &Report) {
             i + 1,
             clipped(&event.name),
             event.time_s,
-            event.frame_index
+            event.frame_index,
+            video = escape(&report.video),
+            seek = seek_time(event),
+        );
+    }
+    page.push_str("</svg>\n");
+}
+
+/// The score track under the motion plot, on the same time axis: the score after each
+/// touch, cards in their colour, halts; flagged scores with a `!`, touches to review ringed.
+/// Each item opens the player where the event's action began.
+fn score_track(page: &mut String, report: &Report) {
+    let bout = &report.bout;
+    if bout.timeline.is_empty() {
+        return;
+    }
+    const TRACK_H: f64 = 56.0;
+    let n = report.motion.energy.len();
+    let plot_w = PLOT_W - LEFT - RIGHT;
+    let x = |frame: f64| {
+        if n > 1 {
+            LEFT + frame / (n - 1) as f64 * plot_w
+        } else {
+            LEFT + plot_w / 2.0
+        }
+    };
+    let _ = writeln!(
+        page,
+        "<svg class=\"timeline score\" viewBox=\"0 0 {PLOT_W} {TRACK_H}\" role=\"img\" \
+         aria-label=\"Score after each touch, cards and halts; final score {} ({} flags)\">\n\
+         <text x=\"{:.1}\" y=\"32\" text-anchor=\"end\">score</text>\n\
+         <line class=\"axis\" x1=\"{LEFT}\" y1=\"44\" x2=\"{:.1}\" y2=\"44\"/>",
+        bout.final_score,
+        bout.flags.len(),
+        LEFT - 6.0,
+        LEFT + plot_w,
+    );
+    for entry in bout.timeline.iter().take(MAX_EVENTS_SHOWN) {
+        let Some(event) = report.events.get(entry.event) else {
+            continue;
+        };
+        let ex = x(entry.frame_index as f64);
+        let class = kind_class(entry.kind, entry.side, entry.color);
+        let shape = match entry.kind {
+            EventKind::Touch | EventKind::Double => format!(
+                "<circle class=\"{class}\" cx=\"{ex:.1}\" cy=\"44\" r=\"5\"/>\
+                 <text class=\"score-text\" x=\"{ex:.1}\" y=\"32\">{}</text>",
+                entry.score
+            ),
+            EventKind::Card => format!(
+                "<rect class=\"{class}\" x=\"{:.1}\" y=\"36\" width=\"9\" height=\"14\" rx=\"1\"/>",
+                ex - 4.5
+            ),
+            EventKind::Halt => format!(
+                "<rect class=\"{class}\" x=\"{:.1}\" y=\"38\" width=\"4\" height=\"12\"/>",
+                ex - 2.0
+            ),
+            EventKind::OffTarget => {
+                format!("<circle class=\"{class}\" cx=\"{ex:.1}\" cy=\"44\" r=\"4\"/>")
+            }
+            _ => continue,
+        };
+        let flag = bout.flags.iter().find(|f| f.event == entry.event);
+        let mark = bout.marks.iter().find(|m| m.event == entry.event);
+        let mut title = format!(
+            "{}. {} at {:.3} s: {}",
+            entry.event + 1,
+            clipped(&event.name),
+            entry.time_s,
+            entry.score
+        );
+        let mut extra = String::new();
+        if let Some(f) = flag {
+            let _ = write!(title, " – FLAG: {}", escape(&f.reason));
+            let _ = write!(
+                extra,
+                "<text class=\"flag\" x=\"{:.1}\" y=\"14\" text-anchor=\"middle\">!</text>",
+                ex
+            );
+        }
+        if let Some(m) = mark {
+            let _ = write!(title, " – REVIEW: {}", escape(&m.reason));
+            let _ = write!(
+                extra,
+                "<circle class=\"mark\" cx=\"{ex:.1}\" cy=\"44\" r=\"9\"/>"
+            );
+        }
+        let _ = writeln!(
+            page,
+            "<g class=\"bout-item\"><a href=\"{video}#t={seek:.3}\" data-seek=\"{seek:.3}\">\
+             {shape}{extra}<title>{title}</title></a></g>",
+            video = escape(&report.video),
+            seek = seek_time(event),
         );
     }
     page.push_str("</svg>\n");
@@ -451,7 +668,7 @@ fn event_row(page: &mut String, report: &Report, number: usize, event: &ReportEv
     if !event.fields.is_empty() {
         fields.push_str("<br>");
     }
-    let (action, action_figure) = match &event.action {
+    let (action, action_figure) = match event.action.as_ref().filter(|_| has_action(event.kind)) {
         Some(a) => (
             format!(
                 "<span class=\"lead-text\">began {:.2} s before</span><br>\
@@ -460,24 +677,55 @@ fn event_row(page: &mut String, report: &Report, number: usize, event: &ReportEv
             ),
             figure("action start", &a.thumbnail, a.start_frame, a.start_time_s),
         ),
-        None => (
+        None if has_action(event.kind) => (
             "<span class=\"none\">no activity just before</span>".to_string(),
             String::new(),
         ),
+        None => ("<span class=\"none\">–</span>".to_string(), String::new()),
     };
+    let index = number - 1;
+    let mut notes = String::new();
+    for f in report.bout.flags.iter().filter(|f| f.event == index) {
+        let _ = write!(
+            notes,
+            "<br><span class=\"flagged\">⚑ {}</span>",
+            escape(&f.reason)
+        );
+    }
+    for m in report.bout.marks.iter().filter(|m| m.event == index) {
+        let _ = write!(
+            notes,
+            "<br><span class=\"marked\">◎ {}</span>",
+            escape(&m.reason)
+        );
+    }
+    let score = report
+        .bout
+        .timeline
+        .iter()
+        .find(|e| {
+            e.event == index
+                && matches!(
+                    e.kind,
+                    EventKind::Touch | EventKind::Double | EventKind::Card
+                )
+        })
+        .map(|e| format!(" <span class=\"field\">{}</span>", e.score))
+        .unwrap_or_default();
+    let class = kind_class(event.kind, event.side, event_color(report, index));
     let _ =
         writeln!(
         page,
-        "<tr class=\"event\" id=\"event-{number}\"><td><span class=\"badge\">{number}</span></td>\
-         <td><strong>{name}</strong><br>{fields}<span class=\"none\">line {line}</span></td>\
-         <td class=\"num\" data-label=\"Time\"><a href=\"{video}#t={t:.3}\">{time:.3} s</a></td>\
+        "<tr class=\"event\" id=\"event-{number}\" data-kind=\"{class}\"><td><span class=\"badge {class}\">{number}</span></td>\
+         <td><strong>{name}</strong>{score}<br>{fields}<span class=\"none\">line {line}</span>{notes}</td>\
+         <td class=\"num\" data-label=\"Time\"><a href=\"{video}#t={t:.3}\" data-seek=\"{t:.3}\">{time:.3} s</a></td>\
          <td class=\"num\" data-label=\"Frame\">{frame}<br>{frame_time:.3} s</td>\
          <td data-label=\"Action start\">{action}</td>\
          <td class=\"thumb\">{event_figure}</td><td class=\"thumb\">{action_figure}</td></tr>",
         name = clipped(&event.name),
         line = event.line,
         video = escape(&report.video),
-        t = event.frame_time_s,
+        t = seek_time(event),
         time = event.time_s,
         frame = event.frame_index,
         frame_time = event.frame_time_s,
@@ -564,9 +812,77 @@ mod tests {
         assert!(page.contains("src=\"thumbnails/frame-000020.jpg\""));
         assert!(page.contains("began 0.63 s before"));
         assert!(page.contains("name=\"viewport\""));
-        // Self-contained: no script, nothing fetched from elsewhere.
-        assert!(!page.contains("<script"));
+        // Self-contained: no script but the page's own fixed one, nothing fetched from
+        // elsewhere.
+        assert_eq!(page.matches("<script").count(), 1);
+        assert!(page.contains(&format!("<script>{SCRIPT}</script>")));
         assert!(!page.contains("http://") && !page.contains("https://"));
+    }
+
+    #[test]
+    fn events_are_styled_by_kind_and_open_where_their_action_began() {
+        let track = SignalTrack::parse(
+            "0.2 start\n1.3 touch_left score=1-0\n1.35 touch_right score=1-2\n2.0 \
+             card_right color=yellow\n2.5 off_target_left\n3.0 halt\n",
+        )
+        .unwrap();
+        let pts: Vec<i64> = (0..120).map(|i| i * 1_000_000 / 30).collect();
+        let report = Report::build(
+            &meta(30.0, 120),
+            &pts,
+            Some(&track),
+            VideoFile {
+                file_name: "video.mp4",
+                codec: "H.264",
+            },
+            energy(),
+            (160, 120),
+        )
+        .with_bout(Some(&track), 15);
+        let page = render(&report);
+        // Left and right touches, the card in its colour and the halt each have their class.
+        for class in [
+            "k-touch s-left",
+            "k-touch s-right",
+            "k-card s-right c-yellow",
+            "k-off_target s-left",
+            "k-halt",
+            "k-period",
+        ] {
+            assert!(
+                page.contains(&format!("<circle class=\"{class}\"")),
+                "{class}: {page}"
+            );
+        }
+        // The touch opens 1 s before where its action began (0.667 s), at 0.
+        let row = |n: usize| {
+            let start = page.find(&format!("id=\"event-{n}\"")).unwrap();
+            let end = page[start..].find("</tr>").unwrap();
+            page[start..start + end].to_string()
+        };
+        assert!(row(2).contains("data-seek=\"0.000\""), "{}", row(2));
+        assert!(row(2).contains("began 0.63 s before"));
+        // The halt is led by segment 70-90 but has no action start, and opens at itself.
+        let halt = row(6);
+        assert!(!halt.contains("began"), "{halt}");
+        assert!(halt.contains("data-seek=\"3.000\""), "{halt}");
+        assert!(!row(1).contains("began"), "{}", row(1));
+        // The score track: the score after each touch, the flag on the slip.
+        assert!(page.contains("<svg class=\"timeline score\""), "{page}");
+        assert!(page.contains(">1-0</text>") && page.contains(">1-2</text>"));
+        assert!(page.contains("FLAG: touch_right gives score=1-2"), "{page}");
+        assert!(row(3).contains("class=\"flagged\""));
+        // Touches, the card, the off-target and the halt are on the track; `start` is not.
+        assert_eq!(page.matches("<g class=\"bout-item\">").count(), 5);
+    }
+
+    #[test]
+    fn the_script_hash_is_the_sha256_of_the_script() {
+        // Computed with `printf %s "$SCRIPT" | openssl dgst -sha256 -binary | base64`.
+        assert_eq!(
+            script_csp_source(),
+            "'sha256-hqkW1rc8jJ+efswjrOK1ozoXKQ/dzi0Bg+5ifpGlh7k='"
+        );
     }
 
     #[test]
@@ -574,7 +890,8 @@ mod tests {
         let page = render(&report(
             "1.0 <script>alert(1)</script> note=\"><img/src=x>\n2.0 a&b x='y'\n",
         ));
-        assert!(!page.contains("<script>"), "{page}");
+        assert_eq!(page.matches("<script").count(), 1, "{page}");
+        assert!(!page.contains("<script>alert"), "{page}");
         assert!(!page.contains("<img/src"), "{page}");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(page.contains("note=&quot;&gt;&lt;img/src=x&gt;"));
