@@ -3,18 +3,28 @@
 //! progress and results back.
 //!
 //! # Layout
-//! - [`config`]: flags and environment variables.
+//! - [`config`]: flags, environment variables and the TOML file.
+//! - [`connections`] accepts HTTP connections (deadlines, caps through [`slots`]);
+//!   [`open_files`] raises the open-file limit at start.
 //! - [`ingest`]: the WebSocket endpoint; one task per connection drives one session.
-//! - [`writer`]: a session's frame writer (a blocking thread; durable ACK batches).
-//! - [`store`]: the storage interface and its local-disk implementation.
-//! - [`live`]: the sessions being received or processed right now.
+//! - [`writer`]: a session's frame writer (a blocking thread; durable ACK batches, a byte
+//!   budget).
+//! - [`store`]: the storage interface and its local-disk implementation;
+//!   [`session_index`] keeps every session's metadata in memory; [`resave`] saves a state
+//!   the disk refused once it takes it.
+//! - [`live`]: the sessions being received or processed right now; [`reserve`]: sessions
+//!   created ahead of their upload; [`session_id`]: ids and resume tokens.
 //! - [`processing`] starts [`pipeline`]: processing after upload (video reconstruction,
 //!   analysis).
 //! - [`recovery`]: sessions brought back after a stop; [`cleanup`]: abandon and expire.
-//! - [`auth`], [`limits`]: bearer tokens; per-client and disk limits.
-//! - [`api`]: the HTTP API; [`dashboard`]: the web dashboard at `/` (`server/web/`).
+//! - [`auth`], [`limits`], [`frame_check`], [`frame_size`]: bearer tokens and origins;
+//!   per-client and disk limits; a frame's JPEG header and its pixels.
+//! - [`api`]: the HTTP API, its errors in [`api_error`]; [`dashboard`]: the web dashboard at
+//!   `/` (`server/web/`); [`ops`]: `/metrics` from [`metrics`].
 //! - [`results_api`]: results over HTTP (video with byte ranges, reports, thumbnails, frames),
 //!   and deleting sessions; [`byte_range`] reads `Range` headers.
+//! - [`events`]: the event bus, feeding [`watch`] (SSE and the live view), [`webhooks`] and
+//!   [`metrics`].
 
 pub mod api;
 pub mod api_error;
