@@ -610,10 +610,15 @@ where
                 }
             },
         };
-        // A session created ahead already counts against the limit of sessions.
-        let refused = match reserved {
-            Some(_) => limits::refuse_below_disk_floor(&self.app.config),
-            None => limits::refuse_new_session(&self.app),
+        // A session created ahead and waiting, or one still live, already counts against the
+        // limit of sessions; a detached one starting again counts anew.
+        let counted = reserved.as_ref().is_some_and(|m| {
+            m.status == SessionStatus::Created || self.app.live.handle(&m.id).is_some()
+        });
+        let refused = if counted {
+            limits::refuse_below_disk_floor(&self.app.config)
+        } else {
+            limits::refuse_new_session(&self.app)
         };
         if let Some((code, why)) = refused {
             return self.fail(code, why).await;
