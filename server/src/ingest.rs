@@ -762,25 +762,9 @@ where
                 )
                 .await;
         }
-        // Frames still to come or to process, of a size over this server's limit.
-        let unfinished = !matches!(
-            stored.status,
-            SessionStatus::Complete | SessionStatus::Failed | SessionStatus::Abandoned
-        );
-        if let (true, Err(why)) = (
-            unfinished,
-            crate::frame_size::check(
-                stored.width,
-                stored.height,
-                self.app.config.max_frame_pixels,
-            ),
-        ) {
-            return self
-                .fail(
-                    ErrorCode::FrameTooLargePixels,
-                    format!("session {id}: {why}"),
-                )
-                .await;
+        if let Err(why) = crate::frame_size::check_resume(&stored, self.app.config.max_frame_pixels)
+        {
+            return self.fail(ErrorCode::FrameTooLargePixels, why).await;
         }
         let live = match existing {
             Some(live) => live,
