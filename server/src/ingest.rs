@@ -841,25 +841,9 @@ where
                 )
                 .await;
         }
-        // Frames still to come or to process, of a size over this server's limit.
-        let unfinished = !matches!(
-            stored.status,
-            SessionStatus::Complete | SessionStatus::Failed | SessionStatus::Abandoned
-        );
-        if let (true, Err(why)) = (
-            unfinished,
-            crate::frame_size::check(
-                stored.width,
-                stored.height,
-                self.app.config.max_frame_pixels,
-            ),
-        ) {
-            return self
-                .fail(
-                    ErrorCode::FrameTooLargePixels,
-                    format!("session {id}: {why}"),
-                )
-                .await;
+        if let Err(why) = crate::frame_size::check_resume(&stored, self.app.config.max_frame_pixels)
+        {
+            return self.fail(ErrorCode::FrameTooLargePixels, why).await;
         }
         // Another video or signal file is refused before anything changes: the session
         // stays resumable with the right ones.
