@@ -42,7 +42,8 @@ for s in report["segments"]:
 for e in report["events"]:
     notes = [" ".join(f"{k}={v}" for k, v in e["fields"].items())]
     action = e.get("action")
-    if action:
+    # A halt or a period's start and end ends no action of the fencers.
+    if action and e.get("kind") not in ("halt", "period"):
         notes.append(f"action began {action['lead_s']:.1f} s before (frame {action['start_frame']})")
     notes = ", ".join(n for n in notes if n)
     print(f"  {e['time_s']:7.3f} s  {e['name']:<12} -> frame {e['frame_index']:4} ({e['frame_time_s']:.3f} s)  {notes}")
