@@ -6,9 +6,8 @@
 //! - [`config`]: flags, environment variables and the TOML file.
 //! - [`connections`] accepts HTTP connections (deadlines, caps through [`slots`]);
 //!   [`open_files`] raises the open-file limit at start.
-//! - [`ingest`]: the WebSocket endpoint; one task per connection drives one session.
-//! - [`writer`]: a session's frame writer (a blocking thread; durable ACK batches, a byte
-//!   budget).
+//! - [`ingest`]: the WebSocket endpoint; one task per connection drives one session (its
+//!   start, resume, frames and end, the frame checks and the session's frame writer).
 //! - [`store`]: the storage interface and its local-disk implementation;
 //!   [`session_index`] keeps every session's metadata in memory; [`resave`] saves a state
 //!   the disk refused once it takes it.
@@ -17,8 +16,8 @@
 //! - [`processing`] starts [`pipeline`]: processing after upload (video reconstruction,
 //!   analysis).
 //! - [`recovery`]: sessions brought back after a stop; [`cleanup`]: abandon and expire.
-//! - [`auth`], [`limits`], [`frame_check`], [`frame_size`]: bearer tokens and origins;
-//!   per-client and disk limits; a frame's JPEG header and its pixels.
+//! - [`auth`], [`limits`], [`frame_size`]: bearer tokens and origins; per-client and disk
+//!   limits; a frame's pixels.
 //! - [`api`]: the HTTP API, its errors in [`api_error`]; [`dashboard`]: the web dashboard at
 //!   `/` (`server/web/`); [`ops`]: `/metrics` from [`metrics`].
 //! - [`results_api`]: results over HTTP (video with byte ranges, reports, thumbnails, frames),
@@ -35,7 +34,6 @@ pub mod config;
 pub mod connections;
 pub mod dashboard;
 pub mod events;
-pub mod frame_check;
 pub mod frame_size;
 pub mod ingest;
 pub mod limits;
@@ -55,7 +53,6 @@ pub mod slots;
 pub mod store;
 pub mod watch;
 pub mod webhooks;
-pub mod writer;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -10,8 +10,12 @@ use futures_util::SinkExt;
 use referee_protocol::digest::FrameDigest;
 use referee_protocol::frame::encode_frame;
 
+use super::receive::received_line;
+use super::resume::stored_state;
 use super::*;
+use crate::store::SessionMeta;
 use crate::Config;
+use referee_protocol::{FrameEncoding, FrameHeader};
 
 const W: u32 = 32;
 const H: u32 = 16;
