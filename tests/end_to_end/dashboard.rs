@@ -51,8 +51,12 @@ fn screenshots(browser: &Browser, name: &str) {
     browser.eval("window.scrollTo(0, 0); return true;");
     browser.screenshot(&dir.join(format!("dashboard-{name}-desktop.png")));
     browser.viewport(390, 844, true);
-    // Let the layout settle at the new width.
-    std::thread::sleep(Duration::from_millis(300));
+    // The layout has settled at the new width once two frames have been drawn at it.
+    browser.wait_for(
+        "the phone width",
+        Duration::from_secs(10),
+        "return new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done(window.innerWidth === 390))))",
+    );
     browser.eval("window.scrollTo(0, 0); return true;");
     let wide = browser.eval("return document.documentElement.scrollWidth");
     browser.screenshot(&dir.join(format!("dashboard-{name}-phone.png")));

@@ -251,7 +251,6 @@ fn a_server_killed_mid_stream_comes_back_and_the_client_resumes() {
     }
     server.kill().unwrap();
     server.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
     let mut server = start_server();
     wait_up();
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use referee_tests::{http_get, make_video, run_client, sse_events, TestServer};
+use referee_tests::{http_get, make_video, run_client, sse_events, SseStream, TestServer};
 
 fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, serde_json::Value) {
     use std::io::{Read, Write};
@@ -42,15 +42,8 @@ fn a_watcher_that_arrives_first_sees_the_whole_session_live() {
 
     let addr = server.addr;
     let path = format!("/api/sessions/{id}/events");
-    let watcher = std::thread::spawn(move || {
-        sse_events(
-            addr,
-            &path,
-            &["complete", "failed"],
-            Duration::from_secs(60),
-        )
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    let stream = SseStream::open(addr, &path, Duration::from_secs(60));
+    let watcher = std::thread::spawn(move || stream.until(&["complete", "failed"]));
 
     let work = tempfile::tempdir().unwrap();
     let video = make_video(work.path(), "v.avi", 40, 30.0, 320, 240);
@@ -82,10 +75,8 @@ fn a_watcher_that_arrives_first_sees_the_whole_session_live() {
 fn a_watcher_of_a_session_that_does_not_exist_yet_waits_for_it() {
     let server = TestServer::start();
     let addr = server.addr;
-    let watcher = std::thread::spawn(move || {
-        sse_events(addr, "/api/events", &["complete"], Duration::from_secs(60))
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    let stream = SseStream::open(addr, "/api/events", Duration::from_secs(60));
+    let watcher = std::thread::spawn(move || stream.until(&["complete"]));
     let work = tempfile::tempdir().unwrap();
     let video = make_video(work.path(), "v.avi", 5, 30.0, 160, 120);
     let run = run_client(&[&server.http_url(), "--video", video.to_str().unwrap()]);

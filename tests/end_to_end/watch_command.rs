@@ -1,8 +1,9 @@
 //! `referee-client watch URL SESSION_ID`: follows a session from before its upload until it is
 //! complete (exit 0), and fails with one clear line for a session that fails or never appears.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use referee_protocol::ControlMessage;
@@ -11,52 +12,93 @@ use referee_tests::{
     RawClient, TestServer,
 };
 
+/// A running `referee-client watch`, its output read as it comes.
+struct Watch {
+    child: Child,
+    /// Its stdout, line by line.
+    lines: mpsc::Receiver<String>,
+    /// The lines already taken from `lines`.
+    seen: Vec<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
 /// Starts `referee-client watch` with `args`, its output piped (no terminal: plain lines).
-fn spawn_watch(args: &[&str]) -> Child {
-    Command::new(workspace_binary("referee-client"))
+fn spawn_watch(args: &[&str]) -> Watch {
+    let mut child = Command::new(workspace_binary("referee-client"))
         .arg("watch")
         .args(args)
         .env("REFEREE_LOG_LEVEL", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
-}
-
-/// Waits for a `watch` to end by itself (killing it after `limit`), with what it printed.
-fn finish(mut child: Child, limit: Duration) -> ClientRun {
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
     });
-    let err = std::thread::spawn(move || {
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = stderr.read_to_string(&mut text);
         text
     });
+    Watch {
+        child,
+        lines,
+        seen: Vec::new(),
+        stderr,
+    }
+}
+
+impl Watch {
+    /// Waits for its first line: it is then subscribed to the session's events and has shown
+    /// the state it found, so nothing that happens next can be missed.
+    fn wait_until_following(&mut self) {
+        match self.lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => self.seen.push(line),
+            Err(err) => {
+                let _ = self.child.kill();
+                panic!("watch printed nothing within 30 s ({err})");
+            }
+        }
+    }
+}
+
+/// Waits for a `watch` to end by itself (killing it after `limit`), with what it printed.
+fn finish(mut watch: Watch, limit: Duration) -> ClientRun {
     let deadline = Instant::now() + limit;
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
+        match watch.lines.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) => watch.seen.push(line),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                break watch.child.wait().unwrap();
+            }
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = watch.child.kill();
+            let _ = watch.child.wait();
             panic!(
                 "watch did not end within {} s:\n{}",
                 limit.as_secs(),
-                out.join().unwrap()
+                watch.seen.join("\n")
             );
         }
-        std::thread::sleep(Duration::from_millis(50));
     };
+    let mut stdout = watch.seen.join("\n");
+    if !stdout.is_empty() {
+        stdout.push('\n');
+    }
     ClientRun {
         code: status.code(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
+        stdout,
+        stderr: watch.stderr.join().unwrap(),
     }
 }
 
@@ -66,8 +108,8 @@ fn watch_follows_a_session_from_before_its_upload_to_complete() {
     // Created ahead: its id is known before anything is streamed.
     let id = server.create_session_ahead();
 
-    let watch = spawn_watch(&[&server.http_url(), &id, "--timeout", "60"]);
-    std::thread::sleep(Duration::from_millis(300));
+    let mut watch = spawn_watch(&[&server.http_url(), &id, "--timeout", "60"]);
+    watch.wait_until_following();
     let work = tempfile::tempdir().unwrap();
     let video = make_video(work.path(), "v.avi", 90, 30.0, 320, 240);
     let signal = work.path().join("v.txt");

@@ -109,6 +109,32 @@ fn wait_until(
     }
 }
 
+/// Waits until the server has sent everything it will: it answers HTTP (so its start-up
+/// catch-up of the outbox is done and dispatched) and its outbox is empty (every event
+/// delivered to every URL, or set aside). A repeat would have reached the receiver by then.
+fn settled(server: &TestServer) {
+    let (status, _) = server.get_json("/health");
+    assert_eq!(status, 200);
+    let outbox = server.data_dir.path().join("webhooks/outbox");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pending: Vec<_> = std::fs::read_dir(&outbox)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .map(|e| e.file_name())
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still in the outbox: {pending:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The idempotency keys of the requests `got` that were answered `status`.
 fn keys(got: &[Received], status: u16) -> Vec<String> {
     got.iter()
@@ -161,7 +187,7 @@ fn events_are_signed_retried_and_sent_once() {
     // A restart sends nothing again.
     let count = seen.lock().unwrap().len();
     let server = server.restart_with(configure);
-    std::thread::sleep(Duration::from_millis(1500));
+    settled(&server);
     assert_eq!(
         seen.lock().unwrap().len(),
         count,
@@ -207,7 +233,7 @@ fn a_failing_receiver_neither_holds_up_nor_repeats_to_the_others() {
     down.store(false, Ordering::SeqCst);
     let got_bad = wait_for(&bad, 2);
     assert_eq!(keys(&got_bad, 200), both);
-    std::thread::sleep(Duration::from_millis(1500));
+    settled(&server);
     assert_eq!(
         good.lock().unwrap().len(),
         2,
@@ -222,7 +248,7 @@ fn a_failing_receiver_neither_holds_up_nor_repeats_to_the_others() {
     // Nor does another restart repeat anything to either.
     let (good_count, bad_count) = (good.lock().unwrap().len(), bad.lock().unwrap().len());
     let server = server.restart_with(configure);
-    std::thread::sleep(Duration::from_millis(1500));
+    settled(&server);
     assert_eq!(good.lock().unwrap().len(), good_count);
     assert_eq!(bad.lock().unwrap().len(), bad_count);
     drop(server);

@@ -226,6 +226,72 @@ pub fn http_post_json(addr: SocketAddr, path: &str, body: &str) -> (u16, serde_j
     (response.status, response.json())
 }
 
+/// A Server-Sent Events stream whose response has begun: the server subscribed it to the
+/// events before it answered, so no event that happens from now on is missed.
+pub struct SseStream {
+    reader: std::io::BufReader<TcpStream>,
+    deadline: Instant,
+}
+
+impl SseStream {
+    /// Asks for the stream at `path` and waits for the response's headers; the stream ends
+    /// after `timeout` at the latest.
+    pub fn open(addr: SocketAddr, path: &str, timeout: Duration) -> Self {
+        use std::io::BufRead;
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .unwrap();
+        let mut reader = std::io::BufReader::new(stream);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = reader.read_line(&mut line).unwrap();
+            if read == 0 || line == "\r\n" {
+                break;
+            }
+        }
+        Self {
+            reader,
+            deadline: Instant::now() + timeout,
+        }
+    }
+
+    /// Reads events until one named in `until` (or the end of the stream, or the timeout):
+    /// the `(event, data)` pairs seen, in order.
+    pub fn until(self, until: &[&str]) -> Vec<(String, serde_json::Value)> {
+        use std::io::BufRead;
+        let mut events = Vec::new();
+        let mut name = String::new();
+        for line in self.reader.lines() {
+            let Ok(line) = line else { break };
+            if let Some(event) = line
+                .strip_prefix("event: ")
+                .or_else(|| line.strip_prefix("event:"))
+            {
+                name = event.trim().to_string();
+            } else if let Some(data) = line
+                .strip_prefix("data: ")
+                .or_else(|| line.strip_prefix("data:"))
+            {
+                let value = serde_json::from_str(data.trim())
+                    .unwrap_or(serde_json::Value::String(data.trim().to_string()));
+                events.push((name.clone(), value));
+                if until.contains(&name.as_str()) {
+                    break;
+                }
+            }
+            if Instant::now() > self.deadline {
+                break;
+            }
+        }
+        events
+    }
+}
+
 /// Reads a Server-Sent Events stream at `path` until an event named in `until` (or the end of
 /// the stream, or `timeout`): the `(event, data)` pairs seen, in order.
 pub fn sse_events(
@@ -234,41 +300,7 @@ pub fn sse_events(
     until: &[&str],
     timeout: Duration,
 ) -> Vec<(String, serde_json::Value)> {
-    use std::io::BufRead;
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(timeout)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
-    )
-    .unwrap();
-    let reader = std::io::BufReader::new(stream);
-    let mut events = Vec::new();
-    let mut name = String::new();
-    let deadline = Instant::now() + timeout;
-    for line in reader.lines() {
-        let Ok(line) = line else { break };
-        if let Some(event) = line
-            .strip_prefix("event: ")
-            .or_else(|| line.strip_prefix("event:"))
-        {
-            name = event.trim().to_string();
-        } else if let Some(data) = line
-            .strip_prefix("data: ")
-            .or_else(|| line.strip_prefix("data:"))
-        {
-            let value = serde_json::from_str(data.trim())
-                .unwrap_or(serde_json::Value::String(data.trim().to_string()));
-            events.push((name.clone(), value));
-            if until.contains(&name.as_str()) {
-                break;
-            }
-        }
-        if Instant::now() > deadline {
-            break;
-        }
-    }
-    events
+    SseStream::open(addr, path, timeout).until(until)
 }
 
 /// The path of a binary of this workspace, built next to the test executable.
