@@ -521,38 +521,13 @@ fn read_packet(
     Ok(Some(packet.data_bytes()?.to_vec()))
 }
 
-/// The width and height of a JPEG file, from its SOF marker segment; `None` if `data` is not
-/// a JPEG file whose header can be read.
+/// The width and height of a JPEG file, from its header (the protocol's one reader, the
+/// rule the server checks frames by); `None` if `data` is not a JPEG file whose header can be
+/// read.
 pub fn jpeg_size(data: &[u8]) -> Option<FrameSize> {
-    if !data.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        return None;
-    }
-    let mut at = 2;
-    loop {
-        let marker = *data.get(at + 1)?;
-        if data[at] != 0xFF {
-            return None;
-        }
-        match marker {
-            // Fill bytes before a marker.
-            0xFF => at += 1,
-            // Markers without a length.
-            0x01 | 0xD0..=0xD8 => at += 2,
-            // SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC).
-            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
-                let segment = data.get(at + 5..at + 9)?;
-                let height = u32::from(u16::from_be_bytes([segment[0], segment[1]]));
-                let width = u32::from(u16::from_be_bytes([segment[2], segment[3]]));
-                return (width > 0 && height > 0).then_some(FrameSize { width, height });
-            }
-            // Start of scan or end of image before any SOF.
-            0xDA | 0xD9 => return None,
-            _ => {
-                let len = data.get(at + 2..at + 4)?;
-                at += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
-            }
-        }
-    }
+    referee_protocol::jpeg::jpeg_size(data)
+        .ok()
+        .map(|(width, height)| FrameSize { width, height })
 }
 
 /// Silences OpenCV's own console messages (e.g. one warning per backend it tried on an
@@ -697,26 +672,6 @@ mod tests {
         writer.release().unwrap();
         let source = VideoSource::open(&mp4, 90).unwrap();
         assert!(PacketReader::open(&mp4, source.info()).is_none());
-    }
-
-    #[test]
-    fn jpeg_sizes_come_from_the_sof_segment() {
-        // SOI, an APP0 segment of 4 bytes, then SOF0 for 0x0140 x 0x00F0 (320x240).
-        let jpeg = [
-            0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0xAA, 0xBB, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x00,
-            0xF0, 0x01, 0x40, 0x03,
-        ];
-        assert_eq!(
-            jpeg_size(&jpeg),
-            Some(FrameSize {
-                width: 320,
-                height: 240
-            })
-        );
-        assert_eq!(jpeg_size(&jpeg[..12]), None);
-        assert_eq!(jpeg_size(b"\x00\x00\x01\xb3 mpeg"), None);
-        assert_eq!(jpeg_size(&[0xFF, 0xD8, 0xFF, 0xD9]), None);
-        assert_eq!(jpeg_size(&[]), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!   signal-file events (no I/O).
 //! - [`scoring`]: the scoring meaning of signal events: the bout's score timeline, its flags
 //!   and the touches to review.
+//! - [`jpeg`]: a JPEG image's size, from its header alone (both sides check frames with it).
 //! - [`digest`]: the digest of a session's frames that `SESSION_END` carries.
 //! - [`text`]: the strings a client sends: their limits, session names, ids and slugs, and
 //!   escaping text from a peer for a log line or a terminal.
@@ -24,6 +25,7 @@ pub mod favero;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzz_checks;
+pub mod jpeg;
 pub mod message;
 pub mod scoring;
 pub mod signal;

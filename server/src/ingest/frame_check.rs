@@ -2,9 +2,7 @@
 //! and size (read from its header only; the image is not decoded), and its timestamp comes
 //! after the previous frame's.
 
-use std::io::Cursor;
-
-use image::{ImageFormat, ImageReader};
+use referee_protocol::jpeg::jpeg_size;
 use referee_protocol::FrameEncoding;
 
 /// Returns why `payload` is not a `width`×`height` image in `encoding`, if it is not.
@@ -16,14 +14,7 @@ pub fn check_payload(
 ) -> Result<(), String> {
     match encoding {
         FrameEncoding::Jpeg => {
-            if !payload.starts_with(&[0xFF, 0xD8, 0xFF]) {
-                return Err(
-                    "the payload is not a JPEG image (it does not start with FF D8 FF)".into(),
-                );
-            }
-            let (w, h) = ImageReader::with_format(Cursor::new(payload), ImageFormat::Jpeg)
-                .into_dimensions()
-                .map_err(|e| format!("the JPEG header cannot be read: {e}"))?;
+            let (w, h) = jpeg_size(payload).map_err(|e| e.to_string())?;
             if (w, h) != (width, height) {
                 return Err(format!(
                     "the JPEG is {w}x{h}, but SESSION_START announced {width}x{height}"
@@ -36,6 +27,10 @@ pub fn check_payload(
 
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
+
+    use image::ImageFormat;
+
     use super::*;
 
     fn jpeg(w: u32, h: u32) -> Vec<u8> {
