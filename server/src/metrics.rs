@@ -1,76 +1,49 @@
-//! Counters and histograms for `GET /metrics`, in the Prometheus text format.
+//! Counters, gauges and histograms for `GET /metrics`, kept and written (the OpenMetrics text
+//! format, which Prometheus reads) by the official Prometheus client, `prometheus-client`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use referee_protocol::ErrorCode;
 
-/// A histogram with fixed upper bounds, in seconds.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    // std Mutex: a few additions under it, never held across an `.await`.
-    inner: Mutex<HistogramData>,
-}
-
-#[derive(Debug, Default)]
-struct HistogramData {
-    buckets: Vec<u64>,
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    const fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            inner: Mutex::new(HistogramData {
-                buckets: Vec::new(),
-                count: 0,
-                sum: 0.0,
-            }),
-        }
-    }
-
-    pub fn observe(&self, value: Duration) {
-        let v = value.as_secs_f64();
-        let mut data = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if data.buckets.is_empty() {
-            data.buckets = vec![0; self.bounds.len()];
-        }
-        for (i, bound) in self.bounds.iter().enumerate() {
-            if v <= *bound {
-                data.buckets[i] += 1;
-            }
-        }
-        data.count += 1;
-        data.sum += v;
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
-        let data = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (i, bound) in self.bounds.iter().enumerate() {
-            let n = data.buckets.get(i).copied().unwrap_or(0);
-            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {n}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", data.count);
-        let plain = labels.trim_end_matches(',');
-        let braces = if plain.is_empty() {
-            String::new()
-        } else {
-            format!("{{{plain}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", data.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", data.count);
-    }
-}
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 const ACK_BOUNDS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 const STAGE_BOUNDS: &[f64] = &[0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Limit {
+    limit: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Code {
+    code: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabel {
+    stage: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct State {
+    state: &'static str,
+}
+
+type StageHistograms = Family<StageLabel, Histogram, fn() -> Histogram>;
+
+fn stage_histogram() -> Histogram {
+    Histogram::new(STAGE_BOUNDS.iter().copied())
+}
 
 /// An open connection, counted in `referee_connections_open` until dropped.
 #[derive(Debug)]
@@ -78,236 +51,197 @@ pub struct Gauged(Arc<Metrics>);
 
 impl Drop for Gauged {
     fn drop(&mut self) {
-        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+        self.0.connections_open.dec();
     }
 }
 
-/// Every metric of the server.
+/// Every metric of the server. The counters are cheap handles on the registry's metrics.
 #[derive(Debug)]
 pub struct Metrics {
-    pub sessions_created: AtomicU64,
-    pub frames_received: AtomicU64,
-    pub bytes_received: AtomicU64,
-    pub frames_stored: AtomicU64,
-    pub bytes_stored: AtomicU64,
-    pub resumes: AtomicU64,
-    pub duplicates_dropped: AtomicU64,
+    registry: Registry,
+    pub sessions_created: Counter,
+    pub frames_received: Counter,
+    pub bytes_received: Counter,
+    pub frames_stored: Counter,
+    pub bytes_stored: Counter,
+    pub resumes: Counter,
+    pub duplicates_dropped: Counter,
     /// Acknowledged frames found missing after a restart. Must stay 0.
-    pub frames_lost: AtomicU64,
-    pub watchers: AtomicU64,
+    pub frames_lost: Counter,
+    /// Live watchers connected now.
+    pub watchers: Gauge,
     /// Watchers refused, over `--max-watchers` / `--max-watchers-per-client`.
-    pub watchers_refused_total: AtomicU64,
-    pub watchers_refused_per_client: AtomicU64,
+    pub watchers_refused_total: Counter,
+    pub watchers_refused_per_client: Counter,
     /// Connections open now.
-    pub connections_open: AtomicU64,
+    connections_open: Gauge,
     /// Connections closed at once, over `--max-connections` / `--max-connections-per-client`.
-    pub connections_refused_total: AtomicU64,
-    pub connections_refused_per_client: AtomicU64,
+    pub connections_refused_total: Counter,
+    pub connections_refused_per_client: Counter,
     /// Connections closed for not sending a request's headers in time.
-    pub header_timeouts: AtomicU64,
+    pub header_timeouts: Counter,
     /// TLS connections closed for not finishing the handshake in time.
-    pub tls_handshake_timeouts: AtomicU64,
+    pub tls_handshake_timeouts: Counter,
     /// Webhook events set aside because an outbox was full.
-    pub webhooks_dropped: AtomicU64,
-    errors: Mutex<BTreeMap<&'static str, u64>>,
-    /// Time from a frame's arrival to its ACK (written and synced).
-    pub ack_latency: Histogram,
-    video_stage: Histogram,
-    analysis_stage: Histogram,
+    pub webhooks_dropped: Counter,
+    errors: Family<Code, Counter>,
+    /// Time from a frame's arrival to its ACK (written and synced), in seconds.
+    ack_latency: Histogram,
+    stages: StageHistograms,
+    sessions: Family<State, Gauge>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        let mut registry = Registry::default();
+        let mut counter = |name: &str, help: &str| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        };
+        let sessions_created = counter("referee_sessions_created", "Sessions created");
+        let frames_received = counter("referee_frames_received", "Frames received and checked");
+        let bytes_received = counter("referee_bytes_received", "Frame payload bytes received");
+        let frames_stored = counter(
+            "referee_frames_stored",
+            "Frames durably stored and acknowledged",
+        );
+        let bytes_stored = counter("referee_bytes_stored", "Frame payload bytes durably stored");
+        let resumes = counter("referee_resumes", "Sessions resumed on a new connection");
+        let duplicates_dropped = counter(
+            "referee_duplicates_dropped",
+            "Frames sent again after a resume that were already stored, dropped",
+        );
+        let frames_lost = counter(
+            "referee_frames_lost",
+            "Acknowledged frames missing after a restart. Must stay 0",
+        );
+        let header_timeouts = counter(
+            "referee_http_header_timeouts",
+            "Connections closed for not sending a request's headers in time",
+        );
+        let tls_handshake_timeouts = counter(
+            "referee_tls_handshake_timeouts",
+            "TLS connections closed for not finishing the handshake in time",
+        );
+        let webhooks_dropped = counter(
+            "referee_webhooks_dropped",
+            "Webhook events set aside in webhooks/dropped/ because a URL's queue was full",
+        );
+        let mut gauge = |name: &str, help: &str| {
+            let gauge = Gauge::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let watchers = gauge("referee_watchers", "Live watchers connected");
+        let connections_open = gauge("referee_connections_open", "Connections open");
+        let mut by_limit = |name: &str, help: &str| {
+            let family = Family::<Limit, Counter>::default();
+            registry.register(name, help, family.clone());
+            let of = |limit| family.get_or_create_owned(&Limit { limit });
+            (of("total"), of("per_client"))
+        };
+        let (watchers_refused_total, watchers_refused_per_client) = by_limit(
+            "referee_watchers_refused",
+            "Watchers refused over a limit, by limit",
+        );
+        let (connections_refused_total, connections_refused_per_client) = by_limit(
+            "referee_connections_refused",
+            "Connections closed at once over a limit, by limit",
+        );
+        let errors = Family::<Code, Counter>::default();
+        registry.register(
+            "referee_errors",
+            "ERROR messages sent, by code",
+            errors.clone(),
+        );
+        let ack_latency = Histogram::new(ACK_BOUNDS.iter().copied());
+        registry.register(
+            "referee_ack_latency_seconds",
+            "From a frame's arrival to its acknowledgement (written and synced)",
+            ack_latency.clone(),
+        );
+        let stages = StageHistograms::new_with_constructor(stage_histogram);
+        registry.register(
+            "referee_processing_stage_seconds",
+            "Duration of each processing stage",
+            stages.clone(),
+        );
+        let sessions = Family::<State, Gauge>::default();
+        registry.register(
+            "referee_sessions",
+            "Sessions on this server, by state",
+            sessions.clone(),
+        );
         Self {
-            sessions_created: AtomicU64::new(0),
-            frames_received: AtomicU64::new(0),
-            bytes_received: AtomicU64::new(0),
-            frames_stored: AtomicU64::new(0),
-            bytes_stored: AtomicU64::new(0),
-            resumes: AtomicU64::new(0),
-            duplicates_dropped: AtomicU64::new(0),
-            frames_lost: AtomicU64::new(0),
-            watchers: AtomicU64::new(0),
-            watchers_refused_total: AtomicU64::new(0),
-            watchers_refused_per_client: AtomicU64::new(0),
-            connections_open: AtomicU64::new(0),
-            connections_refused_total: AtomicU64::new(0),
-            connections_refused_per_client: AtomicU64::new(0),
-            header_timeouts: AtomicU64::new(0),
-            tls_handshake_timeouts: AtomicU64::new(0),
-            webhooks_dropped: AtomicU64::new(0),
-            errors: Mutex::new(BTreeMap::new()),
-            ack_latency: Histogram::new(ACK_BOUNDS),
-            video_stage: Histogram::new(STAGE_BOUNDS),
-            analysis_stage: Histogram::new(STAGE_BOUNDS),
+            registry,
+            sessions_created,
+            frames_received,
+            bytes_received,
+            frames_stored,
+            bytes_stored,
+            resumes,
+            duplicates_dropped,
+            frames_lost,
+            watchers,
+            watchers_refused_total,
+            watchers_refused_per_client,
+            connections_open,
+            connections_refused_total,
+            connections_refused_per_client,
+            header_timeouts,
+            tls_handshake_timeouts,
+            webhooks_dropped,
+            errors,
+            ack_latency,
+            stages,
+            sessions,
         }
     }
 }
 
 impl Metrics {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    pub fn add(counter: &Counter, n: u64) {
+        counter.inc_by(n);
     }
 
     /// Counts a connection as open until the guard is dropped.
     pub fn connection_opened(self: &Arc<Self>) -> Gauged {
-        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.connections_open.inc();
         Gauged(Arc::clone(self))
     }
 
     pub fn error(&self, code: ErrorCode) {
-        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
-        *errors.entry(code.as_str()).or_insert(0) += 1;
+        self.errors
+            .get_or_create(&Code {
+                code: code.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn ack_latency(&self, took: Duration) {
+        self.ack_latency.observe(took.as_secs_f64());
     }
 
     pub fn stage_duration(&self, stage: referee_protocol::Stage, took: Duration) {
-        match stage {
-            referee_protocol::Stage::VideoReconstruction => self.video_stage.observe(took),
-            referee_protocol::Stage::Analysis => self.analysis_stage.observe(took),
-        }
+        self.stages
+            .get_or_create(&StageLabel {
+                stage: stage.as_str(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// The text exposition, with the number of sessions in each state.
     pub fn render(&self, sessions_by_state: &BTreeMap<&'static str, u64>) -> String {
+        self.sessions.clear();
+        for (&state, &n) in sessions_by_state {
+            self.sessions
+                .get_or_create(&State { state })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        };
-        let _ = writeln!(
-            out,
-            "# HELP referee_sessions Sessions on this server, by state.\n# TYPE referee_sessions gauge"
-        );
-        for (state, n) in sessions_by_state {
-            let _ = writeln!(out, "referee_sessions{{state=\"{state}\"}} {n}");
-        }
-        counter(
-            &mut out,
-            "referee_sessions_created_total",
-            "Sessions created.",
-            &self.sessions_created,
-        );
-        counter(
-            &mut out,
-            "referee_frames_received_total",
-            "Frames received and checked.",
-            &self.frames_received,
-        );
-        counter(
-            &mut out,
-            "referee_bytes_received_total",
-            "Frame payload bytes received.",
-            &self.bytes_received,
-        );
-        counter(
-            &mut out,
-            "referee_frames_stored_total",
-            "Frames durably stored and acknowledged.",
-            &self.frames_stored,
-        );
-        counter(
-            &mut out,
-            "referee_bytes_stored_total",
-            "Frame payload bytes durably stored.",
-            &self.bytes_stored,
-        );
-        counter(
-            &mut out,
-            "referee_resumes_total",
-            "Sessions resumed on a new connection.",
-            &self.resumes,
-        );
-        counter(
-            &mut out,
-            "referee_duplicates_dropped_total",
-            "Frames sent again after a resume that were already stored, dropped.",
-            &self.duplicates_dropped,
-        );
-        counter(
-            &mut out,
-            "referee_frames_lost_total",
-            "Acknowledged frames missing after a restart. Must stay 0.",
-            &self.frames_lost,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP referee_watchers Live watchers connected.\n# TYPE referee_watchers gauge\nreferee_watchers {}",
-            self.watchers.load(Ordering::Relaxed)
-        );
-        let refused = |out: &mut String,
-                       name: &str,
-                       help: &str,
-                       total: &AtomicU64,
-                       per: &AtomicU64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{limit=\"total\"}} {}\n{name}{{limit=\"per_client\"}} {}",
-                total.load(Ordering::Relaxed),
-                per.load(Ordering::Relaxed)
-            );
-        };
-        refused(
-            &mut out,
-            "referee_watchers_refused_total",
-            "Watchers refused over a limit, by limit.",
-            &self.watchers_refused_total,
-            &self.watchers_refused_per_client,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP referee_connections_open Connections open.\n# TYPE referee_connections_open gauge\nreferee_connections_open {}",
-            self.connections_open.load(Ordering::Relaxed)
-        );
-        refused(
-            &mut out,
-            "referee_connections_refused_total",
-            "Connections closed at once over a limit, by limit.",
-            &self.connections_refused_total,
-            &self.connections_refused_per_client,
-        );
-        counter(
-            &mut out,
-            "referee_http_header_timeouts_total",
-            "Connections closed for not sending a request's headers in time.",
-            &self.header_timeouts,
-        );
-        counter(
-            &mut out,
-            "referee_tls_handshake_timeouts_total",
-            "TLS connections closed for not finishing the handshake in time.",
-            &self.tls_handshake_timeouts,
-        );
-        counter(
-            &mut out,
-            "referee_webhooks_dropped_total",
-            "Webhook events set aside in webhooks/dropped/ because a URL's queue was full.",
-            &self.webhooks_dropped,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP referee_errors_total ERROR messages sent, by code.\n# TYPE referee_errors_total counter"
-        );
-        for (code, n) in self.errors.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "referee_errors_total{{code=\"{code}\"}} {n}");
-        }
-        self.ack_latency.render(
-            &mut out,
-            "referee_ack_latency_seconds",
-            "From a frame's arrival to its acknowledgement (written and synced).",
-            "",
-        );
-        let name = "referee_processing_stage_seconds";
-        let help = "Duration of each processing stage.";
-        self.video_stage
-            .render(&mut out, name, help, "stage=\"video_reconstruction\",");
-        // One HELP/TYPE per metric name: strip the repeated header of the second series.
-        let mut analysis = String::new();
-        self.analysis_stage
-            .render(&mut analysis, name, help, "stage=\"analysis\",");
-        out.extend(analysis.lines().skip(2).map(|l| format!("{l}\n")));
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
@@ -321,7 +255,7 @@ mod tests {
         let m = Metrics::default();
         Metrics::add(&m.frames_stored, 5);
         m.error(ErrorCode::FrameOutOfOrder);
-        m.ack_latency.observe(Duration::from_millis(3));
+        m.ack_latency(Duration::from_millis(3));
         m.stage_duration(referee_protocol::Stage::Analysis, Duration::from_secs(2));
         let mut states = BTreeMap::new();
         states.insert("complete", 2);
@@ -333,7 +267,7 @@ mod tests {
         assert!(text.contains("referee_ack_latency_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("referee_ack_latency_seconds_count 1"));
         assert!(text
-            .contains("referee_processing_stage_seconds_bucket{stage=\"analysis\",le=\"2.5\"} 1"));
+            .contains("referee_processing_stage_seconds_bucket{le=\"2.5\",stage=\"analysis\"} 1"));
         assert_eq!(
             text.matches("# TYPE referee_processing_stage_seconds")
                 .count(),

@@ -1,4 +1,4 @@
-//! `GET /metrics`: the server's metrics in the Prometheus text format.
+//! `GET /metrics`: the server's metrics in the OpenMetrics text format (which Prometheus reads).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,10 +24,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     .await
     .unwrap_or_default();
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         app.metrics.render(&states),
     )
 }

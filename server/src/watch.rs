@@ -8,7 +8,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,7 +81,7 @@ impl WatcherGuard {
             tracing::debug!("Refused a watcher from {remote}: {message}");
             ApiError::new(status, "too_many_watchers", message)
         })?;
-        metrics.watchers.fetch_add(1, Ordering::Relaxed);
+        metrics.watchers.inc();
         Ok(Self {
             metrics: Arc::clone(metrics),
             _slot: slot,
@@ -92,7 +91,7 @@ impl WatcherGuard {
 
 impl Drop for WatcherGuard {
     fn drop(&mut self) {
-        self.metrics.watchers.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.watchers.dec();
     }
 }
 

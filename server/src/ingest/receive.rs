@@ -152,7 +152,7 @@ where
         if stored.frames > session.acked {
             let newly = (stored.frames - session.acked) as usize;
             for arrived in session.arrivals.drain(..newly.min(session.arrivals.len())) {
-                metrics.ack_latency.observe(arrived.elapsed());
+                metrics.ack_latency(arrived.elapsed());
             }
             // One ACK per batch of at most half the window, even when the writer stored
             // several batches since the last one was seen.
