@@ -3,67 +3,36 @@
 //! progress and results back.
 //!
 //! # Layout
-//! - [`config`]: flags, environment variables and the TOML file.
-//! - [`connections`] accepts HTTP connections (deadlines, caps through [`slots`]);
-//!   [`open_files`] raises the open-file limit at start.
+//! One folder a concept, in the order a session meets them:
+//! - [`http`]: accepting connections, the router (every route with its scope), the API,
+//!   results, the dashboard and `/metrics`.
 //! - [`ingest`]: the WebSocket endpoint; one task per connection drives one session (its
 //!   start, resume, frames and end, the frame checks and the session's frame writer).
-//! - [`store`]: the storage interface and its local-disk implementation;
-//!   [`session_index`] keeps every session's metadata in memory; [`resave`] saves a state
-//!   the disk refused once it takes it.
-//! - [`live`]: the sessions being received or processed right now; [`reserve`]: sessions
-//!   created ahead of their upload; [`session_id`]: ids and resume tokens.
-//! - [`processing`] starts [`pipeline`]: processing after upload (video reconstruction,
-//!   analysis).
-//! - [`recovery`]: sessions brought back after a stop; [`cleanup`]: abandon and expire.
-//! - [`auth`], [`limits`], [`frame_size`]: bearer tokens and origins; per-client and disk
-//!   limits; a frame's pixels.
-//! - [`api`]: the HTTP API, its errors in [`api_error`]; [`dashboard`]: the web dashboard at
-//!   `/` (`server/web/`); [`ops`]: `/metrics` from [`metrics`].
-//! - [`results_api`]: results over HTTP (video with byte ranges, reports, thumbnails, frames),
-//!   and deleting sessions; [`byte_range`] reads `Range` headers.
-//! - [`events`]: the event bus, feeding [`watch`] (SSE and the live view), [`webhooks`] and
-//!   [`metrics`].
+//! - [`store`]: the storage interface and its local-disk implementation.
+//! - [`session`]: live sessions, sessions created ahead, processing after an upload,
+//!   recovery after a stop, the sweeper.
+//! - [`pipeline`]: the processing stages (video reconstruction, analysis).
+//! - [`notify`]: the event bus and who follows it (Server-Sent Events, webhooks).
+//! - beside them: [`config`] (flags, environment, the TOML file), [`limits`] (per client,
+//!   the free-disk floor), [`frame_size`] (a frame's pixels), [`metrics`].
+//!
+//! This file holds what they share ([`AppState`]) and [`serve`], which starts them.
 
-pub mod api;
-pub mod api_error;
-pub mod auth;
-pub mod byte_range;
-pub mod cleanup;
 pub mod config;
-pub mod connections;
-pub mod dashboard;
-pub mod events;
 pub mod frame_size;
+pub mod http;
 pub mod ingest;
 pub mod limits;
-pub mod live;
 pub mod metrics;
-pub mod open_files;
-pub mod ops;
+pub mod notify;
 pub mod pipeline;
-pub mod processing;
-pub mod recovery;
-pub mod resave;
-pub mod reserve;
-pub mod results_api;
-pub mod session_id;
-pub mod session_index;
-pub mod slots;
+pub mod session;
 pub mod store;
-pub mod watch;
-pub mod webhooks;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::response::Response;
-use axum::routing::delete;
-use axum::routing::get;
-use axum::Router;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -71,8 +40,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
+use http::{auth, connections, open_files, slots};
 use limits::ClientCounts;
-use live::LiveSessions;
+use notify::{events, webhooks};
+use session::live::LiveSessions;
+use session::{cleanup, recovery, reserve, session_index};
 use store::{LocalStore, SessionStore, StoreError};
 
 /// Why the server cannot start.
@@ -149,88 +121,6 @@ impl AppState {
     }
 }
 
-/// The HTTP and WebSocket routes.
-pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(dashboard::index))
-        .route("/app.js", get(dashboard::script))
-        .route("/style.css", get(dashboard::style))
-        .route("/favicon.svg", get(dashboard::favicon))
-        .route("/health", get(api::health))
-        .route(referee_protocol::STREAM_PATH, get(stream))
-        .route(
-            "/api/sessions",
-            get(api::list_sessions).post(reserve::create),
-        )
-        .route("/api/sessions/{id}", get(api::get_session))
-        .route("/api/sessions/{id}", delete(results_api::delete_session))
-        .route("/api/sessions/{id}/video", get(results_api::video))
-        .route("/api/sessions/{id}/video.mp4", get(results_api::video_mp4))
-        .route("/api/sessions/{id}/video.avi", get(results_api::video_avi))
-        .route(
-            "/api/sessions/{id}/report.json",
-            get(results_api::report_json),
-        )
-        .route(
-            "/api/sessions/{id}/report.html",
-            get(results_api::report_html),
-        )
-        .route(
-            "/api/sessions/{id}/thumbnails/{name}",
-            get(results_api::thumbnail),
-        )
-        .route("/api/sessions/{id}/frames/{file}", get(results_api::frame))
-        .route("/api/sessions/{id}/events", get(watch::session_events))
-        .route("/api/sessions/{id}/live.mjpeg", get(watch::live_mjpeg))
-        .route("/api/events", get(watch::all_events))
-        .route("/metrics", get(ops::metrics))
-        .fallback(api_error::not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require,
-        ))
-        .layer(axum::middleware::from_fn(api_error::json_errors))
-        .with_state(state)
-}
-
-async fn stream(
-    ws: WebSocketUpgrade,
-    State(app): State<AppState>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: axum::http::HeaderMap,
-) -> Response {
-    if let Err(refused) = auth::check_origin(&app, &headers) {
-        tracing::warn!("Refused a WebSocket from {remote}: {}", refused.message);
-        return axum::response::IntoResponse::into_response(refused);
-    }
-    let limit = app.config.max_message_bytes();
-    let tasks = app.tasks.clone();
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| tasks.track_future(ingest::handle_socket(socket, app, remote)))
-}
-
-/// The TLS configuration of `--tls-cert` and `--tls-key`.
-async fn tls_config(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> std::io::Result<axum_server::tls_rustls::RustlsConfig> {
-    // One crypto provider for the process (ring); a second install is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-        .await
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot use the TLS certificate {} and key {}: {e}",
-                    cert.display(),
-                    key.display()
-                ),
-            )
-        })
-}
-
 /// Recovers the sessions a previous run left unfinished (in the background) and serves on
 /// `listener` until `shutdown` completes. On shutdown it stops accepting, tells every
 /// connected client the server is going away (they resume later), flushes every session, and
@@ -255,7 +145,7 @@ pub async fn serve(
     let grace = Duration::from_secs(state.config.shutdown_timeout_secs);
     let tls = match (&state.config.tls_cert, &state.config.tls_key) {
         (Some(cert), Some(key)) => Some(connections::tls_acceptor(
-            &tls_config(cert, key).await?.get_inner(),
+            &http::tls_config(cert, key).await?.get_inner(),
         )),
         _ => None,
     };
@@ -263,7 +153,7 @@ pub async fn serve(
     let caps = Arc::clone(&state.connections);
     let settings = connections::Settings::of(&state.config, tls);
     let metrics = Arc::clone(&state.metrics);
-    let router = app(state);
+    let router = http::app(state);
     // One deadline for the whole stop, fixed when it starts.
     let deadline = Arc::new(std::sync::OnceLock::new());
     let stop = {

@@ -174,7 +174,7 @@ fn events_are_signed_retried_and_sent_once() {
         vec![format!("{id}.created"), format!("{id}.completed")]
     );
     for r in &delivered {
-        let expected = referee_server::webhooks::signature("hook-secret", &r.body);
+        let expected = referee_server::notify::webhooks::signature("hook-secret", &r.body);
         assert_eq!(r.header("X-Referee-Signature"), Some(expected.as_str()));
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["session_id"], id.as_str());

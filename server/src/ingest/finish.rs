@@ -12,9 +12,9 @@ use referee_protocol::signal::SignalTrack;
 use referee_protocol::{ControlMessage, ErrorCode, SessionState};
 
 use super::{Connection, Link, Refusal, Step, GO_ON};
-use crate::events::EventKind;
+use crate::notify::events::EventKind;
 use crate::pipeline::PipelineEvent;
-use crate::processing::{self, complete_message, persist};
+use crate::session::processing::{self, complete_message, persist};
 use crate::store::{now_rfc3339, SessionStatus};
 
 impl<S> Connection<S>

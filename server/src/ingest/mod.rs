@@ -43,10 +43,10 @@ use tokio::sync::{broadcast, OwnedMutexGuard};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::EventKind;
 use crate::limits::{ClientSlot, DiskCheck};
-use crate::live::LiveSession;
+use crate::notify::events::EventKind;
 use crate::pipeline::PipelineEvent;
+use crate::session::live::LiveSession;
 use crate::store::{rfc3339, FrameSink, SessionStatus, SessionStore, StoreError};
 use crate::AppState;
 use frames::{FrameIntake, IntakeLimits};
@@ -610,7 +610,7 @@ where
                     meta.frames_stored
                 );
                 self.app.events.publish(EventKind::Detached, &meta);
-                crate::resave::save_or_retry(&self.app, Arc::clone(&session.live)).await;
+                crate::session::resave::save_or_retry(&self.app, Arc::clone(&session.live)).await;
             }
             SessionState::Processing { frames } => tracing::info!(
                 "Session {id}: {} in state processing; {frames} frames stored, processing continues",

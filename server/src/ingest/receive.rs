@@ -15,9 +15,9 @@ use tokio::time::Instant;
 use super::frames::{index_of, Intake};
 use super::writer::{batch_limit, Stored, WriterFailed};
 use super::{Connection, Link, Refusal, Step, GO_ON};
-use crate::events::EventKind;
 use crate::metrics::Metrics;
-use crate::processing::persist;
+use crate::notify::events::EventKind;
+use crate::session::processing::persist;
 
 /// Log a line every this many frames received.
 const LOG_EVERY_FRAMES: u64 = 100;

@@ -10,12 +10,12 @@ use referee_protocol::{ControlMessage, ErrorCode, ResumedState, SessionState, Up
 
 use super::writer::Stored;
 use super::{start_writer, Connection, Link, Refusal, Session, Step, GO_ON, TAKEOVER_WAIT};
-use crate::events::EventKind;
 use crate::limits;
-use crate::live::LiveSession;
 use crate::metrics::Metrics;
+use crate::notify::events::EventKind;
 use crate::pipeline::PipelineEvent;
-use crate::processing::{complete_message, persist};
+use crate::session::live::LiveSession;
+use crate::session::processing::{complete_message, persist};
 use crate::store::{SessionMeta, SessionStatus, SessionStore, StoreError};
 
 impl<S> Connection<S>
@@ -39,7 +39,7 @@ where
             Some(live) => live.snapshot(),
             None => self.load(&id).await?,
         };
-        if !crate::auth::same_secret(&stored.resume_token, &token) {
+        if !crate::http::auth::same_secret(&stored.resume_token, &token) {
             return Err(Refusal::new(
                 ErrorCode::ResumeRefused,
                 format!("the resume token for session {id} is wrong: only the client that started a session can resume it"),

@@ -8,10 +8,10 @@ use time::OffsetDateTime;
 
 use super::writer::Stored;
 use super::{Connection, Link, Refusal, Step, GO_ON, TAKEOVER_WAIT};
-use crate::events::EventKind;
 use crate::limits;
 use crate::metrics::Metrics;
-use crate::session_id;
+use crate::notify::events::EventKind;
+use crate::session::session_id;
 use crate::store::{now_rfc3339, SessionMeta, SessionStatus, StoreError};
 
 impl<S> Connection<S>
@@ -146,7 +146,7 @@ where
             .wait_for(id)
             .await
             .map_err(|why| Refusal::new(ErrorCode::ServerBusy, why))?;
-        match crate::watch::current(&self.app, id).await {
+        match crate::notify::watch::current(&self.app, id).await {
             Some(meta) if meta.status == SessionStatus::Created => Ok(meta),
             // Its upload began but stored no frame before the connection dropped (maybe
             // before SESSION_STARTED, and so its resume token, reached the client): it
@@ -179,7 +179,7 @@ where
                 }
                 // Letting go flushed its frames, if any arrived meanwhile: then it is an
                 // upload to resume, not to start again.
-                match crate::watch::current(&self.app, id).await {
+                match crate::notify::watch::current(&self.app, id).await {
                     Some(meta) if meta.frames_stored > 0 => Err(Refusal::new(
                         ErrorCode::AlreadyStarted,
                         format!("session {id} already has an upload with {} frames stored: resume it, or create another session", meta.frames_stored),

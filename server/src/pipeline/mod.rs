@@ -18,7 +18,7 @@ use referee_protocol::Stage;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use crate::live::LiveSession;
+use crate::session::live::LiveSession;
 use crate::store::{now_rfc3339, SessionMeta, SessionStatus, SessionStore, StoreError};
 
 pub use analysis::{frame_for_time, Report, REPORT_FILE, REPORT_HTML_FILE, REPORT_SCHEMA_VERSION};

@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api_error::ApiError;
+use crate::http::api_error::ApiError;
 use crate::AppState;
 
 /// What a token may do; each scope includes the ones before it.

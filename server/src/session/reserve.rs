@@ -21,11 +21,12 @@ use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::api_error::ApiError;
-use crate::events::EventKind;
+use crate::http::api_error::ApiError;
 use crate::metrics::Metrics;
+use crate::notify::events::EventKind;
+use crate::session::session_id;
 use crate::store::{rfc3339, SessionMeta, SessionStatus};
-use crate::{limits, session_id, AppState};
+use crate::{limits, AppState};
 
 /// The sessions created ahead and not streamed into yet, with the address that created each
 /// (none for those found on disk at start).

@@ -22,10 +22,10 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::api_error::ApiError;
-use crate::events::{EventKind, SessionEvent};
+use crate::http::api_error::ApiError;
+use crate::http::slots::{Full, Slot};
 use crate::metrics::Metrics;
-use crate::slots::{Full, Slot};
+use crate::notify::events::{EventKind, SessionEvent};
 use crate::store::{SessionMeta, SessionStatus};
 use crate::AppState;
 

@@ -33,8 +33,8 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::config::Config;
+use crate::http::slots::{AddressSlots, Full, Slot};
 use crate::metrics::Metrics;
-use crate::slots::{AddressSlots, Full, Slot};
 
 /// How connections are served: TLS or not, and the deadlines, from the configuration.
 #[derive(Clone)]

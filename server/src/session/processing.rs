@@ -7,9 +7,9 @@ use referee_protocol::signal::SignalTrack;
 use referee_protocol::{ControlMessage, Stage};
 use tokio::sync::mpsc;
 
-use crate::events::EventKind;
-use crate::live::LiveSession;
+use crate::notify::events::EventKind;
 use crate::pipeline::{self, PipelineEvent};
+use crate::session::live::LiveSession;
 use crate::store::{SessionMeta, SessionStatus, SessionStore};
 use crate::AppState;
 

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::api_error::{error, ApiError};
+use crate::http::api_error::{error, ApiError};
 use crate::store::StoreError;
 use crate::AppState;
 
@@ -44,14 +44,14 @@ pub async fn list_sessions(State(app): State<AppState>) -> Response {
 /// `GET /api/sessions/{id}`: one session's state, counters and times.
 pub async fn get_session(State(app): State<AppState>, Path(id): Path<String>) -> Response {
     if let Some(meta) = app.live.get(&id) {
-        let links = crate::results_api::links(&app, &id, meta.frames_stored).await;
+        let links = crate::http::results_api::links(&app, &id, meta.frames_stored).await;
         return Json(with_links(meta.public_json(), links)).into_response();
     }
     let store = Arc::clone(&app.store);
     let lookup = id.clone();
     match tokio::task::spawn_blocking(move || store.load_meta(&lookup)).await {
         Ok(Ok(meta)) => {
-            let links = crate::results_api::links(&app, &id, meta.frames_stored).await;
+            let links = crate::http::results_api::links(&app, &id, meta.frames_stored).await;
             Json(with_links(meta.public_json(), links)).into_response()
         }
         Ok(Err(StoreError::NotFound(_))) => error(
@@ -68,7 +68,7 @@ pub async fn get_session(State(app): State<AppState>, Path(id): Path<String>) ->
     }
 }
 
-/// A session's JSON with its `links` (see [`crate::results_api::links`]).
+/// A session's JSON with its `links` (see [`crate::http::results_api::links`]).
 fn with_links(mut value: serde_json::Value, links: serde_json::Value) -> serde_json::Value {
     if let Some(object) = value.as_object_mut() {
         object.insert("links".into(), links);

@@ -14,8 +14,8 @@ use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use crate::api_error::{error, ApiError};
-use crate::byte_range::ByteRange;
+use crate::http::api_error::{error, ApiError};
+use crate::http::byte_range::ByteRange;
 use crate::pipeline::{REPORT_FILE, REPORT_HTML_FILE, THUMBNAILS_DIR};
 use crate::store::{ResultFile, StoreError};
 use crate::AppState;
@@ -77,7 +77,7 @@ pub async fn report_html(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let token = query.as_deref().and_then(crate::auth::query_token);
+    let token = query.as_deref().and_then(crate::http::auth::query_token);
     let mut response = match token {
         // Encoded again for the page's links, whatever characters the token has.
         Some(token) => {
@@ -230,7 +230,7 @@ pub async fn frame(
 
 /// `DELETE /api/sessions/{id}`: deletes a session that is neither being received nor
 /// processed (409 while it is). Needs an admin token, when the server has tokens
-/// (see [`crate::auth`]).
+/// (see [`crate::http::auth`]).
 pub async fn delete_session(State(app): State<AppState>, Path(id): Path<String>) -> Response {
     if let Some(meta) = app.live.get(&id) {
         return error(

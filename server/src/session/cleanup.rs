@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::events::EventKind;
+use crate::notify::events::EventKind;
 use crate::store::{has_passed, rfc3339, SessionStatus};
 use crate::AppState;
 

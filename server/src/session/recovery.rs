@@ -17,7 +17,7 @@ use referee_protocol::signal::SignalTrack;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::processing;
+use crate::session::processing;
 use crate::store::{rfc3339, SessionMeta, SessionStatus, SessionStore, StoreError};
 use crate::AppState;
 
@@ -223,7 +223,7 @@ async fn recover_one(app: &AppState, mut meta: SessionMeta) -> Result<(), StoreE
     // Should the disk refuse the state (still full), it is kept live, as recomputed, and
     // saved again until the disk takes it.
     let (live, _) = app.live.insert(meta);
-    crate::resave::save_or_retry(app, live).await;
+    crate::session::resave::save_or_retry(app, live).await;
     Ok(())
 }
 
@@ -243,7 +243,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::processing::tests::HookedStore;
+    use crate::session::processing::tests::HookedStore;
     use crate::store::LocalStore;
     use crate::Config;
 

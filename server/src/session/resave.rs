@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::live::LiveSession;
+use crate::session::live::LiveSession;
 use crate::store::SessionStore;
 use crate::AppState;
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::events::{EventKind, SessionEvent};
+use crate::notify::events::{EventKind, SessionEvent};
 use crate::store::{now_rfc3339, SessionMeta, SessionStatus};
 use crate::AppState;
 use deliver::Senders;
@@ -169,7 +169,7 @@ async fn listen(
         let Some(kind) = kind_of(event.event) else {
             continue;
         };
-        let Some(meta) = crate::watch::current(&app, &event.session_id).await else {
+        let Some(meta) = crate::notify::watch::current(&app, &event.session_id).await else {
             continue;
         };
         let webhook = WebhookEvent::of(kind, &meta);
