@@ -104,8 +104,6 @@ impl AppState {
                 ingest: token,
                 watch: config.watch_token.clone(),
                 admin: config.admin_token.clone(),
-                protect_health: config.protect_health,
-                protect_metrics: config.protect_metrics,
             }),
             config: Arc::new(config),
             store,

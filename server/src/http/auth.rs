@@ -1,13 +1,13 @@
 //! Bearer tokens with scopes. A watch token may read and watch; an ingest token may also
 //! stream and create sessions; an admin token may also delete. A server without any token is
-//! open. `/health` and `/metrics` are open unless `--protect-health` / `--protect-metrics`;
-//! the dashboard's static files are always open (they hold no data).
+//! open. Which scope a route needs is said where it is routed (`http/mod.rs`), by the
+//! [`require`] layer of its group.
 //!
 //! The token comes in `Authorization: Bearer TOKEN`, or as `?token=TOKEN` where a browser
 //! cannot set a header (EventSource, `<img>`, `<video>`).
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -23,7 +23,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Scope::Watch => "watch",
             Scope::Ingest => "ingest",
@@ -38,8 +38,6 @@ pub struct Tokens {
     pub watch: Option<String>,
     pub ingest: Option<String>,
     pub admin: Option<String>,
-    pub protect_health: bool,
-    pub protect_metrics: bool,
 }
 
 impl Tokens {
@@ -61,22 +59,6 @@ impl Tokens {
                 .is_some_and(|t| same_secret(t, given))
                 .then_some(scope)
         })
-    }
-
-    /// The scope a request needs, if any.
-    fn required(&self, method: &Method, path: &str) -> Option<Scope> {
-        if !self.any() {
-            return None;
-        }
-        match path {
-            "/health" => self.protect_health.then_some(Scope::Watch),
-            "/metrics" => self.protect_metrics.then_some(Scope::Watch),
-            referee_protocol::STREAM_PATH => Some(Scope::Ingest),
-            _ if !path.starts_with("/api/") => None,
-            _ if method == Method::DELETE => Some(Scope::Admin),
-            "/api/sessions" if method == Method::POST => Some(Scope::Ingest),
-            _ => Some(Scope::Watch),
-        }
     }
 }
 
@@ -154,15 +136,32 @@ pub fn query_token(query: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Middleware: refuses a request whose token does not grant the scope it needs.
-pub async fn require(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let tokens = &app.tokens;
-    let Some(needed) = tokens.required(request.method(), request.uri().path()) else {
+/// What a group of routes needs: the route layer [`require`] takes it as its state.
+#[derive(Clone)]
+pub struct Guard {
+    tokens: std::sync::Arc<Tokens>,
+    needs: Scope,
+}
+
+impl Guard {
+    pub fn new(app: &AppState, needs: Scope) -> Self {
+        Self {
+            tokens: std::sync::Arc::clone(&app.tokens),
+            needs,
+        }
+    }
+}
+
+/// Route layer: refuses a request whose token does not grant the scope its route needs (on a
+/// server with tokens; one without any is open).
+pub async fn require(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let Guard { tokens, needs } = guard;
+    if !tokens.any() {
         return next.run(request).await;
-    };
+    }
     let granted = token_of(&request).and_then(|t| tokens.grant(&t));
     match granted {
-        Some(scope) if scope >= needed => next.run(request).await,
+        Some(scope) if scope >= needs => next.run(request).await,
         Some(scope) => refuse(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -171,7 +170,7 @@ pub async fn require(State(app): State<AppState>, request: Request, next: Next) 
                 scope.as_str(),
                 request.method(),
                 request.uri().path(),
-                needed.as_str()
+                needs.as_str()
             ),
         ),
         None => {
@@ -276,29 +275,15 @@ mod tests {
     }
 
     #[test]
-    fn scopes_nest_and_routes_need_theirs() {
+    fn scopes_nest() {
         let tokens = Tokens {
             watch: Some("w".into()),
             ingest: Some("i".into()),
             admin: Some("a".into()),
-            protect_health: false,
-            protect_metrics: true,
         };
         assert_eq!(tokens.grant("w"), Some(Scope::Watch));
         assert_eq!(tokens.grant("a"), Some(Scope::Admin));
         assert_eq!(tokens.grant("x"), None);
-        let need = |m: Method, p: &str| tokens.required(&m, p);
-        assert_eq!(need(Method::GET, "/health"), None);
-        assert_eq!(need(Method::GET, "/metrics"), Some(Scope::Watch));
-        assert_eq!(need(Method::GET, "/stream"), Some(Scope::Ingest));
-        assert_eq!(need(Method::POST, "/api/sessions"), Some(Scope::Ingest));
-        assert_eq!(
-            need(Method::GET, "/api/sessions/x/events"),
-            Some(Scope::Watch)
-        );
-        assert_eq!(need(Method::DELETE, "/api/sessions/x"), Some(Scope::Admin));
-        assert_eq!(need(Method::GET, "/"), None);
         assert!(Scope::Admin > Scope::Ingest && Scope::Ingest > Scope::Watch);
-        assert_eq!(Tokens::default().required(&Method::GET, "/stream"), None);
     }
 }

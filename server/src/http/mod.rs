@@ -23,29 +23,32 @@ pub mod slots;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::middleware::from_fn_with_state;
 use axum::response::Response;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::notify::watch;
 use crate::session::reserve;
 use crate::{ingest, AppState};
+use auth::Scope;
 
-/// The HTTP and WebSocket routes.
+/// The HTTP and WebSocket routes, grouped by the scope a token needs for them (on a server
+/// with tokens): a new route goes in the group of its scope.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let scope = |needs| from_fn_with_state(auth::Guard::new(&state, needs), auth::require);
+    // The dashboard's files hold no data: always open.
+    let open = Router::new()
         .route("/", get(dashboard::index))
         .route("/app.js", get(dashboard::script))
         .route("/style.css", get(dashboard::style))
-        .route("/favicon.svg", get(dashboard::favicon))
-        .route("/health", get(api::health))
-        .route(referee_protocol::STREAM_PATH, get(stream))
-        .route(
-            "/api/sessions",
-            get(api::list_sessions).post(reserve::create),
-        )
+        .route("/favicon.svg", get(dashboard::favicon));
+    // Open unless --protect-health / --protect-metrics.
+    let health = Router::new().route("/health", get(api::health));
+    let metrics = Router::new().route("/metrics", get(ops::metrics));
+    let watch = Router::new()
+        .route("/api/sessions", get(api::list_sessions))
         .route("/api/sessions/{id}", get(api::get_session))
-        .route("/api/sessions/{id}", delete(results_api::delete_session))
         .route("/api/sessions/{id}/video", get(results_api::video))
         .route("/api/sessions/{id}/video.mp4", get(results_api::video_mp4))
         .route("/api/sessions/{id}/video.avi", get(results_api::video_avi))
@@ -64,13 +67,33 @@ pub fn app(state: AppState) -> Router {
         .route("/api/sessions/{id}/frames/{file}", get(results_api::frame))
         .route("/api/sessions/{id}/events", get(watch::session_events))
         .route("/api/sessions/{id}/live.mjpeg", get(watch::live_mjpeg))
-        .route("/api/events", get(watch::all_events))
-        .route("/metrics", get(ops::metrics))
+        .route("/api/events", get(watch::all_events));
+    let health = if state.config.protect_health {
+        health.route_layer(scope(Scope::Watch))
+    } else {
+        health
+    };
+    let metrics = if state.config.protect_metrics {
+        metrics.route_layer(scope(Scope::Watch))
+    } else {
+        metrics
+    };
+    let watch = watch.route_layer(scope(Scope::Watch));
+    let ingest = Router::new()
+        .route(referee_protocol::STREAM_PATH, get(stream))
+        .route("/api/sessions", post(reserve::create))
+        .route_layer(scope(Scope::Ingest));
+    let admin = Router::new()
+        .route("/api/sessions/{id}", delete(results_api::delete_session))
+        .route_layer(scope(Scope::Admin));
+    Router::new()
+        .merge(open)
+        .merge(health)
+        .merge(metrics)
+        .merge(watch)
+        .merge(ingest)
+        .merge(admin)
         .fallback(api_error::not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require,
-        ))
         .layer(axum::middleware::from_fn(api_error::json_errors))
         .with_state(state)
 }
@@ -111,4 +134,75 @@ pub(crate) async fn tls_config(
                 ),
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::Config;
+
+    /// What `method path` answers with `token` on a server with a token of each scope.
+    async fn status(app: &Router, method: &Method, path: &str, token: Option<&str>) -> StatusCode {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Body::empty()).unwrap();
+        app.clone().oneshot(request).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn every_route_needs_the_scope_of_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+        config.token = Some("ingest".into());
+        config.watch_token = Some("watch".into());
+        config.admin_token = Some("admin".into());
+        config.protect_metrics = true;
+        let app = app(AppState::new(config).unwrap());
+        let (get, post, delete) = (Method::GET, Method::POST, Method::DELETE);
+        let open: &[(&Method, &str)] = &[(&get, "/"), (&get, "/app.js"), (&get, "/health")];
+        for (method, path) in open {
+            assert_eq!(
+                status(&app, method, path, None).await,
+                StatusCode::OK,
+                "{path}"
+            );
+        }
+        // (method, path, the scope below the one it needs, the one it needs)
+        let scoped: &[(&Method, &str, Option<&str>, &str)] = &[
+            (&get, "/metrics", None, "watch"),
+            (&get, "/api/sessions", None, "watch"),
+            (&get, "/api/sessions/x/report.json", None, "watch"),
+            (&get, "/api/sessions/x/frames/0.jpg", None, "watch"),
+            (&post, "/api/sessions", Some("watch"), "ingest"),
+            (&get, "/stream", Some("watch"), "ingest"),
+            (&delete, "/api/sessions/x", Some("ingest"), "admin"),
+        ];
+        for (method, path, below, needed) in scoped {
+            assert_eq!(
+                status(&app, method, path, None).await,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path}"
+            );
+            if let Some(below) = below {
+                assert_eq!(
+                    status(&app, method, path, Some(below)).await,
+                    StatusCode::FORBIDDEN,
+                    "{method} {path} with {below}"
+                );
+            }
+            let answered = status(&app, method, path, Some(needed)).await;
+            assert!(
+                answered != StatusCode::UNAUTHORIZED && answered != StatusCode::FORBIDDEN,
+                "{method} {path} with {needed}: {answered}"
+            );
+        }
+    }
 }
