@@ -14,8 +14,8 @@ use referee_protocol::{ControlMessage, ErrorCode, SessionState};
 use super::{Connection, Link, Refusal, Step, GO_ON};
 use crate::notify::events::EventKind;
 use crate::pipeline::PipelineEvent;
+use crate::session::lifecycle;
 use crate::session::processing::{self, complete_message, persist};
-use crate::store::{now_rfc3339, SessionStatus};
 
 impl<S> Connection<S>
 where
@@ -69,18 +69,7 @@ where
             return GO_ON;
         };
         session.state = next;
-        let status = if signal_follows {
-            SessionStatus::AwaitingSignal
-        } else {
-            SessionStatus::Processing
-        };
-        let meta = session.live.update(|m| {
-            m.ended_at = Some(now_rfc3339());
-            m.status = status;
-            if !signal_follows {
-                m.signal_events = Some(0);
-            }
-        });
+        let meta = session.live.update(|m| lifecycle::end(m, signal_follows));
         tracing::info!("Session {id} ended: {} frames", stored.frames);
         self.app.events.publish(EventKind::Ended, &meta);
         persist(Arc::clone(&self.app.store), meta).await;

@@ -38,7 +38,6 @@ use futures_util::{Sink, Stream, StreamExt};
 use referee_protocol::state::Incoming;
 use referee_protocol::text::{check_len, escape_controls, MAX_MESSAGE_BYTES};
 use referee_protocol::{ControlMessage, ErrorCode, SessionState};
-use time::OffsetDateTime;
 use tokio::sync::{broadcast, OwnedMutexGuard};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -46,8 +45,9 @@ use tokio_util::sync::CancellationToken;
 use crate::limits::{ClientSlot, DiskCheck};
 use crate::notify::events::EventKind;
 use crate::pipeline::PipelineEvent;
+use crate::session::lifecycle;
 use crate::session::live::LiveSession;
-use crate::store::{rfc3339, FrameSink, SessionStatus, SessionStore, StoreError};
+use crate::store::{FrameSink, SessionStore, StoreError};
 use crate::AppState;
 use frames::{FrameIntake, IntakeLimits};
 use peer::Peer;
@@ -595,15 +595,12 @@ where
             SessionState::Receiving { .. } | SessionState::AwaitingSignal { .. } => {
                 let reason = format!("{} in state {}", self.end, session.state.name());
                 let grace = self.app.config.resume_grace_secs;
-                let until = OffsetDateTime::now_utc() + Duration::from_secs(grace);
                 let meta = session.live.update(|m| {
                     if let Some(s) = &stored {
                         m.frames_stored = s.frames;
                         m.bytes_stored = s.bytes;
                     }
-                    m.status = SessionStatus::Detached;
-                    m.error = Some(reason.clone());
-                    m.resumable_until = Some(rfc3339(until));
+                    lifecycle::detach(m, reason.clone(), Duration::from_secs(grace));
                 });
                 tracing::info!(
                     "Session {id}: {reason}; {} frames stored and kept, session detached (resumable for {grace} s)",

@@ -14,6 +14,7 @@ use crate::limits;
 use crate::metrics::Metrics;
 use crate::notify::events::EventKind;
 use crate::pipeline::PipelineEvent;
+use crate::session::lifecycle;
 use crate::session::live::LiveSession;
 use crate::session::processing::{complete_message, persist};
 use crate::store::{SessionMeta, SessionStatus, SessionStore, StoreError};
@@ -115,12 +116,7 @@ where
         session.state = state;
         let limits = *session.intake.limits();
         self.link = Link::Attached(session);
-        let meta = live.update(|m| {
-            m.status = status;
-            m.error = None;
-            m.resumable_until = None;
-            m.resumes += 1;
-        });
+        let meta = live.update(|m| lifecycle::resume(m, status));
         Metrics::add(&self.app.metrics.resumes, 1);
         self.app.events.publish(EventKind::Resumed, &meta);
         tracing::info!(

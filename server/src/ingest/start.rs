@@ -11,8 +11,8 @@ use super::{Connection, Link, Refusal, Step, GO_ON, TAKEOVER_WAIT};
 use crate::limits;
 use crate::metrics::Metrics;
 use crate::notify::events::EventKind;
-use crate::session::session_id;
-use crate::store::{now_rfc3339, SessionMeta, SessionStatus, StoreError};
+use crate::session::{lifecycle, session_id};
+use crate::store::{SessionMeta, SessionStatus, StoreError};
 
 impl<S> Connection<S>
 where
@@ -56,14 +56,11 @@ where
         }
         let client_slot = self.client_slot()?;
         let mut meta = match &reserved {
-            Some(reserved) => SessionMeta {
-                status: SessionStatus::Receiving,
-                updated_at: now_rfc3339(),
-                error: None,
-                resumable_until: None,
-                expires_at: None,
-                ..reserved.clone()
-            },
+            Some(reserved) => {
+                let mut meta = reserved.clone();
+                lifecycle::receive(&mut meta);
+                meta
+            }
             None => SessionMeta::new(
                 session_id::generate(&name, OffsetDateTime::now_utc()),
                 name,

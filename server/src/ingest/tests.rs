@@ -13,7 +13,7 @@ use referee_protocol::frame::encode_frame;
 use super::receive::received_line;
 use super::resume::stored_state;
 use super::*;
-use crate::store::SessionMeta;
+use crate::store::{SessionMeta, SessionStatus};
 use crate::Config;
 use referee_protocol::{FrameEncoding, FrameHeader};
 

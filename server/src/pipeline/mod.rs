@@ -18,8 +18,9 @@ use referee_protocol::Stage;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use crate::session::lifecycle;
 use crate::session::live::LiveSession;
-use crate::store::{now_rfc3339, SessionMeta, SessionStatus, SessionStore, StoreError};
+use crate::store::{SessionMeta, SessionStore, StoreError};
 
 pub use analysis::{frame_for_time, Report, REPORT_FILE, REPORT_HTML_FILE, REPORT_SCHEMA_VERSION};
 pub use h264::PRESETS as VIDEO_PRESETS;
@@ -185,13 +186,7 @@ pub fn run(
 
     let event = match outcome {
         Ok((event_count, results)) => {
-            let meta = live.update(|m| {
-                m.status = SessionStatus::Complete;
-                m.stage = None;
-                m.percent = None;
-                m.results = results;
-                m.completed_at = Some(now_rfc3339());
-            });
+            let meta = live.update(|m| lifecycle::complete(m, results));
             tracing::info!("Session {id}: processing complete");
             let event = PipelineEvent::Complete {
                 meta: Box::new(meta.clone()),
@@ -219,10 +214,7 @@ pub fn record_failure(
 ) -> PipelineEvent {
     let message = format!("stage {stage} failed: {cause}");
     tracing::warn!("Session {}: processing failed: {message}", live.id());
-    let meta = live.update(|m| {
-        m.status = SessionStatus::Failed;
-        m.error = Some(message.clone());
-    });
+    let meta = live.update(|m| lifecycle::fail(m, message.clone()));
     record_outcome(store, meta);
     PipelineEvent::Failed { stage, message }
 }

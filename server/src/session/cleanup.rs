@@ -49,8 +49,7 @@ pub fn sweep(app: &AppState) {
                     meta.id,
                     meta.frames_stored
                 );
-                meta.status = SessionStatus::Abandoned;
-                meta.expires_at = Some(expires);
+                super::lifecycle::abandon(&mut meta, expires);
                 match store.save_meta(&meta) {
                     Ok(()) => events.publish(EventKind::Abandoned, &meta),
                     Err(err) => tracing::warn!("cleanup: {err}"),

@@ -1,6 +1,7 @@
 //! A session's life beside its upload: the sessions live now, the ones created ahead, the
 //! processing that follows an upload, recovery after a stop, and the sweeper.
 //!
+//! - [`lifecycle`] every status transition, and what each one sets.
 //! - [`live`] sessions being received or processed, and the one connection attached to each.
 //! - [`reserve`] sessions created ahead of their upload (`POST /api/sessions`).
 //! - [`processing`] starts a session's pipeline on the bounded workers and relays its events.
@@ -11,6 +12,7 @@
 //!   session's metadata in memory; [`session_id`] ids and resume tokens.
 
 pub mod cleanup;
+pub mod lifecycle;
 pub mod live;
 pub mod processing;
 pub mod recovery;

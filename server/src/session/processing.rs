@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use crate::notify::events::EventKind;
 use crate::pipeline::{self, PipelineEvent};
 use crate::session::live::LiveSession;
-use crate::store::{SessionMeta, SessionStatus, SessionStore};
+use crate::store::{SessionMeta, SessionStore};
 use crate::AppState;
 
 /// Pipeline events waiting to be published; the pipeline drops progress when it is full.
@@ -20,13 +20,7 @@ const PROGRESS_QUEUE: usize = 32;
 /// see `recovery`) and runs the pipeline in the background. Listeners subscribed to `live`
 /// before this call see every event.
 pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<SignalTrack>) {
-    let meta = live.update(|m| {
-        m.status = SessionStatus::Processing;
-        m.error = None;
-        m.stage = None;
-        m.percent = None;
-        m.processing_attempts = m.processing_attempts.saturating_add(1);
-    });
+    let meta = live.update(super::lifecycle::process);
     persist(Arc::clone(&app.store), meta).await;
     let (tx, mut rx) = mpsc::channel(PROGRESS_QUEUE);
     let store = Arc::clone(&app.store);
@@ -128,6 +122,7 @@ pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::store::SessionStatus;
     use crate::store::{FrameSink, FrameSource, LocalStore, Recovered, ResultFile, StoreError};
     use crate::Config;
 

@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use referee_protocol::signal::SignalTrack;
-use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::session::processing;
-use crate::store::{rfc3339, SessionMeta, SessionStatus, SessionStore, StoreError};
+use crate::session::{lifecycle, processing};
+use crate::store::{SessionMeta, SessionStatus, SessionStore, StoreError};
 use crate::AppState;
 
 /// Sessions recovered at the same time (each verifies its frames on a blocking thread).
@@ -173,22 +172,24 @@ async fn recover_one(app: &AppState, mut meta: SessionMeta) -> Result<(), StoreE
              finished each time: not running it again",
             meta.processing_attempts
         );
-        meta.status = SessionStatus::Failed;
-        meta.error = Some(format!(
+        let why = format!(
             "processing stopped the server twice (it was started {} times and the server \
              stopped before it finished each time, e.g. out of memory): it is not run again; \
              the frames are kept: delete the session (DELETE /api/sessions/{id}), or download \
              its frames and send them again at a smaller size",
             meta.processing_attempts
-        ));
+        );
+        lifecycle::fail(&mut meta, why);
         return save(app, meta).await;
     }
     if meta.status == SessionStatus::Processing && !lost_after_end {
         let signal = match signal.as_deref().map(SignalTrack::parse).transpose() {
             Ok(signal) => signal,
             Err(err) => {
-                meta.status = SessionStatus::Failed;
-                meta.error = Some(format!("the stored signal file is invalid: {err}"));
+                lifecycle::fail(
+                    &mut meta,
+                    format!("the stored signal file is invalid: {err}"),
+                );
                 return save(app, meta).await;
             }
         };
@@ -206,13 +207,9 @@ async fn recover_one(app: &AppState, mut meta: SessionMeta) -> Result<(), StoreE
         meta.ended_at = None;
     }
     if was != SessionStatus::Detached || lost_after_end {
-        let until = OffsetDateTime::now_utc() + Duration::from_secs(app.config.resume_grace_secs);
-        meta.status = SessionStatus::Detached;
-        meta.resumable_until = Some(rfc3339(until));
-        meta.error = Some(format!(
-            "the server stopped while the session was {}",
-            was.as_str()
-        ));
+        let grace = Duration::from_secs(app.config.resume_grace_secs);
+        let why = format!("the server stopped while the session was {}", was.as_str());
+        lifecycle::detach(&mut meta, why, grace);
     }
     tracing::info!(
         "Session {id}: recovered {} frames ({} cut off); detached, resumable until {}",
