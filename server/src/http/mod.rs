@@ -23,10 +23,14 @@ pub mod slots;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{Extensions, HeaderMap, StatusCode, Version};
 use axum::middleware::from_fn_with_state;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
+use tower_http::compression::CompressionLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::notify::watch;
 use crate::session::reserve;
@@ -95,7 +99,24 @@ pub fn app(state: AppState) -> Router {
         .merge(admin)
         .fallback(api_error::not_found)
         .layer(axum::middleware::from_fn(api_error::json_errors))
+        .layer(CompressionLayer::new().compress_when(compressible()))
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Which answers are compressed (gzip or Brotli, as the client accepts): JSON, HTML, scripts
+/// and styles above a few bytes; never a video or an image (already compressed), an event
+/// stream or the live view (compression would hold them back), nor a byte range (its bytes
+/// are counted in the file as stored).
+fn compressible() -> impl Predicate {
+    DefaultPredicate::new()
+        .and(NotForContentType::const_new("video/"))
+        .and(NotForContentType::const_new("multipart/"))
+        .and(
+            |status: StatusCode, _: Version, _: &HeaderMap, _: &Extensions| {
+                status != StatusCode::PARTIAL_CONTENT
+            },
+        )
 }
 
 async fn stream(
@@ -204,5 +225,31 @@ mod tests {
                 "{method} {path} with {needed}: {answered}"
             );
         }
+    }
+
+    /// The `Content-Encoding` of `GET path` from a browser that takes gzip.
+    async fn encoding(app: &Router, path: &str) -> Option<String> {
+        let mut request = Request::builder()
+            .uri(path)
+            .header("Accept-Encoding", "gzip")
+            .body(Body::empty())
+            .unwrap();
+        let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(from));
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+
+    #[tokio::test]
+    async fn scripts_are_compressed_and_event_streams_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+        let app = app(AppState::new(config).unwrap());
+        assert_eq!(encoding(&app, "/app.js").await.as_deref(), Some("gzip"));
+        assert_eq!(encoding(&app, "/api/events").await, None);
     }
 }
