@@ -296,6 +296,10 @@ mod tests {
             need(Method::GET, "/api/sessions/x/events"),
             Some(Scope::Watch)
         );
+        assert_eq!(
+            need(Method::GET, "/api/sessions/x/frames"),
+            Some(Scope::Watch)
+        );
         assert_eq!(need(Method::DELETE, "/api/sessions/x"), Some(Scope::Admin));
         assert_eq!(need(Method::GET, "/"), None);
         assert!(Scope::Admin > Scope::Ingest && Scope::Ingest > Scope::Watch);

@@ -157,7 +157,9 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard::index))
         .route("/app.js", get(dashboard::script))
+        .route("/player.js", get(dashboard::player))
         .route("/style.css", get(dashboard::style))
+        .route("/player.css", get(dashboard::player_style))
         .route("/favicon.svg", get(dashboard::favicon))
         .route("/health", get(api::health))
         .route(referee_protocol::STREAM_PATH, get(stream))
@@ -182,6 +184,7 @@ pub fn app(state: AppState) -> Router {
             "/api/sessions/{id}/thumbnails/{name}",
             get(results_api::thumbnail),
         )
+        .route("/api/sessions/{id}/frames", get(results_api::frame_times))
         .route("/api/sessions/{id}/frames/{file}", get(results_api::frame))
         .route("/api/sessions/{id}/events", get(watch::session_events))
         .route("/api/sessions/{id}/live.mjpeg", get(watch::live_mjpeg))
