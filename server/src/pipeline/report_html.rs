@@ -1,8 +1,8 @@
 //! `report.html`: one self-contained page for a referee: the video, the motion timeline as an
 //! inline SVG plot with the signal events marked on it, and a table of the events with their
-//! thumbnails, and under the plot the bout's score track. One small fixed script (clicking a
-//! time seeks the page's own player; the server's CSP allows it by its hash, [`SCRIPT`]), no
-//! external resource: thumbnails and the video are referenced
+//! thumbnails, and under the plot the bout's score track. One fixed script, the replay player
+//! (`server/web/player.js`: it steps the page's video frame by frame, and clicking a time
+//! seeks it; the server's CSP allows it by its hash, [`SCRIPT`]), no external resource: thumbnails and the video are referenced
 //! relative to the page (`thumbnails/...`, `video.mp4`), which works both when the server
 //! serves it (`/api/sessions/{id}/report.html`) and in a folder downloaded with
 //! `referee-client --output`. Every text that comes from the client is escaped.
