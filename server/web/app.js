@@ -556,7 +556,7 @@
         if (pendingEvents) player.setEvents(pendingEvents);
       }
       replay.hidden = !player || phase === 'missing' || phase === 'appearing';
-      if (player) player.setLive(s.status === 'receiving' || s.status === 'awaiting_signal' || s.status === 'detached');
+      if (player) player.setLive(s.status === 'receiving' || s.status === 'awaiting_signal');
     }
 
     function phaseOf() {

@@ -28,6 +28,8 @@
   /** Frames fetched ahead of the play head while playing, and around it while paused. */
   const AHEAD = 24;
   const AROUND = 4;
+  /** A frame not received within this many milliseconds is given up (and asked again later). */
+  const FETCH_TIMEOUT_MS = 15000;
   /** Frame times asked for in one request (the server gives at most `--max-frame-times`). */
   const TIMES_PER_REQUEST = 5000;
   /** Frame times held at most: about 18 hours at 30 fps. */
@@ -219,7 +221,8 @@
       while (inFlight < MAX_IN_FLIGHT && queue.length) {
         const job = queue.shift();
         inFlight++;
-        fetch(options.frames.url(job.i))
+        const deadline = typeof AbortSignal.timeout === 'function' ? AbortSignal.timeout(FETCH_TIMEOUT_MS) : undefined;
+        fetch(options.frames.url(job.i), { signal: deadline })
           .then((r) => {
             if (!r.ok) throw new Error('the server answered ' + r.status + ' for frame ' + job.i);
             return r.blob();

@@ -467,8 +467,11 @@ async fn the_report_page_renders_in_chromium_with_the_plot_and_one_row_per_event
     assert_eq!(dom.matches("<tr class=\"event\"").count(), 5, "{dom}");
     // The halt has no action start (nor its thumbnail): 5 event frames, 3 action starts.
     assert_eq!(dom.matches("<img ").count(), 5 + 3, "{dom}");
+    // The page's video, in the replay player that its script puts in place of the plain one.
+    assert!(dom.contains("<div class=\"player\""), "{dom}");
     assert!(
-        dom.contains("<video id=\"video\" src=\"video.mp4\""),
+        dom.contains("<video class=\"player-video\" src=\"video.mp4\"")
+            && dom.contains("id=\"video\""),
         "{dom}"
     );
     // The signal file's text is shown, not interpreted.
