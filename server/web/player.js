@@ -140,11 +140,11 @@
     const overlay = el('div', { class: 'player-overlay' }, scoreText, lightText, clockText);
     const position = el('span', { class: 'player-pos' });
     const button = (cls, label, title) => el('button', { type: 'button', class: 'player-btn ' + cls, title, 'aria-label': title }, label);
-    const prevTouch = button('prev-touch', '⏮', 'previous touch ([)');
+    const prevTouch = button('prev-touch', '◀ touch', 'previous touch ([)');
     const back = button('step-back', '◀❙', 'one frame back (←)');
     const play = button('play', '▶', 'play / pause (space)');
     const forward = button('step-forward', '❙▶', 'one frame forward (→)');
-    const nextTouch = button('next-touch', '⏭', 'next touch (])');
+    const nextTouch = button('next-touch', 'touch ▶', 'next touch (])');
     const loopButton = button('loop', 'A', 'loop the action of the current touch (A)');
     const helpButton = button('help', '?', 'keys (?)');
     const speedSelect = el('select', { class: 'player-speed', 'aria-label': 'speed' },
