@@ -390,7 +390,9 @@
       requestAnimationFrame(function frame(now) {
         if (destroyed || playing === 0 || (options.video && playing > 0)) { ticking = false; return; }
         const start = timeOf(anchor.frame);
-        const target = indexAt(times, count, start + playing * (now - anchor.at) / 1000 * speed + 1e-9);
+        // A frame's timestamp can be before the clock was set: never run the clock backwards.
+        const elapsed = Math.max(0, now - anchor.at) / 1000;
+        const target = indexAt(times, count, start + playing * elapsed * speed + 1e-9);
         let next = target;
         if (playing < 0 && target >= wanted && wanted > 0) next = wanted; // not yet time
         if (loop && playing > 0 && next > loop.to) {
