@@ -1,5 +1,6 @@
-//! The web dashboard at `/`: one HTML page, its script, style sheet and icon, embedded in the
-//! binary (`server/web/`, no build step, nothing loaded from elsewhere). The page holds no
+//! The web dashboard at `/`: one HTML page, its script, style sheet and icon, and the replay
+//! player's script and style (`player.js`, `player.css`, which `report.html` inlines too),
+//! embedded in the binary (`server/web/`, no build step, nothing loaded from elsewhere). The page holds no
 //! data, so it is served without a token; it reads everything through the API, with the
 //! token the user gives it (see `auth.rs`).
 //!
