@@ -10,7 +10,10 @@ use std::time::Duration;
 use referee_protocol::ControlMessage;
 use referee_sample_data::SyntheticVideo;
 use referee_tests::webdriver::Browser;
-use referee_tests::{client_frames, frame_message, pts_us, session_end, RawClient, TestServer};
+use referee_tests::{
+    client_frames, frame_message, pts_us, session_end, RawClient, TestServer, INGEST_TOKEN,
+    WATCH_TOKEN,
+};
 use serde_json::{json, Value};
 
 const SHORT: Duration = Duration::from_secs(30);
@@ -24,18 +27,23 @@ const SIGNAL: &str = "2.1 touch_left score=1-0\n3.8 touch_right score=1-1\n4.6 h
 /// (63 at 2.1 s, 114 at 3.8 s); the frame counter changes on every frame.
 const PHRASES: [(u32, u32); 2] = [(45, 63), (96, 114)];
 
-/// The bout's frames, as the client sends them.
-fn bout_frames() -> Vec<Vec<u8>> {
-    let work = tempfile::tempdir().unwrap();
-    let video = work.path().join("bout.avi");
+/// A 320×240 30 fps bout of `frames` frames in `dir` whose fencers move on `phrases`.
+fn bout_video(dir: &std::path::Path, frames: u32, phrases: &[(u32, u32)]) -> std::path::PathBuf {
+    let video = dir.join("bout.avi");
     let spec = SyntheticVideo {
-        frames: FRAMES as u32,
+        frames,
         fps: 30.0,
         width: 320,
         height: 240,
     };
-    referee_sample_data::write_bout_video(&video, &spec, &PHRASES).unwrap();
-    client_frames(&video, 90)
+    referee_sample_data::write_bout_video(&video, &spec, phrases).unwrap();
+    video
+}
+
+/// The bout's frames, as the client sends them.
+fn bout_frames() -> Vec<Vec<u8>> {
+    let work = tempfile::tempdir().unwrap();
+    client_frames(&bout_video(work.path(), FRAMES as u32, &PHRASES), 90)
 }
 
 /// Sends frames `range` and waits for the ACK that says they are all stored.
@@ -105,6 +113,9 @@ const pixels = (image) => {
 const base = location.pathname.includes('/api/sessions/')
   ? location.pathname.replace(/report\.html$/, '')
   : 'api/sessions/' + encodeURIComponent(location.hash.split('/')[2].split('?')[0]) + '/';
+// On a server with tokens: the report page's own, or the dashboard's.
+const token = new URLSearchParams(location.search).get('token') || localStorage.getItem('referee.token');
+const query = token ? '?token=' + encodeURIComponent(token) : '';
 return (async () => {
   const screen = pixels(shown);
   const out = {};
@@ -114,7 +125,7 @@ return (async () => {
       const i = new Image();
       i.onload = () => done(i);
       i.onerror = () => done(null);
-      i.src = base + 'frames/' + n + '.jpg';
+      i.src = base + 'frames/' + n + '.jpg' + query;
     });
     if (!image) { out[n] = null; continue; }
     const stored = pixels(image);
@@ -438,4 +449,42 @@ async fn the_player_steps_exact_frames_during_the_upload_and_reviews_touches() {
             "{console:?}"
         );
     });
+}
+
+#[test]
+fn the_player_works_on_a_server_with_tokens() {
+    let server = TestServer::start_with_tokens();
+    let work = tempfile::tempdir().unwrap();
+    let video = bout_video(work.path(), 60, &[(10, 30)]);
+    let signal = work.path().join("guarded.txt");
+    std::fs::write(&signal, "1.0 touch_left score=1-0\n").unwrap();
+    let id = server
+        .stream_files(&video, &signal, &["--token", INGEST_TOKEN])
+        .session_id();
+    let (status, _) = server.get_json(&format!("/api/sessions/{id}/frames"));
+    assert_eq!(status, 401, "the frame times need a token");
+
+    let browser = Browser::start(1280, 900);
+    // The dashboard takes the token from its address and sends it with every frame it asks for.
+    open_at(
+        &browser,
+        &format!(
+            "{}/?token={WATCH_TOKEN}#/sessions/{id}?t=20",
+            server.http_url()
+        ),
+        "return document.querySelector('.player');",
+        ("canvas", 20, true),
+    );
+    press_and_see(&browser, "ArrowRight", "canvas", 21, true);
+    // The report page opened with ?token= plays its video with it.
+    open_at(
+        &browser,
+        &format!(
+            "{}/api/sessions/{id}/report.html?token={WATCH_TOKEN}#t=20",
+            server.http_url()
+        ),
+        "const v = document.querySelector('.player video'); return v && v.readyState >= 2;",
+        ("video", 20, false),
+    );
+    press_and_see(&browser, "ArrowLeft", "video", 19, false);
 }

@@ -703,28 +703,18 @@ fn delete_needs_the_admin_token_of_a_server_that_has_tokens() {
 
 #[test]
 fn results_on_a_server_with_tokens() {
-    let server = TestServer::start_with(|c| {
-        c.token = Some("ingest-token".into());
-        c.watch_token = Some("watch-token".into());
-    });
+    let server = TestServer::start_with_tokens();
     let work = tempfile::tempdir().unwrap();
     let video = work.path().join("guarded.avi");
     write_motion_video(&video, &spec(30.0), &MOVING).unwrap();
     let signal = work.path().join("guarded.txt");
     std::fs::write(&signal, SIGNAL).unwrap();
     let out = work.path().join("results");
-    let run = run_client(&[
-        &server.http_url(),
-        "--video",
-        video.to_str().unwrap(),
-        "--signal",
-        signal.to_str().unwrap(),
-        "--token",
-        "ingest-token",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    run.assert_success();
+    let run = server.stream_files(
+        &video,
+        &signal,
+        &["--token", "ingest-token", "--output", out.to_str().unwrap()],
+    );
     let id = run.session_id();
     assert!(out.join("report.html").is_file() && out.join("video.mp4").is_file());
 

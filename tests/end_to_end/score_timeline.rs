@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use referee_sample_data::SyntheticVideo;
-use referee_tests::{run_client, TestServer};
+use referee_tests::TestServer;
 
 /// Streams `video` with `signal` (and `extra` client arguments) to `server` with the real
 /// client, waits for processing, and returns `report.json`.
@@ -15,18 +15,7 @@ fn processed_report(
     signal: &Path,
     extra: &[&str],
 ) -> serde_json::Value {
-    let url = server.http_url();
-    let mut args = vec![
-        url.as_str(),
-        "--video",
-        video.to_str().unwrap(),
-        "--signal",
-        signal.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let run = run_client(&args);
-    run.assert_success();
-    let id = run.session_id();
+    let id = server.stream_files(video, signal, extra).session_id();
     server.wait_for_status(&id, "complete");
     let (status, report) = server.get_json(&format!("/api/sessions/{id}/report.json"));
     assert_eq!(status, 200, "{report}");
