@@ -311,6 +311,15 @@
       if (playing > 0) wanted = i;
       shown = i;
       render();
+      if (shown === wanted) settle(true);
+    }
+
+    /** Seeks of the video waiting for their frame to be on screen. */
+    let waiters = [];
+    function settle(landed) {
+      const done = waiters;
+      waiters = [];
+      for (const resolve of done) resolve(landed);
     }
 
     // ---- showing a frame
@@ -324,13 +333,18 @@
       wanted = Math.max(0, Math.min(count - 1, Math.floor(i)));
       if (options.video) {
         const target = middleOf(wanted);
+        // Resolved once the frame is on screen (a newer seek supersedes an older one).
+        const landed = new Promise((resolve) => {
+          if (waiters.length >= 16) settle(false);
+          waiters.push(resolve);
+        });
         if (Math.abs(picture.currentTime - target) < 1e-6 && !picture.seeking) {
           presented(wanted);
         } else {
           picture.currentTime = target;
         }
         render();
-        return Promise.resolve(true);
+        return landed;
       }
       const asked = wanted;
       prefetch();
@@ -623,6 +637,7 @@
         for (const e of cache.values()) if (e.bitmap) e.bitmap.close();
         cache.clear();
         if (options.video) {
+          settle(false);
           picture.pause();
           picture.removeAttribute('src');
           picture.load();

@@ -85,6 +85,50 @@ fn open_at(browser: &Browser, url: &str, ready: &str, (source, frame, exact): (&
     assert_shows(browser, source, frame, exact);
 }
 
+/// Presses `A` and checks that the player loops frames `from..=to`: it plays them, and
+/// comes back to `from` after `to`, never showing a frame outside them.
+fn assert_loops(browser: &Browser, (from, to): (u64, u64)) {
+    browser.eval(
+        "window.__seen = [];
+         const p = document.querySelector('.player');
+         new MutationObserver(() => { if (p.dataset.playing === 'forward') window.__seen.push(Number(p.dataset.frame)); })
+           .observe(p, { attributes: true, attributeFilter: ['data-frame'] });
+         return true;",
+    );
+    press(browser, "a");
+    assert_eq!(player_state(browser)["loop"], json!(format!("{from}-{to}")));
+    let seen = browser.wait_for(
+        "the loop going round: back to the action's start after its end",
+        LONG,
+        &format!(
+            "const s = window.__seen;
+             const wrapped = s.some((f, i) => i > 0 && f < s[i - 1]) && s.some((f) => f >= {to} - 2);
+             return wrapped && s;"
+        ),
+    );
+    for frame in seen.as_array().unwrap() {
+        let frame = frame.as_u64().unwrap();
+        assert!(
+            (from..=to).contains(&frame),
+            "frame {frame} outside the loop {from}-{to}: {seen}"
+        );
+    }
+}
+
+/// Pauses (K) and checks that the player stops on a whole frame, the one it shows: which.
+fn pause_and_see(browser: &Browser, source: &str, exact: bool) -> u64 {
+    press(browser, "k");
+    let paused = browser.wait_for(
+        "the player paused on a frame",
+        SHORT,
+        "const p = document.querySelector('.player');
+         return p.dataset.playing === 'no' && p.dataset.frame === p.dataset.wanted && p.dataset.frame;",
+    );
+    let frame = paused.as_str().unwrap().parse().unwrap();
+    assert_shows(browser, source, frame, exact);
+    frame
+}
+
 /// Drags the player's position bar to `frame`.
 fn scrub_to(browser: &Browser, frame: u64) {
     browser.eval_with(
@@ -358,15 +402,7 @@ async fn the_player_steps_exact_frames_during_the_upload_and_reviews_touches() {
             "const p = document.querySelector('.player');
              return p.dataset.playing === 'forward' && Number(p.dataset.frame) > 64;",
         );
-        press(&browser, "k");
-        let paused = browser.wait_for(
-            "the player paused",
-            SHORT,
-            "const p = document.querySelector('.player');
-             return p.dataset.playing === 'no' && p.dataset.frame === p.dataset.wanted && p.dataset.frame;",
-        );
-        let at: u64 = paused.as_str().unwrap().parse().unwrap();
-        assert_shows(&browser, "canvas", at, true);
+        let at = pause_and_see(&browser, "canvas", true);
         // J plays backwards.
         press(&browser, "j");
         browser.wait_for(
@@ -383,35 +419,7 @@ async fn the_player_steps_exact_frames_during_the_upload_and_reviews_touches() {
         press(&browser, "]");
         press_and_see(&browser, "[", "canvas", first, true);
         browser.eval("const s = document.querySelector('.player-speed'); s.value = '2'; s.dispatchEvent(new Event('change')); return true;");
-        browser.eval(
-            "window.__seen = [];
-             const p = document.querySelector('.player');
-             new MutationObserver(() => { if (p.dataset.playing === 'forward') window.__seen.push(Number(p.dataset.frame)); })
-               .observe(p, { attributes: true, attributeFilter: ['data-frame'] });
-             return true;",
-        );
-        press(&browser, "a");
-        let (from, to) = looping(&events[0]);
-        assert_eq!(
-            player_state(&browser)["loop"],
-            json!(format!("{from}-{to}"))
-        );
-        let seen = browser.wait_for(
-            "the loop going round: back to the action's start after its end",
-            LONG,
-            &format!(
-                "const s = window.__seen;
-                 const wrapped = s.some((f, i) => i > 0 && f < s[i - 1]) && s.some((f) => f >= {to} - 2);
-                 return wrapped && s;"
-            ),
-        );
-        for frame in seen.as_array().unwrap() {
-            let frame = frame.as_u64().unwrap();
-            assert!(
-                (from..=to).contains(&frame),
-                "frame {frame} outside the loop {from}-{to}: {seen}"
-            );
-        }
+        assert_loops(&browser, looping(&events[0]));
         press(&browser, "A");
         press(&browser, "k");
         assert_eq!(player_state(&browser)["loop"], "");
@@ -441,6 +449,10 @@ async fn the_player_steps_exact_frames_during_the_upload_and_reviews_touches() {
         press_and_see(&browser, "ArrowLeft", "video", 148, false);
         press_and_see(&browser, "ArrowRight", "video", 149, false);
         press_and_see(&browser, "[", "video", second, false);
+        // The video loops the touch's action too, and stops on a whole frame.
+        assert_loops(&browser, looping(&events[1]));
+        press(&browser, "A");
+        pause_and_see(&browser, "video", false);
         let console = browser.console();
         assert!(
             !console
