@@ -357,6 +357,7 @@ pub fn links_for(id: &str, results: &[String], frames_stored: u64) -> Value {
             "frames".into(),
             json!(format!("{base}/frames/{{index}}.jpg")),
         );
+        links.insert("frame_times".into(), json!(format!("{base}/frames")));
     }
     let has = |name: &str| results.iter().any(|r| r == name);
     if VIDEO_FILES.iter().any(|v| has(v)) {
@@ -565,6 +566,7 @@ mod tests {
             json!({
                 "self": "/api/sessions/s1",
                 "frames": "/api/sessions/s1/frames/{index}.jpg",
+                "frame_times": "/api/sessions/s1/frames",
                 "video": "/api/sessions/s1/video",
                 "report_json": "/api/sessions/s1/report.json",
                 "report_html": "/api/sessions/s1/report.html",

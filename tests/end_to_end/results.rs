@@ -329,6 +329,7 @@ async fn links_thumbnails_and_stored_frames() {
     assert_eq!(links["report_json"], format!("{base}/report.json"));
     assert_eq!(links["report_html"], format!("{base}/report.html"));
     assert_eq!(links["frames"], format!("{base}/frames/{{index}}.jpg"));
+    assert_eq!(links["frame_times"], format!("{base}/frames"));
     let thumbnails: Vec<&str> = links["thumbnails"]
         .as_array()
         .unwrap()
