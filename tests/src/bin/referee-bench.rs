@@ -25,7 +25,7 @@
 //!   loopback addresses: the uploads' rate, server RSS and open descriptors, `/health`
 //!   latency. Run only with `--only hostile`.
 //! - **player**: what the dashboard's replay player asks of the server, on a session of
-//!   pre-encoded 720p frames still being received: `GET /api/sessions/{id}/frames` (5000 frame
+//!   pre-encoded 720p frames stored but not processed (an interrupted upload): `GET /api/sessions/{id}/frames` (5000 frame
 //!   times, as the player asks for them) and stored frames one by one, in order (playing) and
 //!   at random (jumps): latency and frames/s. Run only with `--only player`.
 //!
@@ -1292,23 +1292,35 @@ fn processing_all(bins: &Path, data: &Path, videos: &[Video], quick: bool) -> Re
     Ok(Value::Array(rows))
 }
 
-fn processing(bins: &Path, data: &Path, video: &Video) -> Result<Value> {
-    let payloads = Arc::new(jpegs(video)?);
-    let frames = payloads.len() as u64;
-    let server = Server::start(bins, &data.join("processing"), &[])?;
+/// Plays one session named `name` of `frames` of `payloads` (see [`play`]) on its own runtime.
+fn play_one(
+    server: &Server,
+    name: &str,
+    payloads: Arc<Vec<Bytes>>,
+    frames: u64,
+    video: &Video,
+    process: bool,
+) -> Result<Played> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let played = runtime.block_on(play(
+    runtime.block_on(play(
         server.ws_url(),
-        "processing".into(),
+        name.into(),
         payloads,
         frames,
         (video.width, video.height),
-        true,
+        process,
         Arc::new(Barrier::new(1)),
-    ));
+    ))
+}
+
+fn processing(bins: &Path, data: &Path, video: &Video) -> Result<Value> {
+    let payloads = Arc::new(jpegs(video)?);
+    let frames = payloads.len() as u64;
+    let server = Server::start(bins, &data.join("processing"), &[])?;
+    let played = play_one(&server, "processing", payloads, frames, video, true);
     let server_rss = server.peak_rss_mb();
     server.stop();
     let played = played?;
@@ -2053,21 +2065,8 @@ mod player {
         let frames: u64 = if quick { 1500 } else { 6000 };
         eprintln!("player: {frames} stored 720p frames");
         let server = Server::start(bins, &data.join("player"), &[])?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let barrier = Arc::new(Barrier::new(1));
         // Stored, not processed: the session is left as an interrupted upload.
-        let played = runtime.block_on(play(
-            server.ws_url(),
-            "player".into(),
-            payloads,
-            frames,
-            (video.width, video.height),
-            false,
-            barrier,
-        ));
+        let played = play_one(&server, "player", payloads, frames, video, false);
         let outcome = played.and_then(|_| {
             let session = server.session("player")?;
             let id = session["id"].as_str().unwrap_or_default().to_string();
@@ -2103,7 +2102,7 @@ mod player {
         }
         let f = |v: &Value, key: &str| v[key].as_f64().unwrap_or(f64::NAN);
         println!(
-            "\nplayer: a session of {} stored 720p frames, still being received",
+            "\nplayer: a session of {} stored 720p frames, not processed (an interrupted upload)",
             player["frames_stored"]
         );
         println!(
