@@ -25,9 +25,10 @@
 //!   loopback addresses: the uploads' rate, server RSS and open descriptors, `/health`
 //!   latency. Run only with `--only hostile`.
 //! - **player**: what the dashboard's replay player asks of the server, on a session of
-//!   pre-encoded 720p frames stored but not processed (an interrupted upload): `GET /api/sessions/{id}/frames` (5000 frame
-//!   times, as the player asks for them) and stored frames one by one, in order (playing) and
-//!   at random (jumps): latency and frames/s. Run only with `--only player`.
+//!   pre-encoded 720p frames stored but not processed (an interrupted upload):
+//!   `GET /api/sessions/{id}/frames` (5000 frame times, as the player asks for them) and
+//!   stored frames one by one, in order (playing) and spread over the session (jumps):
+//!   latency and requests/s. Run only with `--only player`.
 //!
 //! Test videos are made with `referee_sample_data::write_video` and kept in
 //! `target/bench/videos`; sessions are written to `target/bench/data` (the disk measured) and
