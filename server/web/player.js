@@ -245,6 +245,7 @@
         for (let k = 1; k <= AROUND; k++) if (wanted - k >= 0) load(wanted - k).catch(() => {});
       }
       // Jobs far from the play head wait behind the near ones; drop the farthest if many.
+      queue.sort((a, b) => Math.abs(a.i - wanted) - Math.abs(b.i - wanted));
       while (queue.length > 2 * AHEAD) {
         const job = queue.pop();
         cache.delete(job.i);
