@@ -82,6 +82,12 @@ pub struct Config {
     #[arg(long, env = "REFEREE_BOUT_TARGET", default_value_t = referee_protocol::scoring::DEFAULT_BOUT_TARGET, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub bout_target: u32,
 
+    /// Frame timestamps one `GET /api/sessions/{id}/frames?from=N&count=M` returns at most
+    /// (the replay player asks for them in pieces): a larger `count` gets 400
+    /// `frame_range_too_large`.
+    #[arg(long, env = "REFEREE_MAX_FRAME_TIMES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_frame_times: u64,
+
     /// Bearer token that may stream and create sessions, and read and watch
     /// (`Authorization: Bearer TOKEN`). A server with no token at all is open to anyone who
     /// reaches it.

@@ -105,10 +105,10 @@
     }
   }
 
-  async function getJson(path) {
+  async function getJson(path, params) {
     let response;
     try {
-      response = await fetch(url(path), { headers: { Accept: 'application/json' }, cache: 'no-store' });
+      response = await fetch(url(path, params), { headers: { Accept: 'application/json' }, cache: 'no-store' });
     } catch (err) {
       throw new ApiError(0, 'cannot reach the server (' + err.message + ')');
     }
@@ -319,11 +319,13 @@
     }
     const root = document.getElementById('view');
     root.replaceChildren();
-    const match = (location.hash || '#/').match(/^#\/sessions\/([^/?#]+)\/?$/);
+    const match = (location.hash || '#/').match(/^#\/sessions\/([^/?#]+)\/?(?:\?([^#]*))?$/);
     if (match) {
       let id = match[1];
       try { id = decodeURIComponent(id); } catch (_) { /* keep it as written */ }
-      teardown = sessionPage(root, id);
+      // `?t=FRAME` opens the replay player at that frame.
+      const t = Number(new URLSearchParams(match[2] || '').get('t'));
+      teardown = sessionPage(root, id, Number.isInteger(t) && t >= 0 ? t : null);
     } else {
       teardown = listPage(root);
     }
@@ -502,7 +504,12 @@
 
   // ---------------------------------------------------------------- #/sessions/ID
 
-  function sessionPage(root, id) {
+  /** The link to frame `frame` of session `id` in the replay player. */
+  function frameLink(id, frame) {
+    return '#/sessions/' + encodeURIComponent(id) + '?t=' + frame;
+  }
+
+  function sessionPage(root, id, startFrame) {
     document.title = id + ' – referee';
     const s = { id };
     let phase = null;
@@ -518,11 +525,39 @@
     const badge = el('span', { class: 'status' }, '…');
     const meta = el('p', { class: 'meta' });
     const panel = el('section', { class: 'panel' });
+    const replay = el('section', { class: 'replay', hidden: true });
     const results = el('section', { class: 'results' });
     root.append(
       el('nav', { class: 'crumbs' }, el('a', { href: '#/' }, '← All sessions')),
       el('div', { class: 'page-head' }, title, badge),
-      meta, panel, results);
+      meta, panel, replay, results);
+
+    // ---- the replay player, from the stored frames, as soon as there are some
+    let player = null;
+    let plotRef = null;
+    let pendingEvents = null;
+    function showPlayer() {
+      const stored = num(s.frames_stored) || 0;
+      if (!player && stored > 0 && typeof window.RefereePlayer === 'object') {
+        player = window.RefereePlayer.create({
+          frames: {
+            url: (i) => url(sessionPath(id, 'frames/' + i + '.jpg')),
+            times: (from, count) => getJson(sessionPath(id, 'frames'), { from, count }),
+          },
+          start: startFrame === null ? 0 : startFrame,
+          onFrame(frame, seconds) {
+            // The address names the frame on screen: copy it to share this very frame.
+            if (!stopped && location.hash.startsWith('#/sessions/')) history.replaceState(null, '', frameLink(id, frame));
+            if (plotRef && seconds !== null) plotRef.setTime(seconds);
+          },
+        });
+        replay.replaceChildren(el('h2', null, 'Replay'), player.node,
+          el('p', { class: 'hint' }, '← → one frame · space play/pause · J K L · [ ] touches · A loop · ? keys'));
+        if (pendingEvents) player.setEvents(pendingEvents);
+      }
+      replay.hidden = !player || phase === 'missing' || phase === 'appearing';
+      if (player) player.setLive(s.status === 'receiving' || s.status === 'awaiting_signal');
+    }
 
     function phaseOf() {
       if (exists === false) return 'missing';
@@ -630,6 +665,7 @@
         phase = next;
         build(next);
       }
+      showPlayer();
       title.textContent = text(s.name) || id;
       document.title = (text(s.name) || id) + ' – referee';
       badge.className = s.status ? statusClass(s.status) : 'status';
@@ -791,6 +827,22 @@
         id: 'video', controls: true, preload: 'metadata', playsinline: true, src: url(sessionPath(id, 'video')),
       });
       const plot = timeline(report, events, bout, (time, index) => seek(time, index));
+      plotRef = plot;
+      pendingEvents = window.RefereePlayer ? window.RefereePlayer.eventsOf(report) : null;
+      if (player && pendingEvents) player.setEvents(pendingEvents);
+      const times = Array.isArray(report.frame_times_s) ? report.frame_times_s.map((v) => num(v) || 0) : null;
+      const fps = num(report.fps) || 0;
+      /** The frame on screen at `seconds`. */
+      const frameAt = (seconds) => {
+        if (times && times.length && window.RefereePlayer) return window.RefereePlayer.indexAt(times, times.length, seconds + 1e-9);
+        if (fps <= 0) return 0;
+        // At a constant rate frame i is at i / fps in whole microseconds, as the client sends.
+        const at = (i) => Math.round(i * 1e6 / fps) / 1e6;
+        let i = Math.max(0, Math.floor(seconds * fps));
+        while (i > 0 && at(i) > seconds + 1e-9) i--;
+        while (at(i + 1) <= seconds + 1e-9) i++;
+        return i;
+      };
       const rowsByIndex = [];
 
       function seek(time, index) {
@@ -799,6 +851,7 @@
         if (end) t = Math.min(t, end);
         video.currentTime = t;
         plot.setTime(t);
+        if (player) player.seek(frameAt(t));
         rowsByIndex.forEach((tr, i) => tr.classList.toggle('active', i === index));
         plot.setActive(index);
         const box = video.getBoundingClientRect();
@@ -832,14 +885,19 @@
             el('span', { class: 'line-no' }, 'line ' + (num(event.line) || '?')),
             ...notes.flatMap((n) => [el('br'), n])),
           el('td', { class: 'num', 'data-label': 'Time' }, secs(event.time_s), el('br'),
-            'frame ' + (num(event.frame_index) === null ? '?' : event.frame_index)),
+            'frame ' + (num(event.frame_index) === null ? '?' : event.frame_index), el('br'),
+            el('a', { class: 'frame-link', href: frameLink(id, frameAt(target)), title: 'open the replay here (a link to share)' }, '▶ replay')),
           el('td', { 'data-label': 'Action' }, action
             ? el('span', null, el('span', { class: 'lead-text' }, 'began ' + secs(action.lead_s, 2) + ' before'),
               el('br'), 'frame ' + action.start_frame + ' · ' + secs(action.start_time_s))
             : el('span', { class: 'none' }, hasAction(event) ? 'no activity just before' : '–')),
           el('td', { class: 'thumb' }, figure(event.thumbnail, 'event frame', event.frame_index, event.frame_time_s)),
           el('td', { class: 'thumb' }, action ? figure(action.thumbnail, 'action start', action.start_frame, action.start_time_s) : null));
-        tr.addEventListener('click', () => seek(target, i));
+        tr.addEventListener('click', (e) => {
+          // The replay link opens the player here without reloading the page.
+          if (e.target.closest('a.frame-link')) e.preventDefault();
+          seek(target, i);
+        });
         tr.addEventListener('keydown', (e) => {
           if (e.key === 'Enter' || e.key === ' ') {
             e.preventDefault();
@@ -898,6 +956,7 @@
       stopped = true;
       closeStream();
       stopLive();
+      if (player) player.destroy();
       const video = results.querySelector('video');
       if (video) {
         video.pause();

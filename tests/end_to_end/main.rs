@@ -12,6 +12,7 @@ mod hostile_http;
 mod limits;
 mod load;
 mod passthrough;
+mod player;
 mod processing_limits;
 mod results;
 mod resume;

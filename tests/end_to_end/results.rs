@@ -329,6 +329,7 @@ async fn links_thumbnails_and_stored_frames() {
     assert_eq!(links["report_json"], format!("{base}/report.json"));
     assert_eq!(links["report_html"], format!("{base}/report.html"));
     assert_eq!(links["frames"], format!("{base}/frames/{{index}}.jpg"));
+    assert_eq!(links["frame_times"], format!("{base}/frames"));
     let thumbnails: Vec<&str> = links["thumbnails"]
         .as_array()
         .unwrap()
@@ -467,8 +468,11 @@ async fn the_report_page_renders_in_chromium_with_the_plot_and_one_row_per_event
     assert_eq!(dom.matches("<tr class=\"event\"").count(), 5, "{dom}");
     // The halt has no action start (nor its thumbnail): 5 event frames, 3 action starts.
     assert_eq!(dom.matches("<img ").count(), 5 + 3, "{dom}");
+    // The page's video, in the replay player that its script puts in place of the plain one.
+    assert!(dom.contains("<div class=\"player\""), "{dom}");
     assert!(
-        dom.contains("<video id=\"video\" src=\"video.mp4\""),
+        dom.contains("<video class=\"player-video\" src=\"video.mp4\"")
+            && dom.contains("id=\"video\""),
         "{dom}"
     );
     // The signal file's text is shown, not interpreted.
@@ -700,28 +704,18 @@ fn delete_needs_the_admin_token_of_a_server_that_has_tokens() {
 
 #[test]
 fn results_on_a_server_with_tokens() {
-    let server = TestServer::start_with(|c| {
-        c.token = Some("ingest-token".into());
-        c.watch_token = Some("watch-token".into());
-    });
+    let server = TestServer::start_with_tokens();
     let work = tempfile::tempdir().unwrap();
     let video = work.path().join("guarded.avi");
     write_motion_video(&video, &spec(30.0), &MOVING).unwrap();
     let signal = work.path().join("guarded.txt");
     std::fs::write(&signal, SIGNAL).unwrap();
     let out = work.path().join("results");
-    let run = run_client(&[
-        &server.http_url(),
-        "--video",
-        video.to_str().unwrap(),
-        "--signal",
-        signal.to_str().unwrap(),
-        "--token",
-        "ingest-token",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    run.assert_success();
+    let run = server.stream_files(
+        &video,
+        &signal,
+        &["--token", "ingest-token", "--output", out.to_str().unwrap()],
+    );
     let id = run.session_id();
     assert!(out.join("report.html").is_file() && out.join("video.mp4").is_file());
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use referee_sample_data::SyntheticVideo;
-use referee_tests::{run_client, TestServer};
+use referee_tests::TestServer;
 
 /// Streams `video` with `signal` (and `extra` client arguments) to `server` with the real
 /// client, waits for processing, and returns `report.json`.
@@ -15,18 +15,7 @@ fn processed_report(
     signal: &Path,
     extra: &[&str],
 ) -> serde_json::Value {
-    let url = server.http_url();
-    let mut args = vec![
-        url.as_str(),
-        "--video",
-        video.to_str().unwrap(),
-        "--signal",
-        signal.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let run = run_client(&args);
-    run.assert_success();
-    let id = run.session_id();
+    let id = server.stream_files(video, signal, extra).session_id();
     server.wait_for_status(&id, "complete");
     let (status, report) = server.get_json(&format!("/api/sessions/{id}/report.json"));
     assert_eq!(status, 200, "{report}");
@@ -211,13 +200,15 @@ fn clicking_an_event_in_the_report_page_seeks_its_player_to_the_action() {
             "const v = document.getElementById('video'); return v && v.readyState >= 1 ? true : null;",
         );
         // The double (event 4, 1.5 s) follows the phrase that began at frame 35 (1.167 s):
-        // its time opens the player 1 s before that.
+        // its time opens the player 1 s before that, on frame 5 (0.167 s), which the player
+        // shows from the middle of its display interval.
         browser.click("#event-4 a[data-seek]");
         let at = browser.wait_for(
             "the player seeks to the action's pre-roll",
             std::time::Duration::from_secs(30),
             "const v = document.getElementById('video'); \
-             return Math.abs(v.currentTime - 0.167) < 0.01 ? v.currentTime : null;",
+             return document.querySelector('.player').dataset.frame === '5' \
+               && Math.abs(v.currentTime - 5.5 / 30) < 0.001 ? v.currentTime : null;",
         );
         assert!(at.as_f64().is_some(), "{url}: {at}");
         let here = browser.eval("return location.href");
@@ -230,7 +221,8 @@ fn clicking_an_event_in_the_report_page_seeks_its_player_to_the_action() {
             "the player seeks to the halt",
             std::time::Duration::from_secs(30),
             "const v = document.getElementById('video'); \
-             return Math.abs(v.currentTime - 2.2) < 0.01 ? true : null;",
+             return document.querySelector('.player').dataset.frame === '66' \
+               && Math.abs(v.currentTime - 66.5 / 30) < 0.001 ? true : null;",
         );
         // The score track: one item per touch, card, off-target and halt; the slip flagged;
         // a click on an item of it seeks too.

@@ -22,6 +22,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// A real server on 127.0.0.1 and a free port, with its own runtime and temporary data
 /// directory. Stops when dropped.
+/// The ingest token of [`TestServer::start_with_tokens`].
+pub const INGEST_TOKEN: &str = "ingest-token";
+/// Its watch token.
+pub const WATCH_TOKEN: &str = "watch-token";
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub data_dir: std::sync::Arc<tempfile::TempDir>,
@@ -37,6 +42,32 @@ impl TestServer {
     /// Starts a server whose configuration `adjust` may change (limits, window...).
     pub fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         Self::start_in(std::sync::Arc::new(tempfile::tempdir().unwrap()), adjust)
+    }
+
+    /// Starts a server with an ingest token ([`INGEST_TOKEN`]) and a watch token
+    /// ([`WATCH_TOKEN`]).
+    pub fn start_with_tokens() -> Self {
+        Self::start_with(|c| {
+            c.token = Some(INGEST_TOKEN.into());
+            c.watch_token = Some(WATCH_TOKEN.into());
+        })
+    }
+
+    /// Streams `video` and `signal` with the real client (and `extra` arguments) and waits
+    /// for it to finish: the run, checked to have succeeded.
+    pub fn stream_files(&self, video: &Path, signal: &Path, extra: &[&str]) -> ClientRun {
+        let url = self.http_url();
+        let mut args = vec![
+            url.as_str(),
+            "--video",
+            video.to_str().unwrap(),
+            "--signal",
+            signal.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let run = run_client(&args);
+        run.assert_success();
+        run
     }
 
     /// Stops this server and starts a new one on the same data directory, as after a

@@ -1,5 +1,6 @@
-//! The web dashboard at `/`: one HTML page, its script, style sheet and icon, embedded in the
-//! binary (`server/web/`, no build step, nothing loaded from elsewhere). The page holds no
+//! The web dashboard at `/`: one HTML page, its script, style sheet and icon, and the replay
+//! player's script and style (`player.js`, `player.css`, which `report.html` inlines too),
+//! embedded in the binary (`server/web/`, no build step, nothing loaded from elsewhere). The page holds no
 //! data, so it is served without a token; it reads everything through the API, with the
 //! token the user gives it (see `auth.rs`).
 //!
@@ -15,7 +16,11 @@ use axum::response::{IntoResponse, Response};
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
+/// The replay player (also inlined in `report.html`, see `pipeline::report_html`).
+pub const PLAYER_JS: &str = include_str!("../../web/player.js");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
+/// The replay player's style (also inlined in `report.html`).
+pub const PLAYER_CSS: &str = include_str!("../../web/player.css");
 /// The icon: a white "r" on the header's colour.
 const FAVICON_SVG: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 32 32\">\
 <rect width=\"32\" height=\"32\" rx=\"7\" fill=\"#1d2330\"/><path d=\"M11 25V12h4v2.2\
@@ -98,7 +103,9 @@ impl Asset {
 
 static INDEX: Asset = Asset::new(INDEX_HTML, "text/html; charset=utf-8");
 static SCRIPT: Asset = Asset::new(APP_JS, "text/javascript; charset=utf-8");
+static PLAYER: Asset = Asset::new(PLAYER_JS, "text/javascript; charset=utf-8");
 static STYLE: Asset = Asset::new(STYLE_CSS, "text/css; charset=utf-8");
+static PLAYER_STYLE: Asset = Asset::new(PLAYER_CSS, "text/css; charset=utf-8");
 static FAVICON: Asset = Asset::new(FAVICON_SVG, "image/svg+xml");
 
 /// `GET /`: the dashboard page.
@@ -111,9 +118,19 @@ pub async fn script(headers: HeaderMap) -> Response {
     SCRIPT.respond(&headers)
 }
 
+/// `GET /player.js`: the replay player the session page uses.
+pub async fn player(headers: HeaderMap) -> Response {
+    PLAYER.respond(&headers)
+}
+
 /// `GET /style.css`: the dashboard's style sheet.
 pub async fn style(headers: HeaderMap) -> Response {
     STYLE.respond(&headers)
+}
+
+/// `GET /player.css`: the replay player's style sheet.
+pub async fn player_style(headers: HeaderMap) -> Response {
+    PLAYER_STYLE.respond(&headers)
 }
 
 /// `GET /favicon.svg`: the dashboard's icon.
@@ -130,7 +147,9 @@ mod tests {
         for (response, kind) in [
             (index(HeaderMap::new()).await, "text/html"),
             (script(HeaderMap::new()).await, "text/javascript"),
+            (player(HeaderMap::new()).await, "text/javascript"),
             (style(HeaderMap::new()).await, "text/css"),
+            (player_style(HeaderMap::new()).await, "text/css"),
             (favicon(HeaderMap::new()).await, "image/svg+xml"),
         ] {
             assert_eq!(response.status(), StatusCode::OK);
@@ -155,9 +174,10 @@ mod tests {
     #[test]
     fn the_page_loads_only_its_own_files() {
         assert!(INDEX_HTML.contains("src=\"app.js\""));
+        assert!(INDEX_HTML.contains("src=\"player.js\""));
         assert!(INDEX_HTML.contains("href=\"style.css\""));
         // Nothing from another site (the SVG namespace is a name, not a request).
-        for file in [INDEX_HTML, APP_JS, STYLE_CSS] {
+        for file in [INDEX_HTML, APP_JS, PLAYER_JS, STYLE_CSS, PLAYER_CSS] {
             let elsewhere = file
                 .replace("http://www.w3.org/2000/svg", "")
                 .contains("://");
@@ -165,5 +185,6 @@ mod tests {
         }
         // Text from the server goes in with textContent, never as markup.
         assert!(!APP_JS.contains("innerHTML"));
+        assert!(!PLAYER_JS.contains("innerHTML"));
     }
 }

@@ -45,7 +45,9 @@ pub fn app(state: AppState) -> Router {
     let open = Router::new()
         .route("/", get(dashboard::index))
         .route("/app.js", get(dashboard::script))
+        .route("/player.js", get(dashboard::player))
         .route("/style.css", get(dashboard::style))
+        .route("/player.css", get(dashboard::player_style))
         .route("/favicon.svg", get(dashboard::favicon));
     // Open unless --protect-health / --protect-metrics.
     let health = Router::new().route("/health", get(api::health));
@@ -68,6 +70,7 @@ pub fn app(state: AppState) -> Router {
             "/api/sessions/{id}/thumbnails/{name}",
             get(results_api::thumbnail),
         )
+        .route("/api/sessions/{id}/frames", get(results_api::frame_times))
         .route("/api/sessions/{id}/frames/{file}", get(results_api::frame))
         .route("/api/sessions/{id}/events", get(watch::session_events))
         .route("/api/sessions/{id}/live.mjpeg", get(watch::live_mjpeg))
@@ -202,6 +205,7 @@ mod tests {
             (&get, "/api/sessions", None, "watch"),
             (&get, "/api/sessions/x/report.json", None, "watch"),
             (&get, "/api/sessions/x/frames/0.jpg", None, "watch"),
+            (&get, "/api/sessions/x/frames?from=0&count=1", None, "watch"),
             (&post, "/api/sessions", Some("watch"), "ingest"),
             (&get, "/stream", Some("watch"), "ingest"),
             (&delete, "/api/sessions/x", Some("ingest"), "admin"),

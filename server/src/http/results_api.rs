@@ -228,6 +228,78 @@ pub async fn frame(
     }
 }
 
+/// `GET /api/sessions/{id}/frames?from=N&count=M`: the timestamps of stored frames `N` to
+/// `N + M - 1` (those of them stored), read from the frame log's index, and how many frames
+/// are stored now. The replay player places each frame in the bout by them. At most
+/// `--max-frame-times` per request (`count` defaults to it); works during the upload.
+pub async fn frame_times(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let max = app.config.max_frame_times;
+    let (from, count) = match frame_range(query.as_deref(), max) {
+        Ok(range) => range,
+        Err((code, message)) => return error(StatusCode::BAD_REQUEST, code, message),
+    };
+    let store = Arc::clone(&app.store);
+    let lookup = id.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let frames = store.frame_source(&lookup)?;
+        let times = frames.timestamps();
+        let stored = times.len() as u64;
+        let start = usize::try_from(from.min(stored)).unwrap_or(usize::MAX);
+        let end = usize::try_from(from.saturating_add(count).min(stored)).unwrap_or(usize::MAX);
+        Ok::<_, StoreError>((stored, times.get(start..end).unwrap_or_default().to_vec()))
+    })
+    .await;
+    match read {
+        Ok(Ok((stored, pts_us))) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(json!({
+                "frames_stored": stored,
+                "from": from,
+                "pts_us": pts_us,
+            })),
+        )
+            .into_response(),
+        Ok(Err(err)) => store_error(&app, &id, err),
+        Err(err) => internal(err),
+    }
+}
+
+/// `from` and `count` of a [`frame_times`] query (`count` at most `max`, its default), or
+/// the error code and message of what is wrong with them.
+fn frame_range(query: Option<&str>, max: u64) -> Result<(u64, u64), (&'static str, String)> {
+    let mut from = 0;
+    let mut count = max;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let parsed = || {
+            value.parse::<u64>().map_err(|_| {
+                (
+                    "invalid_frame_range",
+                    format!("{key}={value:?} is not a whole number: ask for ?from=FIRST_FRAME&count=FRAMES"),
+                )
+            })
+        };
+        match key.as_ref() {
+            "from" => from = parsed()?,
+            "count" => count = parsed()?,
+            _ => {}
+        }
+    }
+    if count > max {
+        return Err((
+            "frame_range_too_large",
+            format!(
+                "count={count} asks for more frame times than the {max} this server gives at most \
+             (--max-frame-times): ask for the frames in pieces of at most {max}"
+            ),
+        ));
+    }
+    Ok((from, count))
+}
+
 /// `DELETE /api/sessions/{id}`: deletes a session that is neither being received nor
 /// processed (409 while it is). Needs an admin token, when the server has tokens
 /// (see [`crate::http::auth`]).
@@ -285,6 +357,7 @@ pub fn links_for(id: &str, results: &[String], frames_stored: u64) -> Value {
             "frames".into(),
             json!(format!("{base}/frames/{{index}}.jpg")),
         );
+        links.insert("frame_times".into(), json!(format!("{base}/frames")));
     }
     let has = |name: &str| results.iter().any(|r| r == name);
     if VIDEO_FILES.iter().any(|v| has(v)) {
@@ -493,6 +566,7 @@ mod tests {
             json!({
                 "self": "/api/sessions/s1",
                 "frames": "/api/sessions/s1/frames/{index}.jpg",
+                "frame_times": "/api/sessions/s1/frames",
                 "video": "/api/sessions/s1/video",
                 "report_json": "/api/sessions/s1/report.json",
                 "report_html": "/api/sessions/s1/report.html",
@@ -515,6 +589,19 @@ mod tests {
 <img src="thumbnails/frame-000001.jpg?token=s3cret" alt="x"><a href="report.json?token=s3cret">json</a>
 <a href="#event-1">1</a><a href="https://example.org/x">x</a>"##
         );
+    }
+
+    #[test]
+    fn frame_ranges_are_bounded() {
+        assert_eq!(frame_range(None, 100), Ok((0, 100)));
+        assert_eq!(frame_range(Some("from=5&count=7"), 100), Ok((5, 7)));
+        assert_eq!(frame_range(Some("token=x&from=5"), 100), Ok((5, 100)));
+        let (code, large) = frame_range(Some("count=101"), 100).unwrap_err();
+        assert_eq!(code, "frame_range_too_large");
+        assert!(large.contains("at most 100"), "{large}");
+        let (code, bad) = frame_range(Some("from=-1"), 100).unwrap_err();
+        assert_eq!(code, "invalid_frame_range");
+        assert!(bad.contains("not a whole number"), "{bad}");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! `report.html`: one self-contained page for a referee: the video, the motion timeline as an
 //! inline SVG plot with the signal events marked on it, and a table of the events with their
-//! thumbnails, and under the plot the bout's score track. One small fixed script (clicking a
-//! time seeks the page's own player; the server's CSP allows it by its hash, [`SCRIPT`]), no
-//! external resource: thumbnails and the video are referenced
+//! thumbnails, and under the plot the bout's score track. One fixed script, the replay player
+//! (`server/web/player.js`: it steps the page's video frame by frame, and clicking a time
+//! seeks it; the server's CSP allows it by its hash, [`SCRIPT`]), no external resource: thumbnails and the video are referenced
 //! relative to the page (`thumbnails/...`, `video.mp4`), which works both when the server
 //! serves it (`/api/sessions/{id}/report.html`) and in a folder downloaded with
 //! `referee-client --output`. Every text that comes from the client is escaped.
@@ -18,21 +18,28 @@ use super::analysis::{Report, ReportEvent};
 /// Seconds before where an action began that a click on an event opens the player at.
 pub const PRE_ROLL_S: f64 = 1.0;
 
-/// The page's only script: a click on a time (`<a data-seek="SECONDS">`) seeks the page's own
-/// player instead of leaving the page for the bare video (the link still works without it).
-pub const SCRIPT: &str = "document.addEventListener('click', function (e) {\n\
-  var a = e.target.closest ? e.target.closest('a[data-seek]') : null;\n\
-  var v = document.getElementById('video');\n\
-  if (!a || !v) return;\n\
-  e.preventDefault();\n\
-  v.currentTime = parseFloat(a.getAttribute('data-seek'));\n\
-  v.scrollIntoView({ block: 'nearest' });\n\
-});\n";
+/// The page's only script: the replay player (`server/web/player.js`, the dashboard's own), which
+/// on this page replaces the plain `<video>` with a frame-accurate player on `video.mp4`, the
+/// frame times and events taken from the page's `#player-data`; a click on a time
+/// (`<a data-seek="SECONDS">`) or a `#t=FRAME` link seeks it instead of leaving the page for
+/// the bare video (the links still work without it).
+pub const SCRIPT: &str = crate::http::dashboard::PLAYER_JS;
 
-/// The CSP source that allows [`SCRIPT`] and nothing else: `'sha256-BASE64'`.
+/// Frame times embedded in the page at most (for a variable frame rate; at a constant one
+/// the player computes them from the rate): about 12 bytes each, so that the page stays
+/// under [`MAX_PAGE_BYTES`]. Past them the player places frames by the average rate.
+const MAX_EMBEDDED_TIMES: usize = 60_000;
+
+/// The CSP source that allows [`SCRIPT`] and nothing else: `'sha256-BASE64'`, computed from
+/// the script's text whenever it changes.
 pub fn script_csp_source() -> String {
+    csp_hash(SCRIPT)
+}
+
+/// The CSP hash source of an inline script's `text`: `'sha256-BASE64'`.
+fn csp_hash(text: &str) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let digest = Sha256::digest(SCRIPT.as_bytes());
+    let digest = Sha256::digest(text.as_bytes());
     let mut out = String::from("'sha256-");
     for chunk in digest.chunks(3) {
         let b = [
@@ -250,8 +257,9 @@ pub fn render(report: &Report) -> String {
         page,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>",
-        clipped(&title)
+         <title>{}</title>\n<style>{STYLE}{player_css}</style>\n</head>\n<body>\n<main>",
+        clipped(&title),
+        player_css = crate::http::dashboard::PLAYER_CSS,
     );
     let signal = report
         .signal_file
@@ -294,6 +302,11 @@ pub fn render(report: &Report) -> String {
             file = escape(&report.video)
         );
     }
+    let _ = writeln!(
+        page,
+        "<div id=\"player-data\" hidden data-player=\"{}\"></div>",
+        escape(&player_data(report).to_string())
+    );
     page.push_str("</section>\n");
 
     page.push_str(
@@ -335,6 +348,44 @@ pub fn render(report: &Report) -> String {
         rise = activity::MIN_RISE,
     );
     page
+}
+
+/// What the page's player needs of the report: the frame rate and count, each frame's time
+/// at a variable rate (at most [`MAX_EMBEDDED_TIMES`]), and the events shown with the
+/// score after each (in `report.json`'s shape, which `RefereePlayer.eventsOf` reads).
+fn player_data(report: &Report) -> serde_json::Value {
+    let events: Vec<serde_json::Value> = report
+        .events
+        .iter()
+        .take(MAX_EVENTS_SHOWN)
+        .map(|e| {
+            serde_json::json!({
+                "name": e.name.chars().take(MAX_TEXT_CHARS).collect::<String>(),
+                "kind": e.kind,
+                "side": e.side,
+                "frame_index": e.frame_index,
+                "action": e.action.as_ref().map(|a| serde_json::json!({"start_frame": a.start_frame})),
+            })
+        })
+        .collect();
+    let timeline: Vec<serde_json::Value> = report
+        .bout
+        .timeline
+        .iter()
+        .filter(|e| e.event < MAX_EVENTS_SHOWN)
+        .map(|e| serde_json::json!({"event": e.event, "score": e.score}))
+        .collect();
+    let times = report
+        .frame_times_s
+        .as_ref()
+        .filter(|t| t.len() <= MAX_EMBEDDED_TIMES);
+    serde_json::json!({
+        "fps": report.fps,
+        "frames": report.frames,
+        "frame_times_s": times,
+        "events": events,
+        "bout": {"timeline": timeline},
+    })
 }
 
 /// `30` for 30.0, `29.97` for 29.97.
@@ -719,7 +770,7 @@ fn event_row(page: &mut String, report: &Report, number: usize, event: &ReportEv
         "<tr class=\"event\" id=\"event-{number}\" data-kind=\"{class}\"><td><span class=\"badge {class}\">{number}</span></td>\
          <td><strong>{name}</strong>{score}<br>{fields}<span class=\"none\">line {line}</span>{notes}</td>\
          <td class=\"num\" data-label=\"Time\"><a href=\"{video}#t={t:.3}\" data-seek=\"{t:.3}\">{time:.3} s</a></td>\
-         <td class=\"num\" data-label=\"Frame\">{frame}<br>{frame_time:.3} s</td>\
+         <td class=\"num\" data-label=\"Frame\"><a href=\"#t={frame}\">frame {frame}</a><br>{frame_time:.3} s</td>\
          <td data-label=\"Action start\">{action}</td>\
          <td class=\"thumb\">{event_figure}</td><td class=\"thumb\">{action_figure}</td></tr>",
         name = clipped(&event.name),
@@ -878,11 +929,19 @@ mod tests {
 
     #[test]
     fn the_script_hash_is_the_sha256_of_the_script() {
-        // Computed with `printf %s "$SCRIPT" | openssl dgst -sha256 -binary | base64`.
+        // Known values, as `printf %s TEXT | openssl dgst -sha256 -binary | base64` gives.
         assert_eq!(
-            script_csp_source(),
-            "'sha256-hqkW1rc8jJ+efswjrOK1ozoXKQ/dzi0Bg+5ifpGlh7k='"
+            csp_hash(""),
+            "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"
         );
+        assert_eq!(
+            csp_hash("abc"),
+            "'sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0='"
+        );
+        assert_eq!(script_csp_source(), csp_hash(SCRIPT));
+        // The script is the player, inlined whole: nothing in it ends the <script> early.
+        assert!(SCRIPT.contains("RefereePlayer"));
+        assert!(!SCRIPT.to_ascii_lowercase().contains("</script"));
     }
 
     #[test]
