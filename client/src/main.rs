@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use referee_client::results::{list_text, status_text, Api};
 use referee_client::{init_logging, run, Cli, ClientError, Command};
+use referee_protocol::api::{SessionStatus, SessionView};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -55,15 +56,18 @@ async fn main() -> ExitCode {
 
 /// For `status` of an interrupted upload (`detached`): until when it may be resumed and,
 /// when this client started it, the command that does.
-fn resume_text(session: &serde_json::Value) -> String {
-    if session["status"].as_str() != Some("detached") {
+fn resume_text(session: &SessionView) -> String {
+    if session.status != SessionStatus::Detached {
         return String::new();
     }
     let mut out = String::new();
-    if let Some(until) = session["resumable_until"].as_str() {
+    if let Some(until) = session.resumable_until {
+        let until = until
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
         out.push_str(&format!("  resumable: until {until}\n"));
     }
-    let id = session["id"].as_str().unwrap_or_default();
+    let id = &session.id;
     let command = referee_client::saved::find(id).and_then(|saved| saved.resume_command);
     match command {
         Some(command) => out.push_str(&format!("  resume:    {command}\n")),
@@ -107,8 +111,8 @@ fn ask(command: Command) -> Result<(), ClientError> {
             access,
         } => {
             let api = Api::new(&server, access.token.as_deref(), access.ca.as_deref())?;
-            let session = api.create_session(&name)?;
-            let id = session["id"].as_str().unwrap_or_default();
+            let created = api.create_session(&name)?;
+            let id = &created.session.id;
             println!("Created session {id}");
             if let Ok(page) = referee_client::endpoint::dashboard_url(&server, id) {
                 println!("Dashboard: {page}");

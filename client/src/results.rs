@@ -9,8 +9,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use referee_protocol::api::{
+    ApiErrorBody, CreatedSession, NewSession, SessionList, SessionStatus, SessionView,
+};
 use referee_protocol::text::escape_controls;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 use url::Url;
@@ -84,7 +88,7 @@ impl Api {
     }
 
     /// `GET /api/sessions/{id}`.
-    pub fn session(&self, id: &str) -> Result<Value, ClientError> {
+    pub fn session(&self, id: &str) -> Result<SessionView, ClientError> {
         match self.get_json(&format!("/api/sessions/{id}")) {
             Err(ClientError::HttpStatus { status: 404, .. }) => Err(ClientError::SessionNotFound {
                 id: id.to_string(),
@@ -95,45 +99,42 @@ impl Api {
     }
 
     /// `GET /api/sessions`: every session, newest first.
-    pub fn sessions(&self) -> Result<Vec<Value>, ClientError> {
-        let list = self.get_json("/api/sessions")?;
-        Ok(list["sessions"].as_array().cloned().unwrap_or_default())
+    pub fn sessions(&self) -> Result<Vec<SessionView>, ClientError> {
+        let list: SessionList = self.get_json("/api/sessions")?;
+        Ok(list.sessions)
     }
 
     /// Downloads the results of complete session `id` into `dir`: `report.html`,
     /// `report.json`, the video and `thumbnails/`, so that `dir/report.html` works offline.
     pub fn download(&self, id: &str, dir: &Path) -> Result<Downloaded, ClientError> {
         let session = self.session(id)?;
-        let status = session["status"].as_str().unwrap_or("unknown");
-        if status != "complete" {
-            let reason = session["error"]
-                .as_str()
+        if session.status != SessionStatus::Complete {
+            let reason = session
+                .error
+                .as_deref()
                 .map_or_else(String::new, |e| format!(" ({e})"));
             return Err(ClientError::NotComplete {
                 id: id.to_string(),
-                status: status.to_string(),
+                status: session.status.to_string(),
                 reason,
             });
         }
-        let links = &session["links"];
-        let video_name = session["results"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
+        let links = session.links.unwrap_or_default();
+        let video_name = session
+            .results
+            .iter()
             .find(|r| r.starts_with("video."))
             .filter(|name| safe_name(name))
-            .unwrap_or("video.mp4");
+            .map_or("video.mp4", String::as_str);
         let mut wanted: Vec<(String, String)> = [
-            ("report_html", "report.html"),
-            ("report_json", "report.json"),
-            ("video", video_name),
+            (&links.report_html, "report.html"),
+            (&links.report_json, "report.json"),
+            (&links.video, video_name),
         ]
-        .iter()
-        .filter_map(|(link, name)| Some((links[*link].as_str()?.to_string(), name.to_string())))
+        .into_iter()
+        .filter_map(|(link, name)| Some((link.clone()?, name.to_string())))
         .collect();
-        for link in links["thumbnails"].as_array().into_iter().flatten() {
-            let Some(link) = link.as_str() else { continue };
+        for link in &links.thumbnails {
             let name = link.rsplit('/').next().unwrap_or_default();
             if safe_name(name) {
                 wanted.push((link.to_string(), format!("thumbnails/{name}")));
@@ -152,13 +153,16 @@ impl Api {
     }
 
     /// `POST /api/sessions` with `name`: a session created ahead of its upload.
-    pub fn create_session(&self, name: &str) -> Result<Value, ClientError> {
+    pub fn create_session(&self, name: &str) -> Result<CreatedSession, ClientError> {
         let url = self.url("/api/sessions");
         let mut request = self.agent.post(&url);
         if let Some(token) = &self.token {
             request = request.header("Authorization", &format!("Bearer {token}"));
         }
-        let body = serde_json::json!({ "name": name }).to_string();
+        let body = serde_json::to_string(&NewSession {
+            name: Some(name.to_string()),
+        })
+        .unwrap_or_default();
         let sent = request.content_type("application/json").send(body);
         let response = self.answer(url.clone(), sent)?;
         read_json(url, response)
@@ -219,8 +223,8 @@ impl Api {
             .limit(64 * 1024)
             .read_to_vec()
             .ok()
-            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .and_then(|bytes| serde_json::from_slice::<ApiErrorBody>(&bytes).ok())
+            .map(|body| body.message)
             .unwrap_or_else(|| "no explanation".to_string());
         Err(ClientError::HttpStatus {
             url,
@@ -229,7 +233,7 @@ impl Api {
         })
     }
 
-    fn get_json(&self, path: &str) -> Result<Value, ClientError> {
+    fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         read_json(self.url(path), self.get(path)?)
     }
 
@@ -271,10 +275,10 @@ impl Api {
 }
 
 /// The JSON body of `response`, from `url` (at most [`MAX_JSON_BYTES`]).
-fn read_json(
+fn read_json<T: DeserializeOwned>(
     url: String,
     response: ureq::http::Response<ureq::Body>,
-) -> Result<Value, ClientError> {
+) -> Result<T, ClientError> {
     let bytes = response
         .into_body()
         .with_config()
@@ -286,7 +290,9 @@ fn read_json(
         })?;
     serde_json::from_slice(&bytes).map_err(|err| ClientError::Http {
         url,
-        reason: format!("the answer is not the JSON expected: {err}"),
+        reason: format!(
+            "the answer is not the JSON this client reads ({err}): is the server a referee-server of the same version?"
+        ),
     })
 }
 
@@ -331,22 +337,26 @@ fn safe_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// `2025-11-06T17:01:16.48Z` as `2025-11-06 17:01:16`.
-fn short_time(rfc3339: &str) -> String {
-    match rfc3339.get(..19) {
-        Some(head) if rfc3339.as_bytes().get(10) == Some(&b'T') => head.replacen('T', " ", 1),
-        _ => rfc3339.to_string(),
-    }
+/// `t` as `2025-11-06 17:01:16` (UTC).
+fn short_time(t: OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// `processing (analysis 45%)`, or the bare status.
-fn status_line(session: &Value) -> String {
-    let status = shown(session["status"].as_str().unwrap_or("unknown"));
-    match (session["stage"].as_str(), session["percent"].as_f64()) {
-        (Some(stage), Some(percent)) if status == "processing" => {
-            format!("{status} ({} {percent:.0}%)", shown(stage))
+fn status_line(session: &SessionView) -> String {
+    match (session.status, session.stage, session.percent) {
+        (SessionStatus::Processing, Some(stage), Some(percent)) => {
+            format!("{} ({stage} {percent:.0}%)", session.status)
         }
-        _ => status,
+        (status, _, _) => status.to_string(),
     }
 }
 
@@ -357,58 +367,62 @@ fn shown(text: &str) -> String {
 }
 
 /// What `referee-client status` prints for `session`, with absolute links made with `api`.
-pub fn status_text(api: &Api, session: &Value) -> String {
-    let text = |key: &str| shown(session[key].as_str().unwrap_or("-"));
-    let number = |key: &str| session[key].as_u64();
+pub fn status_text(api: &Api, session: &SessionView) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Session {} ({})", text("id"), text("name"));
+    let _ = writeln!(
+        out,
+        "Session {} ({})",
+        shown(&session.id),
+        shown(&session.name)
+    );
     let _ = writeln!(out, "  status:    {}", status_line(session));
-    if let Some(error) = session["error"].as_str() {
+    if let Some(error) = &session.error {
         let _ = writeln!(out, "  error:     {}", shown(error));
     }
-    let fps = session["fps"].as_f64().unwrap_or(0.0);
     let _ = writeln!(
         out,
         "  source:    {}, {}x{} at {} fps",
-        text("source"),
-        number("width").unwrap_or(0),
-        number("height").unwrap_or(0),
-        format!("{fps:.3}")
+        shown(&session.source),
+        session.width,
+        session.height,
+        format!("{:.3}", session.fps)
             .trim_end_matches('0')
             .trim_end_matches('.')
     );
-    let expected = number("frames_expected").map_or_else(String::new, |n| format!(" of {n}"));
+    let expected = session
+        .frames_expected
+        .map_or_else(String::new, |n| format!(" of {n}"));
     let _ = writeln!(
         out,
         "  frames:    {}{expected} stored, {:.1} MB",
-        number("frames_stored").unwrap_or(0),
-        number("bytes_stored").unwrap_or(0) as f64 / 1e6
+        session.frames_stored,
+        session.bytes_stored as f64 / 1e6
     );
     let _ = writeln!(
         out,
         "  signal:    {}",
-        shown(session["signal_file"].as_str().unwrap_or("none"))
+        shown(session.signal_file.as_deref().unwrap_or("none"))
     );
-    let _ = writeln!(out, "  created:   {} UTC", short_time(&text("created_at")));
-    let _ = writeln!(out, "  updated:   {} UTC", short_time(&text("updated_at")));
-    let links = &session["links"];
-    for (key, label) in [
-        ("report_html", "report:"),
-        ("video", "video:"),
-        ("report_json", "data:"),
+    let _ = writeln!(out, "  created:   {} UTC", short_time(session.created_at));
+    let _ = writeln!(out, "  updated:   {} UTC", short_time(session.updated_at));
+    let links = session.links.clone().unwrap_or_default();
+    for (link, label) in [
+        (&links.report_html, "report:"),
+        (&links.video, "video:"),
+        (&links.report_json, "data:"),
     ] {
-        if let Some(link) = links[key].as_str() {
+        if let Some(link) = link {
             let _ = writeln!(out, "  {label:<10} {}", api.url(link));
         }
     }
-    if let Some(thumbnails) = links["thumbnails"].as_array() {
-        let _ = writeln!(out, "  thumbnails: {}", thumbnails.len());
+    if !links.thumbnails.is_empty() {
+        let _ = writeln!(out, "  thumbnails: {}", links.thumbnails.len());
     }
     out
 }
 
 /// What `referee-client list` prints: a table of id, status, frames and creation time.
-pub fn list_text(sessions: &[Value]) -> String {
+pub fn list_text(sessions: &[SessionView]) -> String {
     if sessions.is_empty() {
         return "No sessions.\n".to_string();
     }
@@ -416,10 +430,10 @@ pub fn list_text(sessions: &[Value]) -> String {
         .iter()
         .map(|s| {
             [
-                shown(s["id"].as_str().unwrap_or("-")),
+                shown(&s.id),
                 status_line(s),
-                s["frames_stored"].as_u64().unwrap_or(0).to_string(),
-                short_time(s["created_at"].as_str().unwrap_or("-")),
+                s.frames_stored.to_string(),
+                short_time(s.created_at),
             ]
         })
         .collect();
@@ -448,8 +462,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn session() -> Value {
-        json!({
+    fn session() -> SessionView {
+        serde_json::from_value(json!({
             "id": "20251106_170116_bout_k7m2x", "name": "bout", "source": "bout.mp4",
             "fps": 29.97, "width": 640, "height": 480, "frames_expected": 150,
             "status": "processing", "stage": "analysis", "percent": 45.4,
@@ -461,7 +475,8 @@ mod tests {
                 "video": "/api/sessions/20251106_170116_bout_k7m2x/video",
                 "thumbnails": ["/a", "/b"],
             },
-        })
+        }))
+        .unwrap()
     }
 
     #[test]
@@ -493,9 +508,9 @@ mod tests {
     #[test]
     fn list_is_an_aligned_table() {
         let mut done = session();
-        done["id"] = json!("x");
-        done["status"] = json!("complete");
-        done["frames_stored"] = json!(7);
+        done.id = "x".into();
+        done.status = SessionStatus::Complete;
+        done.frames_stored = 7;
         let text = list_text(&[session(), done]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -513,9 +528,9 @@ mod tests {
     fn server_text_reaches_the_terminal_escaped() {
         let api = Api::new("ws://h:8080/stream", None, None).unwrap();
         let mut hostile = session();
-        hostile["name"] = json!("bout\u{1b}[2J");
-        hostile["error"] = json!("line\nINFO forged");
-        hostile["status"] = json!("detached\u{1b}[31m");
+        hostile.name = "bout\u{1b}[2J".into();
+        hostile.error = Some("line\nINFO forged".into());
+        hostile.id = "x\u{1b}[31m".into();
         let text = status_text(&api, &hostile) + &list_text(&[hostile]);
         assert!(!text.contains('\u{1b}'), "{text}");
         assert!(text.contains("(bout\\u{1b}[2J)"), "{text}");

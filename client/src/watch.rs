@@ -6,10 +6,11 @@
 //! thread.
 
 use std::io::{self, BufRead, BufReader, Read};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::Value;
+use referee_protocol::api::{SessionEvent, SessionStatus};
+use time::OffsetDateTime;
 
 use crate::error::ClientError;
 use crate::results::Api;
@@ -105,67 +106,95 @@ pub enum Verdict {
     NotFound,
 }
 
-/// Judges `event` (its data already parsed, `Value::Null` when it is not JSON).
-pub fn verdict(name: &str, data: &Value) -> Verdict {
+/// An event's data: a session's state ([`SessionEvent`]), or a sentence (`lagged`,
+/// `not_found`, and any event this client does not know).
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchEvent {
+    Session(SessionEvent),
+    Note(String),
+}
+
+impl WatchEvent {
+    /// The data of an event, read as the API's [`SessionEvent`] when it is one.
+    pub fn parse(data: &str) -> Self {
+        match serde_json::from_str::<SessionEvent>(data) {
+            Ok(event) => WatchEvent::Session(event),
+            Err(_) => WatchEvent::Note(
+                serde_json::from_str::<String>(data).unwrap_or_else(|_| data.to_string()),
+            ),
+        }
+    }
+
+    fn session(&self) -> Option<&SessionEvent> {
+        match self {
+            WatchEvent::Session(event) => Some(event),
+            WatchEvent::Note(_) => None,
+        }
+    }
+}
+
+/// Judges the event `name` with `data`.
+pub fn verdict(name: &str, data: &WatchEvent) -> Verdict {
     if name == "not_found" {
         return Verdict::NotFound;
     }
     if name == "deleted" {
         return Verdict::Stop("was deleted".to_string());
     }
-    match data["status"].as_str() {
-        Some("complete") => Verdict::Complete,
-        Some("failed") => Verdict::Stop(format!(
+    let Some(event) = data.session() else {
+        return Verdict::Continue;
+    };
+    match event.status {
+        SessionStatus::Complete => Verdict::Complete,
+        SessionStatus::Failed => Verdict::Stop(format!(
             "failed: {}",
-            data["error"].as_str().unwrap_or("no reason given")
+            event.error.as_deref().unwrap_or("no reason given")
         )),
-        Some("abandoned") => Verdict::Stop(format!(
+        SessionStatus::Abandoned => Verdict::Stop(format!(
             "was abandoned{}: it can no longer be resumed",
-            data["error"]
-                .as_str()
+            event
+                .error
+                .as_deref()
                 .map_or_else(String::new, |e| format!(" ({e})"))
         )),
         _ => Verdict::Continue,
     }
 }
 
-/// `17:01:16.48Z`-style RFC 3339 time as `17:01:16`; the current UTC time when absent.
-fn clock(at: Option<&str>) -> String {
-    if let Some(time) = at
-        .and_then(|t| t.split_once('T'))
-        .and_then(|(_, t)| t.get(..8))
-    {
-        return time.to_string();
-    }
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        % 86_400;
-    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+/// `at` as `17:01:16` (UTC); the current UTC time when absent.
+fn clock(at: Option<OffsetDateTime>) -> String {
+    let at = at.unwrap_or_else(OffsetDateTime::now_utc);
+    format!("{:02}:{:02}:{:02}", at.hour(), at.minute(), at.second())
 }
 
 /// One line for an event: time (UTC), event, status, frames, stage and percent, error.
 ///
 /// `17:01:20  progress   processing       300/300 frames  analysis 45%`
-pub fn event_line(name: &str, data: &Value) -> String {
-    let time = clock(data["at"].as_str());
-    let Some(status) = data["status"].as_str() else {
-        // `lagged`, `not_found`: their data is a sentence.
-        let text = data.as_str().unwrap_or_default();
-        return format!("{time}  {name:<10} {text}").trim_end().to_string();
+pub fn event_line(name: &str, data: &WatchEvent) -> String {
+    let event = match data {
+        WatchEvent::Session(event) => event,
+        WatchEvent::Note(text) => {
+            return format!("{}  {name:<10} {text}", clock(None))
+                .trim_end()
+                .to_string()
+        }
     };
-    let stored = data["frames_stored"].as_u64().unwrap_or(0);
-    let frames = match data["frames_expected"].as_u64() {
+    let stored = event.frames_stored;
+    let frames = match event.frames_expected {
         Some(expected) => format!("{stored}/{expected} frames"),
         None => format!("{stored} frames"),
     };
-    let mut line = format!("{time}  {name:<10} {status:<15} {frames}");
-    if status == "processing" {
-        if let (Some(stage), Some(percent)) = (data["stage"].as_str(), data["percent"].as_f64()) {
+    let status = event.status.as_str();
+    let mut line = format!(
+        "{}  {name:<10} {status:<15} {frames}",
+        clock(Some(event.at))
+    );
+    if event.status == SessionStatus::Processing {
+        if let (Some(stage), Some(percent)) = (event.stage, event.percent) {
             line.push_str(&format!("  {stage} {percent:.0}%"));
         }
     }
-    if let Some(error) = data["error"].as_str() {
+    if let Some(error) = &event.error {
         line.push_str(&format!("  ({error})"));
     }
     line
@@ -210,7 +239,7 @@ impl Display {
         }
     }
 
-    fn show(&mut self, name: &str, data: &Value) {
+    fn show(&mut self, name: &str, data: &WatchEvent) {
         let quiet = match name {
             // The bar shows them; as lines, one a second is plenty.
             "frames" => {
@@ -220,9 +249,12 @@ impl Display {
                         .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
             }
             "progress" => {
-                let stage = data["stage"].as_str().unwrap_or_default().to_string();
-                let step = (data["percent"].as_f64().unwrap_or(0.0).clamp(0.0, 100.0) / 10.0)
-                    .floor() as u32;
+                let event = data.session();
+                let stage = event
+                    .and_then(|e| e.stage)
+                    .map_or_else(String::new, |s| s.to_string());
+                let percent = event.and_then(|e| e.percent).unwrap_or(0.0);
+                let step = (percent.clamp(0.0, 100.0) / 10.0).floor() as u32;
                 let new = self
                     .last_step
                     .as_ref()
@@ -243,13 +275,13 @@ impl Display {
         let Some(bar) = self.bar.clone() else {
             return;
         };
-        let status = data["status"].as_str().unwrap_or_default();
-        let stored = data["frames_stored"].as_u64().unwrap_or(0);
-        let mode = match status {
-            "processing" => Some(BarMode::Percent),
-            "complete" | "failed" | "abandoned" => None,
-            _ if data.is_object() => Some(BarMode::Frames(data["frames_expected"].as_u64())),
-            _ => self.mode,
+        let Some(event) = data.session() else {
+            return;
+        };
+        let mode = match event.status {
+            SessionStatus::Processing => Some(BarMode::Percent),
+            SessionStatus::Complete | SessionStatus::Failed | SessionStatus::Abandoned => None,
+            _ => Some(BarMode::Frames(event.frames_expected)),
         };
         if mode != self.mode {
             self.mode = mode;
@@ -277,13 +309,13 @@ impl Display {
         }
         match self.mode {
             Some(BarMode::Frames(_)) => {
-                bar.set_position(stored);
-                bar.set_message(status.replace('_', " "));
+                bar.set_position(event.frames_stored);
+                bar.set_message(event.status.as_str().replace('_', " "));
             }
             Some(BarMode::Percent) => {
-                let percent = data["percent"].as_f64().unwrap_or(0.0).clamp(0.0, 100.0);
+                let percent = event.percent.unwrap_or(0.0).clamp(0.0, 100.0);
                 bar.set_position(percent as u64);
-                bar.set_message(data["stage"].as_str().unwrap_or("processing").to_string());
+                bar.set_message(event.stage.map_or("processing", |s| s.as_str()).to_string());
             }
             None => {}
         }
@@ -347,8 +379,7 @@ pub fn watch(api: &Api, id: &str, timeout: Option<u64>) -> Result<(), ClientErro
             match events.next_event() {
                 Ok(Some(event)) => {
                     failures = 0;
-                    let data = serde_json::from_str::<Value>(&event.data)
-                        .unwrap_or(Value::String(event.data));
+                    let data = WatchEvent::parse(&event.data);
                     display.show(&event.name, &data);
                     match verdict(&event.name, &data) {
                         Verdict::Continue => {}
@@ -356,7 +387,7 @@ pub fn watch(api: &Api, id: &str, timeout: Option<u64>) -> Result<(), ClientErro
                             drop(display);
                             println!(
                                 "Session {id} complete: {} frames; report: {}",
-                                data["frames_stored"].as_u64().unwrap_or(0),
+                                data.session().map_or(0, |e| e.frames_stored),
                                 api.url(&format!("/api/sessions/{id}/report.html"))
                             );
                             return Ok(());
@@ -432,26 +463,31 @@ mod tests {
         assert!(reader.next_event().is_err());
     }
 
+    fn parsed(value: serde_json::Value) -> WatchEvent {
+        WatchEvent::parse(&value.to_string())
+    }
+
     #[test]
     fn lines_show_time_event_status_frames_and_stage() {
-        let progress = json!({
+        let progress = parsed(json!({
             "event": "progress", "session_id": "s", "at": "2025-11-06T17:01:20.123Z",
             "status": "processing", "frames_stored": 300, "bytes_stored": 1, "frames_expected": 300,
             "stage": "analysis", "percent": 45.4, "error": null,
-        });
+        }));
         assert_eq!(
             event_line("progress", &progress),
             "17:01:20  progress   processing      300/300 frames  analysis 45%"
         );
-        let detached = json!({
+        let detached = parsed(json!({
+            "event": "detached", "session_id": "s",
             "at": "2025-11-06T17:01:21Z", "status": "detached", "frames_stored": 12,
             "frames_expected": null, "error": "connection lost",
-        });
+        }));
         assert_eq!(
             event_line("detached", &detached),
             "17:01:21  detached   detached        12 frames  (connection lost)"
         );
-        let lagged = event_line("lagged", &json!("3 events skipped"));
+        let lagged = event_line("lagged", &WatchEvent::parse("3 events skipped"));
         assert!(
             lagged.ends_with("  lagged     3 events skipped"),
             "{lagged}"
@@ -460,7 +496,12 @@ mod tests {
 
     #[test]
     fn only_complete_succeeds_and_only_final_states_stop() {
-        let with = |status: &str| json!({"status": status, "error": "boom"});
+        let with = |status: &str| {
+            parsed(
+                json!({"event": "state", "session_id": "s", "at": "2025-11-06T17:01:21Z",
+                "status": status, "error": "boom"}),
+            )
+        };
         assert_eq!(verdict("complete", &with("complete")), Verdict::Complete);
         assert_eq!(verdict("state", &with("complete")), Verdict::Complete);
         assert_eq!(
@@ -479,10 +520,16 @@ mod tests {
             assert_eq!(verdict("state", &with(status)), Verdict::Continue);
         }
         assert_eq!(
-            verdict("not_found", &json!("no session x appeared in time")),
+            verdict(
+                "not_found",
+                &WatchEvent::parse("no session x appeared in time")
+            ),
             Verdict::NotFound
         );
-        assert_eq!(verdict("lagged", &json!("2 skipped")), Verdict::Continue);
+        assert_eq!(
+            verdict("lagged", &WatchEvent::parse("2 skipped")),
+            Verdict::Continue
+        );
     }
 
     #[test]

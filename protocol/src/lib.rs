@@ -1,6 +1,7 @@
 //! The wire protocol of referee, shared by the server and the client. It does no I/O.
 //!
 //! # Layout
+//! - [`api`]: the HTTP and SSE contract: the session view, its status, the events.
 //! - [`message`]: control messages, sent as JSON text WebSocket messages.
 //! - [`frame`]: the binary video-frame message: a fixed 32-byte little-endian header and the
 //!   encoded image.
@@ -19,6 +20,7 @@
 //! `docs/protocol.md` at the repository root describes the same protocol for people writing a
 //! client in another language.
 
+pub mod api;
 pub mod digest;
 pub mod error_code;
 pub mod favero;

@@ -7,7 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use referee_protocol::api::ApiErrorBody;
 
 /// The longest plain-text error body [`json_errors`] reads to put in a message.
 const MAX_PLAIN_ERROR: usize = 16 * 1024;
@@ -26,6 +26,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+        }
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> ApiErrorBody {
+        ApiErrorBody {
+            code: self.code.to_string(),
+            message: self.message.clone(),
         }
     }
 
@@ -55,11 +63,7 @@ pub fn error(status: StatusCode, code: &'static str, message: String) -> Respons
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({ "code": self.code, "message": self.message })),
-        )
-            .into_response()
+        (self.status, Json(self.body())).into_response()
     }
 }
 
@@ -128,7 +132,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
             .to_string(),
         _ => text,
     };
-    let body = serde_json::to_vec(&json!({ "code": code_of(status), "message": message }))
+    let body = serde_json::to_vec(&ApiError::new(status, code_of(status), message).body())
         .unwrap_or_default();
     parts.headers.insert(
         header::CONTENT_TYPE,

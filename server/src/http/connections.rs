@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::StatusCode;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -33,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::config::Config;
+use crate::http::api_error::ApiError;
 use crate::http::slots::{AddressSlots, Full, Slot};
 use crate::metrics::Metrics;
 
@@ -145,8 +147,12 @@ fn refuse(tcp: &TcpStream, remote: SocketAddr, full: Full, tls: bool, metrics: &
     };
     tracing::debug!("Refused a connection from {remote}: {message}");
     if !tls {
-        let body =
-            serde_json::json!({ "code": "too_many_connections", "message": message }).to_string();
+        let refused = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            message,
+        );
+        let body = serde_json::to_string(&refused.body()).unwrap_or_default();
         let response = format!(
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\nRetry-After: 5\r\n\r\n{body}",

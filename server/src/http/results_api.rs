@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Map, Value};
+use referee_protocol::api::{FrameTimes, SessionLinks};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
@@ -256,11 +256,11 @@ pub async fn frame_times(
     match read {
         Ok(Ok((stored, pts_us))) => (
             [(header::CACHE_CONTROL, "no-store")],
-            axum::Json(json!({
-                "frames_stored": stored,
-                "from": from,
-                "pts_us": pts_us,
-            })),
+            axum::Json(FrameTimes {
+                frames_stored: stored,
+                from,
+                pts_us,
+            }),
         )
             .into_response(),
         Ok(Err(err)) => store_error(&app, &id, err),
@@ -330,7 +330,7 @@ pub async fn delete_session(State(app): State<AppState>, Path(id): Path<String>)
 
 /// The `links` of session `id`'s JSON: URLs of the session, of its frames (a URI template)
 /// and of each result that exists now.
-pub async fn links(app: &AppState, id: &str, frames_stored: u64) -> Value {
+pub async fn links(app: &AppState, id: &str, frames_stored: u64) -> SessionLinks {
     let store = Arc::clone(&app.store);
     let lookup = id.to_string();
     let results = match tokio::task::spawn_blocking(move || store.list_results(&lookup)).await {
@@ -348,40 +348,27 @@ pub async fn links(app: &AppState, id: &str, frames_stored: u64) -> Value {
 }
 
 /// [`links`] from the list of result files.
-pub fn links_for(id: &str, results: &[String], frames_stored: u64) -> Value {
+pub fn links_for(id: &str, results: &[String], frames_stored: u64) -> SessionLinks {
     let base = format!("/api/sessions/{id}");
-    let mut links = Map::new();
-    links.insert("self".into(), json!(base));
-    if frames_stored > 0 {
-        links.insert(
-            "frames".into(),
-            json!(format!("{base}/frames/{{index}}.jpg")),
-        );
-        links.insert("frame_times".into(), json!(format!("{base}/frames")));
-    }
     let has = |name: &str| results.iter().any(|r| r == name);
-    if VIDEO_FILES.iter().any(|v| has(v)) {
-        links.insert("video".into(), json!(format!("{base}/video")));
-    }
-    if has(REPORT_FILE) {
-        links.insert("report_json".into(), json!(format!("{base}/{REPORT_FILE}")));
-    }
-    if has(REPORT_HTML_FILE) {
-        links.insert(
-            "report_html".into(),
-            json!(format!("{base}/{REPORT_HTML_FILE}")),
-        );
-    }
+    let stored = frames_stored > 0;
     let prefix = format!("{THUMBNAILS_DIR}/");
-    let thumbnails: Vec<String> = results
-        .iter()
-        .filter(|r| r.starts_with(&prefix))
-        .map(|r| format!("{base}/{r}"))
-        .collect();
-    if !thumbnails.is_empty() {
-        links.insert("thumbnails".into(), json!(thumbnails));
+    SessionLinks {
+        frames: stored.then(|| format!("{base}/frames/{{index}}.jpg")),
+        frame_times: stored.then(|| format!("{base}/frames")),
+        video: VIDEO_FILES
+            .iter()
+            .any(|v| has(v))
+            .then(|| format!("{base}/video")),
+        report_json: has(REPORT_FILE).then(|| format!("{base}/{REPORT_FILE}")),
+        report_html: has(REPORT_HTML_FILE).then(|| format!("{base}/{REPORT_HTML_FILE}")),
+        thumbnails: results
+            .iter()
+            .filter(|r| r.starts_with(&prefix))
+            .map(|r| format!("{base}/{r}"))
+            .collect(),
+        this: base,
     }
-    Value::Object(links)
 }
 
 /// Serves the first of `names` that session `id` has.
@@ -545,11 +532,15 @@ fn internal(err: impl std::fmt::Display) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn links_name_what_exists() {
         let none = links_for("s1", &[], 0);
-        assert_eq!(none, json!({"self": "/api/sessions/s1"}));
+        assert_eq!(
+            serde_json::to_value(none).unwrap(),
+            json!({"self": "/api/sessions/s1"})
+        );
         let results: Vec<String> = [
             "report.html",
             "report.json",
@@ -562,7 +553,7 @@ mod tests {
         .collect();
         let all = links_for("s1", &results, 10);
         assert_eq!(
-            all,
+            serde_json::to_value(all).unwrap(),
             json!({
                 "self": "/api/sessions/s1",
                 "frames": "/api/sessions/s1/frames/{index}.jpg",

@@ -17,7 +17,7 @@ use crate::pipeline::PipelineEvent;
 use crate::session::lifecycle;
 use crate::session::live::LiveSession;
 use crate::session::processing::{complete_message, persist};
-use crate::store::{SessionMeta, SessionStatus, SessionStore, StoreError};
+use crate::store::{rfc3339, SessionMeta, SessionStatus, SessionStore, StoreError};
 
 impl<S> Connection<S>
 where
@@ -197,8 +197,7 @@ where
         if let (false, Some(why)) = (finished, limits::session_limit_reached(&self.app)) {
             let until = stored
                 .resumable_until
-                .as_deref()
-                .map_or_else(String::new, |t| format!(" until {t}"));
+                .map_or_else(String::new, |t| format!(" until {}", rfc3339(t)));
             return Err(Refusal::new(
                 ErrorCode::ServerBusy,
                 format!("{why}; session {} stays resumable{until}", stored.id),
@@ -216,20 +215,20 @@ where
                 format!(
                     "session {id} was abandoned: it was detached for longer than the server's {} s grace period; its frames are kept until {}; start a new session",
                     self.app.config.resume_grace_secs,
-                    meta.expires_at.as_deref().unwrap_or("expiry")
+                    meta.expires_at.map_or_else(|| "expiry".into(), rfc3339)
                 ),
             )),
             SessionStatus::Detached
                 if meta
                     .resumable_until
-                    .as_deref()
+                    .as_ref()
                     .is_some_and(crate::store::has_passed) =>
             {
                 Err(Refusal::new(
                     ErrorCode::ResumeExpired,
                     format!(
                         "session {id} could be resumed until {}: start a new session",
-                        meta.resumable_until.as_deref().unwrap_or_default()
+                        meta.resumable_until.map(rfc3339).unwrap_or_default()
                     ),
                 ))
             }

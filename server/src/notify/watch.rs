@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::http::api_error::ApiError;
 use crate::http::slots::{Full, Slot};
 use crate::metrics::Metrics;
-use crate::notify::events::{EventKind, SessionEvent};
+use crate::notify::events::{event_of, EventKind, SessionEvent};
 use crate::store::{SessionMeta, SessionStatus};
 use crate::AppState;
 
@@ -219,7 +219,7 @@ pub async fn session_events(
         &app,
         Watch {
             rx,
-            first: meta.map(|m| SessionEvent::new(EventKind::State, &m)),
+            first: meta.map(|m| event_of(EventKind::State, &m)),
             wait_until: waiting.then(|| Instant::now() + wait),
             only: Some(id),
             done: false,

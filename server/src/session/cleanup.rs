@@ -42,12 +42,13 @@ pub fn sweep(app: &AppState) {
             continue;
         }
         match meta.status {
-            SessionStatus::Detached if meta.resumable_until.as_deref().is_some_and(has_passed) => {
-                let expires = rfc3339(OffsetDateTime::now_utc() + expiry);
+            SessionStatus::Detached if meta.resumable_until.as_ref().is_some_and(has_passed) => {
+                let expires = OffsetDateTime::now_utc() + expiry;
                 tracing::info!(
-                    "Session {}: not resumed in time, abandoned; its {} frames are kept until {expires}",
+                    "Session {}: not resumed in time, abandoned; its {} frames are kept until {}",
                     meta.id,
-                    meta.frames_stored
+                    meta.frames_stored,
+                    rfc3339(expires)
                 );
                 super::lifecycle::abandon(&mut meta, expires);
                 match store.save_meta(&meta) {
@@ -56,7 +57,7 @@ pub fn sweep(app: &AppState) {
                 }
             }
             SessionStatus::Abandoned | SessionStatus::Created
-                if meta.expires_at.as_deref().is_some_and(has_passed) =>
+                if meta.expires_at.as_ref().is_some_and(has_passed) =>
             {
                 match store.delete(&meta.id) {
                     Ok(()) => {

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::store::{now_rfc3339, rfc3339, SessionMeta, SessionStatus};
+use crate::store::{SessionMeta, SessionStatus};
 
 /// The upload of a session created ahead begins (a new session is made `receiving`).
 pub fn receive(meta: &mut SessionMeta) {
     meta.status = SessionStatus::Receiving;
-    meta.updated_at = now_rfc3339();
+    meta.updated_at = OffsetDateTime::now_utc();
     meta.error = None;
     meta.resumable_until = None;
     meta.expires_at = None;
@@ -28,7 +28,7 @@ pub fn receive(meta: &mut SessionMeta) {
 pub fn detach(meta: &mut SessionMeta, reason: String, grace: Duration) {
     meta.status = SessionStatus::Detached;
     meta.error = Some(reason);
-    meta.resumable_until = Some(rfc3339(OffsetDateTime::now_utc() + grace));
+    meta.resumable_until = Some(OffsetDateTime::now_utc() + grace);
 }
 
 /// A connection resumed the session, which goes on in `status`.
@@ -41,7 +41,7 @@ pub fn resume(meta: &mut SessionMeta, status: SessionStatus) {
 
 /// Every frame is stored and checked: the signal file comes next, or processing.
 pub fn end(meta: &mut SessionMeta, signal_follows: bool) {
-    meta.ended_at = Some(now_rfc3339());
+    meta.ended_at = Some(OffsetDateTime::now_utc());
     if signal_follows {
         meta.status = SessionStatus::AwaitingSignal;
     } else {
@@ -65,7 +65,7 @@ pub fn complete(meta: &mut SessionMeta, results: Vec<String>) {
     meta.stage = None;
     meta.percent = None;
     meta.results = results;
-    meta.completed_at = Some(now_rfc3339());
+    meta.completed_at = Some(OffsetDateTime::now_utc());
 }
 
 /// The session cannot go on: `error` says why and what to do.
@@ -76,7 +76,7 @@ pub fn fail(meta: &mut SessionMeta, error: String) {
 
 /// A detached session was not resumed in its grace period: its frames are kept until
 /// `expires_at`, then deleted.
-pub fn abandon(meta: &mut SessionMeta, expires_at: String) {
+pub fn abandon(meta: &mut SessionMeta, expires_at: OffsetDateTime) {
     meta.status = SessionStatus::Abandoned;
     meta.expires_at = Some(expires_at);
 }
@@ -97,8 +97,7 @@ mod tests {
         assert_eq!(m.error.as_deref(), Some("the client went"));
         assert!(m
             .resumable_until
-            .as_deref()
-            .is_some_and(|t| !crate::store::has_passed(t)));
+            .is_some_and(|t| !crate::store::has_passed(&t)));
         resume(&mut m, SessionStatus::Receiving);
         assert_eq!((m.status, m.resumes), (SessionStatus::Receiving, 1));
         assert!(m.error.is_none() && m.resumable_until.is_none());

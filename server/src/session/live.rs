@@ -112,7 +112,7 @@ impl LiveSession {
     pub fn update(&self, change: impl FnOnce(&mut SessionMeta)) -> SessionMeta {
         let mut meta = self.lock();
         change(&mut meta);
-        meta.updated_at = crate::store::now_rfc3339();
+        meta.updated_at = time::OffsetDateTime::now_utc();
         meta.clone()
     }
 

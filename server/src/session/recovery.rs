@@ -215,7 +215,8 @@ async fn recover_one(app: &AppState, mut meta: SessionMeta) -> Result<(), StoreE
         "Session {id}: recovered {} frames ({} cut off); detached, resumable until {}",
         recovered.frames,
         recovered.dropped,
-        meta.resumable_until.as_deref().unwrap_or("-")
+        meta.resumable_until
+            .map_or_else(|| "-".into(), crate::store::rfc3339)
     );
     // Should the disk refuse the state (still full), it is kept live, as recomputed, and
     // saved again until the disk takes it.

@@ -15,17 +15,16 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use referee_protocol::api::{CreatedLinks, CreatedSession, NewSession};
 use referee_protocol::text::check_name;
 use referee_protocol::ErrorCode;
-use serde::Deserialize;
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::http::api_error::ApiError;
 use crate::metrics::Metrics;
 use crate::notify::events::EventKind;
 use crate::session::session_id;
-use crate::store::{rfc3339, SessionMeta, SessionStatus};
+use crate::store::{SessionMeta, SessionStatus};
 use crate::{limits, AppState};
 
 /// The sessions created ahead and not streamed into yet, with the address that created each
@@ -76,14 +75,6 @@ pub async fn load(app: &AppState) {
         Ok(Err(err)) => tracing::error!("cannot list the sessions created ahead: {err}"),
         Err(err) => tracing::error!("cannot list the sessions created ahead: {err}"),
     }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewSession {
-    /// The session's name, any text up to 200 characters, e.g. `Final, pool A`.
-    #[serde(default)]
-    name: Option<String>,
 }
 
 /// The name a `POST /api/sessions` body asks for: no body (or an empty one) is the default
@@ -155,7 +146,7 @@ pub async fn create(
     let mut meta = SessionMeta::new(id, name, SessionStatus::Created);
     meta.created_ahead = true;
     let expiry = std::time::Duration::from_secs(app.config.created_expiry_secs);
-    meta.expires_at = Some(rfc3339(now + expiry));
+    meta.expires_at = Some(now + expiry);
     app.reservations.add(&meta.id, Some(remote.ip()));
     let store = Arc::clone(&app.store);
     let saved = meta.clone();
@@ -165,13 +156,15 @@ pub async fn create(
             app.events.publish(EventKind::Created, &meta);
             tracing::info!("Created session {} ahead of its upload", meta.id);
             let id = &meta.id;
-            let mut body = meta.public_json();
-            body["links"] = json!({
-                "session": format!("/api/sessions/{id}"),
-                "events": format!("/api/sessions/{id}/events"),
-                "live": format!("/api/sessions/{id}/live.mjpeg"),
-                "dashboard": format!("/#/sessions/{id}"),
-            });
+            let body = CreatedSession {
+                session: meta.view(None),
+                links: CreatedLinks {
+                    session: format!("/api/sessions/{id}"),
+                    events: format!("/api/sessions/{id}/events"),
+                    live: format!("/api/sessions/{id}/live.mjpeg"),
+                    dashboard: format!("/#/sessions/{id}"),
+                },
+            };
             (StatusCode::CREATED, Json(body)).into_response()
         }
         Ok(Err(err)) => {

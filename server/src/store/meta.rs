@@ -1,47 +1,11 @@
-//! The metadata record of a session, stored as `session.json` and shown by the HTTP API.
+//! The metadata record of a session, stored as `session.json`: private to the server (it holds
+//! the resume token); the HTTP API shows its [`SessionView`].
 
+pub use referee_protocol::api::SessionStatus;
+use referee_protocol::api::{SessionLinks, SessionView};
 use referee_protocol::{FrameEncoding, Stage, UploadIdentity};
 use serde::{Deserialize, Serialize};
-
-/// Where a session is, as stored and as the HTTP API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionStatus {
-    /// Created ahead of its upload (`POST /api/sessions`); waiting for a client to stream
-    /// into it.
-    Created,
-    /// Frames are arriving.
-    Receiving,
-    /// Every frame is stored; waiting for the signal file.
-    AwaitingSignal,
-    /// The processing pipeline is running.
-    Processing,
-    /// Processing finished; results are available.
-    Complete,
-    /// Processing failed; `error` says why.
-    Failed,
-    /// The connection ended before the upload finished: the stored frames are kept and the
-    /// client may resume until `resumable_until`.
-    Detached,
-    /// Detached for longer than the grace period: no longer resumable; the data is kept
-    /// until `expires_at`.
-    Abandoned,
-}
-
-impl SessionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionStatus::Created => "created",
-            SessionStatus::Receiving => "receiving",
-            SessionStatus::AwaitingSignal => "awaiting_signal",
-            SessionStatus::Processing => "processing",
-            SessionStatus::Complete => "complete",
-            SessionStatus::Failed => "failed",
-            SessionStatus::Detached => "detached",
-            SessionStatus::Abandoned => "abandoned",
-        }
-    }
-}
+use time::OffsetDateTime;
 
 /// Everything known about a session, apart from its frames.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,24 +61,28 @@ pub struct SessionMeta {
     /// session whose processing stops the server is not run again at every start.
     #[serde(default)]
     pub processing_attempts: u32,
-    /// Until when a detached session may be resumed (RFC 3339).
-    #[serde(default)]
-    pub resumable_until: Option<String>,
+    /// Until when a detached session may be resumed.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub resumable_until: Option<OffsetDateTime>,
     /// When an abandoned session's data will be deleted, or a session created ahead that
-    /// nobody streamed into (RFC 3339).
-    #[serde(default)]
-    pub expires_at: Option<String>,
-    /// RFC 3339 times.
-    pub created_at: String,
-    pub updated_at: String,
-    pub ended_at: Option<String>,
-    pub completed_at: Option<String>,
+    /// nobody streamed into.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// Stored as RFC 3339 times.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub completed_at: Option<OffsetDateTime>,
 }
 
 impl SessionMeta {
     /// A session with nothing stored yet; the caller fills in what it knows.
     pub fn new(id: String, name: String, status: SessionStatus) -> Self {
-        let now = now_rfc3339();
+        let now = OffsetDateTime::now_utc();
         Self {
             id,
             name,
@@ -142,7 +110,7 @@ impl SessionMeta {
             processing_attempts: 0,
             resumable_until: None,
             expires_at: None,
-            created_at: now.clone(),
+            created_at: now,
             updated_at: now,
             ended_at: None,
             completed_at: None,
@@ -156,13 +124,40 @@ impl SessionMeta {
 }
 
 impl SessionMeta {
-    /// The metadata as the HTTP API shows it: without the resume token.
-    pub fn public_json(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).unwrap_or_default();
-        if let Some(object) = value.as_object_mut() {
-            object.remove("resume_token");
+    /// The session as the HTTP API shows it (without the resume token), with `links`.
+    pub fn view(&self, links: Option<SessionLinks>) -> SessionView {
+        SessionView {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            source: self.source.clone(),
+            fps: self.fps,
+            width: self.width,
+            height: self.height,
+            encoding: self.encoding,
+            quality: self.quality,
+            frames_expected: self.frames_expected,
+            status: self.status,
+            stage: self.stage,
+            percent: self.percent,
+            frames_stored: self.frames_stored,
+            bytes_stored: self.bytes_stored,
+            signal_file: self.signal_file.clone(),
+            results: self.results.clone(),
+            error: self.error.clone(),
+            signal_events: self.signal_events,
+            created_ahead: self.created_ahead,
+            variable_frame_rate: self.variable_frame_rate,
+            upload: self.upload.clone(),
+            resumes: self.resumes,
+            processing_attempts: self.processing_attempts,
+            resumable_until: self.resumable_until,
+            expires_at: self.expires_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            ended_at: self.ended_at,
+            completed_at: self.completed_at,
+            links,
         }
-        value
     }
 
     /// Whether the upload had ended (SESSION_END accepted) when the session was detached.
@@ -171,19 +166,13 @@ impl SessionMeta {
     }
 }
 
-/// The current time as RFC 3339 (UTC).
-pub fn now_rfc3339() -> String {
-    rfc3339(time::OffsetDateTime::now_utc())
-}
-
-/// `t` as RFC 3339.
-pub fn rfc3339(t: time::OffsetDateTime) -> String {
+/// `t` as RFC 3339, for messages.
+pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| String::from("unknown"))
 }
 
-/// Whether the RFC 3339 time `t` has passed (an unreadable time counts as passed).
-pub fn has_passed(t: &str) -> bool {
-    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-        .map_or(true, |t| t <= time::OffsetDateTime::now_utc())
+/// Whether `t` has passed.
+pub fn has_passed(t: &OffsetDateTime) -> bool {
+    *t <= OffsetDateTime::now_utc()
 }

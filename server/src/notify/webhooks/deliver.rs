@@ -228,8 +228,13 @@ mod tests {
             idempotency_key: key.into(),
             event: "session.created".into(),
             session_id: key.into(),
-            at: String::new(),
-            session: serde_json::json!({}),
+            at: time::OffsetDateTime::UNIX_EPOCH,
+            session: crate::store::SessionMeta::new(
+                key.into(),
+                key.into(),
+                crate::store::SessionStatus::Created,
+            )
+            .view(None),
         }
     }
 

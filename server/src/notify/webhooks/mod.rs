@@ -15,37 +15,27 @@ mod outbox;
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
+
 use sha2::Sha256;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::notify::events::{EventKind, SessionEvent};
-use crate::store::{now_rfc3339, SessionMeta, SessionStatus};
+pub use referee_protocol::api::WebhookEvent;
+use time::OffsetDateTime;
+
+use crate::store::{SessionMeta, SessionStatus};
 use crate::AppState;
 use deliver::Senders;
 use outbox::{Entry, Outbox};
 
-/// One webhook event, as sent and as kept in the outbox.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct WebhookEvent {
-    /// Stable for this event: the receiver can drop a second delivery with the same key.
-    pub idempotency_key: String,
-    /// `session.created`, `session.completed` or `session.failed`.
-    pub event: String,
-    pub session_id: String,
-    pub at: String,
-    pub session: serde_json::Value,
-}
-
-impl WebhookEvent {
-    fn of(kind: &str, meta: &SessionMeta) -> Self {
-        Self {
-            idempotency_key: format!("{}.{kind}", meta.id),
-            event: format!("session.{kind}"),
-            session_id: meta.id.clone(),
-            at: now_rfc3339(),
-            session: meta.public_json(),
-        }
+/// The webhook event `kind` of the session `meta`, now.
+fn webhook_event(kind: &str, meta: &SessionMeta) -> WebhookEvent {
+    WebhookEvent {
+        idempotency_key: format!("{}.{kind}", meta.id),
+        event: format!("session.{kind}"),
+        session_id: meta.id.clone(),
+        at: OffsetDateTime::now_utc(),
+        session: meta.view(None),
     }
 }
 
@@ -135,7 +125,7 @@ fn catch_up(store: &dyn crate::store::SessionStore, outbox: &Outbox) -> Vec<Entr
             _ => &["created"],
         };
         for kind in kinds {
-            match outbox.put(&WebhookEvent::of(kind, &meta)) {
+            match outbox.put(&webhook_event(kind, &meta)) {
                 Ok(Some(entry)) => queued.push(entry),
                 Ok(None) => {}
                 Err(err) => tracing::error!("webhook outbox: {err}"),
@@ -172,7 +162,7 @@ async fn listen(
         let Some(meta) = crate::notify::watch::current(&app, &event.session_id).await else {
             continue;
         };
-        let webhook = WebhookEvent::of(kind, &meta);
+        let webhook = webhook_event(kind, &meta);
         let box_ = outbox.clone();
         let queued = tokio::task::spawn_blocking(move || box_.put(&webhook)).await;
         match queued {

@@ -275,7 +275,7 @@ impl Outbox {
 /// Oldest first; a session's `created` before its other events of the same instant.
 pub fn sort_oldest_first(entries: &mut [Entry]) {
     entries.sort_by(|a, b| {
-        let rank = |e: &Entry| (e.event.at.clone(), e.event.event != "session.created");
+        let rank = |e: &Entry| (e.event.at, e.event.event != "session.created");
         rank(a).cmp(&rank(b))
     });
 }
@@ -297,7 +297,7 @@ fn write_durably(path: &Path, entry: &Entry) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::now_rfc3339;
+    use crate::store::{SessionMeta, SessionStatus};
 
     fn event(key: &str) -> WebhookEvent {
         let (session, kind) = key.split_once('.').unwrap();
@@ -305,8 +305,9 @@ mod tests {
             idempotency_key: key.into(),
             event: format!("session.{kind}"),
             session_id: session.into(),
-            at: now_rfc3339(),
-            session: serde_json::json!({}),
+            at: time::OffsetDateTime::now_utc(),
+            session: SessionMeta::new(session.into(), session.into(), SessionStatus::Created)
+                .view(None),
         }
     }
 
