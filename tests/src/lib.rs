@@ -785,22 +785,26 @@ pub fn chromium() -> PathBuf {
     );
 }
 
+/// Chromium's flags for the tests: headless, and nothing reaching the network but the pages
+/// opened (no updates, no sync, no QUIC).
+pub const HEADLESS_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+];
+
 /// Runs headless Chromium on `url` with `extra` flags (e.g. `--dump-dom`), with a fresh
 /// profile and nothing reaching the network but `url`; returns its stdout.
 pub fn run_chromium(url: &str, extra: &[&str]) -> String {
     let profile = tempfile::tempdir().unwrap();
     let mut child = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ])
+        .args(HEADLESS_FLAGS)
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(extra)
         .arg(url)
