@@ -223,17 +223,25 @@ impl Drop for TestServer {
 
 /// A minimal HTTP/1.1 GET: the status code and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    try_http_get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// A minimal HTTP/1.1 GET: the status code and the body, or what failed (for the bench,
+/// which waits for a server to answer and measures it under load).
+pub fn try_http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+        .map_err(|e| e.to_string())?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
-    .unwrap();
+    .map_err(|e| e.to_string())?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
     let status = response
         .split_whitespace()
         .nth(1)
@@ -243,7 +251,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
-    (status, body)
+    Ok((status, body))
 }
 
 /// `POST path` with a JSON `body`: the status code and the body as JSON.
