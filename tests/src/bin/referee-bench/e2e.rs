@@ -3,7 +3,7 @@ use super::*;
 // ---------------------------------------------------------------------------------------------
 // End to end
 
-pub(crate) fn e2e(bench: &Bench, data: &Path, videos: &[Video], quick: bool) -> Result<Value> {
+pub(crate) fn e2e(bench: &Bench, data: &Path, videos: &[Video], quick: bool) -> Result<Vec<Value>> {
     let mut rows = Vec::new();
     for video in videos {
         if quick && video.height != 720 {
@@ -24,10 +24,15 @@ pub(crate) fn e2e(bench: &Bench, data: &Path, videos: &[Video], quick: bool) -> 
             rows.push(bench.repeated("fps", || e2e_case(bench, data, video, extra))?);
         }
     }
-    Ok(Value::Array(rows))
+    Ok(rows)
 }
 
-pub(crate) fn e2e_case(bench: &Bench, data: &Path, video: &Video, extra: &[&str]) -> Result<Value> {
+pub(crate) fn e2e_case(
+    bench: &Bench,
+    data: &Path,
+    video: &Video,
+    extra: &[&str],
+) -> Result<E2eRow> {
     let case: String = format!("e2e-{}{}", video.label, extra.join(""))
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -101,21 +106,47 @@ pub(crate) fn e2e_case(bench: &Bench, data: &Path, video: &Video, extra: &[&str]
     let bytes = session["bytes_stored"].as_u64().unwrap_or(0);
     let secs = (ended - started).as_secs_f64();
     let wall = (ended - spawned).as_secs_f64();
-    Ok(json!({
-        "video": video.label,
-        "args": extra.join(" "),
-        "mode": if mode.contains("passthrough") { "passthrough" } else { "re-encode" },
-        "frames": frames,
-        "payload_bytes": bytes,
-        "seconds": secs,
-        "fps": frames as f64 / secs,
-        "mb_per_s": bytes as f64 / secs / 1e6,
-        "wall_seconds_from_spawn": wall,
-        "fps_from_spawn": frames as f64 / wall,
-        "client_cpu_s": client_cpu,
-        "client_cpu_before_start_s": startup_cpu,
-        "client_peak_rss_mb": client_rss,
-        "server_cpu_s": server_cpu,
-        "server_peak_rss_mb": server_rss,
-    }))
+    Ok(E2eRow {
+        video: video.label.clone(),
+        args: extra.join(" "),
+        mode: if mode.contains("passthrough") {
+            "passthrough"
+        } else {
+            "re-encode"
+        },
+        frames,
+        payload_bytes: bytes,
+        seconds: secs,
+        fps: frames as f64 / secs,
+        mb_per_s: bytes as f64 / secs / 1e6,
+        wall_seconds_from_spawn: wall,
+        fps_from_spawn: frames as f64 / wall,
+        client_cpu_s: client_cpu,
+        client_cpu_before_start_s: startup_cpu,
+        client_peak_rss_mb: client_rss,
+        server_cpu_s: server_cpu,
+        server_peak_rss_mb: server_rss,
+    })
+}
+
+/// One end-to-end run: the client streaming `video` with `args` to the server.
+#[derive(serde::Serialize)]
+pub(crate) struct E2eRow {
+    pub(crate) video: String,
+    pub(crate) args: String,
+    /// `passthrough` (the stored JPEG packets sent as they are) or `re-encode`.
+    pub(crate) mode: &'static str,
+    pub(crate) frames: u64,
+    pub(crate) payload_bytes: u64,
+    /// From the client's first frame to `Session ended` (every frame durable).
+    pub(crate) seconds: f64,
+    pub(crate) fps: f64,
+    pub(crate) mb_per_s: f64,
+    pub(crate) wall_seconds_from_spawn: f64,
+    pub(crate) fps_from_spawn: f64,
+    pub(crate) client_cpu_s: f64,
+    pub(crate) client_cpu_before_start_s: f64,
+    pub(crate) client_peak_rss_mb: f64,
+    pub(crate) server_cpu_s: f64,
+    pub(crate) server_peak_rss_mb: f64,
 }

@@ -129,13 +129,15 @@ pub(crate) struct Bench {
 impl Bench {
     /// Runs `measure` `--repeat` times and returns the run with the median `key`, with every
     /// run's `key` in `runs` (the machine is shared: single runs vary).
-    pub(crate) fn repeated(
+    pub(crate) fn repeated<T: serde::Serialize>(
         &self,
         key: &str,
-        mut measure: impl FnMut() -> Result<Value>,
+        mut measure: impl FnMut() -> Result<T>,
     ) -> Result<Value> {
         let n = self.repeat.max(1);
-        let mut runs = (0..n).map(|_| measure()).collect::<Result<Vec<Value>>>()?;
+        let mut runs = (0..n)
+            .map(|_| Ok(serde_json::to_value(measure()?)?))
+            .collect::<Result<Vec<Value>>>()?;
         let value = |v: &Value| v[key].as_f64().unwrap_or(f64::NAN);
         runs.sort_by(|a, b| value(a).total_cmp(&value(b)));
         let all: Vec<f64> = runs.iter().map(value).collect();

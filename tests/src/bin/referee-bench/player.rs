@@ -29,7 +29,7 @@ pub(crate) fn timed_get(addr: SocketAddr, path: &str) -> Result<(u16, usize, Dur
 }
 
 /// Latency percentiles (ms) and the rate of `paths` asked for one after another.
-pub(crate) fn measure(addr: SocketAddr, paths: &[String]) -> Result<Value> {
+pub(crate) fn measure(addr: SocketAddr, paths: &[String]) -> Result<Requests> {
     let started = Instant::now();
     let mut latencies = Vec::with_capacity(paths.len());
     let mut bytes = 0;
@@ -43,17 +43,38 @@ pub(crate) fn measure(addr: SocketAddr, paths: &[String]) -> Result<Value> {
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     latencies.sort_unstable();
-    Ok(json!({
-        "requests": paths.len(),
-        "per_s": paths.len() as f64 / secs,
-        "bytes_avg": bytes / paths.len().max(1),
-        "p50_ms": percentile(&latencies, 0.5),
-        "p99_ms": percentile(&latencies, 0.99),
-        "max_ms": latencies.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1e3),
-    }))
+    Ok(Requests {
+        requests: paths.len(),
+        per_s: paths.len() as f64 / secs,
+        bytes_avg: bytes / paths.len().max(1),
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+        max_ms: latencies.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1e3),
+    })
 }
 
-pub fn section(bench: &Bench, data: &Path, videos: &[Video], quick: bool) -> Result<Value> {
+/// Requests asked one after another: how many, how fast, and their latency.
+#[derive(serde::Serialize)]
+pub(crate) struct Requests {
+    pub(crate) requests: usize,
+    pub(crate) per_s: f64,
+    pub(crate) bytes_avg: usize,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
+}
+
+/// The player section: a session's stored frames and frame times, as the player asks.
+#[derive(serde::Serialize)]
+pub(crate) struct PlayerResults {
+    pub(crate) frames_stored: u64,
+    pub(crate) frame_times: Requests,
+    pub(crate) frames_in_order: Requests,
+    pub(crate) frames_jumps: Requests,
+    pub(crate) server_peak_rss_mb: f64,
+}
+
+pub fn section(bench: &Bench, data: &Path, videos: &[Video], quick: bool) -> Result<PlayerResults> {
     let video = videos
         .iter()
         .find(|v| v.height == 720 && v.codec == "MJPEG")
@@ -81,13 +102,13 @@ pub fn section(bench: &Bench, data: &Path, videos: &[Video], quick: bool) -> Res
         let jumps: Vec<String> = (0..300u64)
             .map(|i| format!("{base}/frames/{}.jpg", (i * 7919) % frames))
             .collect();
-        Ok(json!({
-            "frames_stored": frames,
-            "frame_times": measure(server.addr, &times)?,
-            "frames_in_order": measure(server.addr, &in_order)?,
-            "frames_jumps": measure(server.addr, &jumps)?,
-            "server_peak_rss_mb": server.peak_rss_mb(),
-        }))
+        Ok(PlayerResults {
+            frames_stored: frames,
+            frame_times: measure(server.addr, &times)?,
+            frames_in_order: measure(server.addr, &in_order)?,
+            frames_jumps: measure(server.addr, &jumps)?,
+            server_peak_rss_mb: server.peak_rss_mb(),
+        })
     });
     server.stop();
     outcome

@@ -84,7 +84,7 @@ pub(crate) struct Results {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) limits: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) e2e: Option<Value>,
+    pub(crate) e2e: Option<Vec<Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) ingest: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,7 +92,7 @@ pub(crate) struct Results {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) hostile: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) player: Option<Value>,
+    pub(crate) player: Option<player::PlayerResults>,
 }
 
 // ---------------------------------------------------------------------------------------------
