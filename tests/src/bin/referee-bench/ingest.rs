@@ -62,7 +62,7 @@ pub(crate) fn ingest(
     payloads: Arc<Vec<Bytes>>,
     sessions: usize,
     frames: u64,
-) -> Result<Value> {
+) -> Result<IngestRow> {
     let server = Server::start(bench, &data.join(format!("ingest{sessions}")), &[])?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -100,22 +100,51 @@ pub(crate) fn ingest(
     let window = played.first().map_or(0, |p| p.window);
     let largest = payloads.iter().map(Bytes::len).max().unwrap_or(0) as f64;
     let windows_mb = sessions as f64 * window as f64 * largest / 1e6;
-    Ok(json!({
-        "sessions": sessions,
-        "frames_per_session": frames,
-        "frame_bytes_avg": total_bytes / total_frames.max(1),
-        "window": window,
-        "seconds": secs,
-        "fps": total_frames as f64 / secs,
-        "gb_per_s": total_bytes as f64 / secs / 1e9,
-        "mb_per_s": total_bytes as f64 / secs / 1e6,
-        "ack_p50_ms": percentile(&latencies, 0.5),
-        "ack_p99_ms": percentile(&latencies, 0.99),
-        "window_full_fraction": played.iter().map(|p| p.window_wait.as_secs_f64() / p.busy.as_secs_f64().max(1e-9)).sum::<f64>() / played.len().max(1) as f64,
-        "server_cpu_s": server_cpu,
-        "server_peak_rss_mb": server_rss,
-        "advertised_windows_mb": windows_mb,
-        "rss_bound_mb": 100.0 + windows_mb,
-        "bench_clients_cpu_s": own_cpu,
-    }))
+    Ok(IngestRow {
+        sessions,
+        frames_per_session: frames,
+        frame_bytes_avg: total_bytes / total_frames.max(1),
+        window,
+        seconds: secs,
+        fps: total_frames as f64 / secs,
+        gb_per_s: total_bytes as f64 / secs / 1e9,
+        mb_per_s: total_bytes as f64 / secs / 1e6,
+        ack_p50_ms: percentile(&latencies, 0.5),
+        ack_p99_ms: percentile(&latencies, 0.99),
+        window_full_fraction: played
+            .iter()
+            .map(|p| p.window_wait.as_secs_f64() / p.busy.as_secs_f64().max(1e-9))
+            .sum::<f64>()
+            / played.len().max(1) as f64,
+        server_cpu_s: server_cpu,
+        server_peak_rss_mb: server_rss,
+        advertised_windows_mb: windows_mb,
+        rss_bound_mb: 100.0 + windows_mb,
+        bench_clients_cpu_s: own_cpu,
+    })
+}
+
+/// `sessions` concurrent uploads of `frames_per_session` frames each, as fast as the
+/// window allows.
+#[derive(serde::Serialize)]
+pub(crate) struct IngestRow {
+    pub(crate) sessions: usize,
+    pub(crate) frames_per_session: u64,
+    pub(crate) frame_bytes_avg: u64,
+    /// The window the server advertised.
+    pub(crate) window: u64,
+    pub(crate) seconds: f64,
+    pub(crate) fps: f64,
+    pub(crate) gb_per_s: f64,
+    pub(crate) mb_per_s: f64,
+    /// From sending a frame to the ACK that covers it.
+    pub(crate) ack_p50_ms: f64,
+    pub(crate) ack_p99_ms: f64,
+    /// The share of the time a sender waited with a full window.
+    pub(crate) window_full_fraction: f64,
+    pub(crate) server_cpu_s: f64,
+    pub(crate) server_peak_rss_mb: f64,
+    pub(crate) advertised_windows_mb: f64,
+    pub(crate) rss_bound_mb: f64,
+    pub(crate) bench_clients_cpu_s: f64,
 }

@@ -5,7 +5,7 @@ pub(crate) fn processing_all(
     data: &Path,
     videos: &[Video],
     quick: bool,
-) -> Result<Value> {
+) -> Result<Vec<ProcessingRow>> {
     let mut rows = Vec::new();
     for video in videos.iter().filter(|v| v.codec == "MJPEG" && !v.is_long()) {
         if quick && video.height == 480 {
@@ -14,7 +14,7 @@ pub(crate) fn processing_all(
         eprintln!("processing: {}", video.label);
         rows.push(processing(bench, data, video)?);
     }
-    Ok(Value::Array(rows))
+    Ok(rows)
 }
 
 /// Plays one session named `name` of `frames` of `payloads` (see [`play`]) on its own runtime.
@@ -41,7 +41,7 @@ pub(crate) fn play_one(
     ))
 }
 
-pub(crate) fn processing(bench: &Bench, data: &Path, video: &Video) -> Result<Value> {
+pub(crate) fn processing(bench: &Bench, data: &Path, video: &Video) -> Result<ProcessingRow> {
     let payloads = Arc::new(jpegs(video)?);
     let frames = payloads.len() as u64;
     let server = Server::start(bench, &data.join("processing"), &[])?;
@@ -60,7 +60,10 @@ pub(crate) fn processing(bench: &Bench, data: &Path, video: &Video) -> Result<Va
         order.push(stage.clone());
         stages.insert(
             stage.clone(),
-            json!({"seconds": secs, "seconds_per_1000_frames": secs * 1000.0 / frames as f64}),
+            StageTime {
+                seconds: secs,
+                seconds_per_1000_frames: secs * 1000.0 / frames as f64,
+            },
         );
     }
     let end = played
@@ -70,17 +73,43 @@ pub(crate) fn processing(bench: &Bench, data: &Path, video: &Video) -> Result<Va
         .ok_or_else(|| anyhow!("no COMPLETE"))?;
     let total = (end - start).as_secs_f64();
     let duration = frames as f64 / 30.0;
-    Ok(json!({
-        "video": video.label,
-        "width": video.width,
-        "height": video.height,
-        "frames": frames,
-        "stages": stages,
-        "stage_order": order,
-        "seconds": total,
-        "seconds_per_1000_frames": total * 1000.0 / frames as f64,
-        "fps": frames as f64 / total,
-        "realtime_factor_at_30fps": duration / total,
-        "server_peak_rss_mb": server_rss,
-    }))
+    Ok(ProcessingRow {
+        video: video.label.clone(),
+        width: video.width,
+        height: video.height,
+        frames,
+        stages,
+        stage_order: order,
+        seconds: total,
+        seconds_per_1000_frames: total * 1000.0 / frames as f64,
+        fps: frames as f64 / total,
+        realtime_factor_at_30fps: duration / total,
+        server_peak_rss_mb: server_rss,
+    })
+}
+
+/// One session processed: each stage's time, and the whole.
+#[derive(serde::Serialize)]
+pub(crate) struct ProcessingRow {
+    pub(crate) video: String,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) frames: u64,
+    /// By stage name (`video_reconstruction`, `analysis`).
+    pub(crate) stages: BTreeMap<String, StageTime>,
+    /// The stages in the order they ran.
+    pub(crate) stage_order: Vec<String>,
+    /// From the SIGNAL (processing starts) to COMPLETE.
+    pub(crate) seconds: f64,
+    pub(crate) seconds_per_1000_frames: f64,
+    pub(crate) fps: f64,
+    pub(crate) realtime_factor_at_30fps: f64,
+    pub(crate) server_peak_rss_mb: f64,
+}
+
+/// One stage's time.
+#[derive(serde::Serialize)]
+pub(crate) struct StageTime {
+    pub(crate) seconds: f64,
+    pub(crate) seconds_per_1000_frames: f64,
 }

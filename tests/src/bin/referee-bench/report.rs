@@ -88,7 +88,7 @@ pub(crate) struct Results {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) ingest: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) processing: Option<Value>,
+    pub(crate) processing: Option<Vec<ProcessingRow>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) hostile: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
