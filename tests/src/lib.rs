@@ -223,17 +223,25 @@ impl Drop for TestServer {
 
 /// A minimal HTTP/1.1 GET: the status code and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    try_http_get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// A minimal HTTP/1.1 GET: the status code and the body, or what failed (for the bench,
+/// which waits for a server to answer and measures it under load).
+pub fn try_http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+        .map_err(|e| e.to_string())?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
-    .unwrap();
+    .map_err(|e| e.to_string())?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
     let status = response
         .split_whitespace()
         .nth(1)
@@ -243,7 +251,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
-    (status, body)
+    Ok((status, body))
 }
 
 /// `POST path` with a JSON `body`: the status code and the body as JSON.
@@ -785,22 +793,26 @@ pub fn chromium() -> PathBuf {
     );
 }
 
+/// Chromium's flags for the tests: headless, and nothing reaching the network but the pages
+/// opened (no updates, no sync, no QUIC).
+pub const HEADLESS_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+];
+
 /// Runs headless Chromium on `url` with `extra` flags (e.g. `--dump-dom`), with a fresh
 /// profile and nothing reaching the network but `url`; returns its stdout.
 pub fn run_chromium(url: &str, extra: &[&str]) -> String {
     let profile = tempfile::tempdir().unwrap();
     let mut child = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ])
+        .args(HEADLESS_FLAGS)
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(extra)
         .arg(url)

@@ -1,18 +1,24 @@
-//! A tiny W3C WebDriver client for the dashboard tests: headless Chromium driven by Debian's
-//! `chromedriver` (package `chromium-driver`), in plain JSON over HTTP on 127.0.0.1. Just
-//! what the tests need: open a URL, run a script, click, wait, take full-page screenshots at a
-//! given viewport width (through ChromeDriver's DevTools passthrough).
+//! The dashboard tests' browser: headless Chromium driven by Debian's `chromedriver` (package
+//! `chromium-driver`) through the `fantoccini` WebDriver client, on 127.0.0.1. A blocking
+//! facade for the tests (open a URL, run a script, click, wait, take full-page screenshots at
+//! a given viewport width): each command runs on the browser's own runtime, so that it can be
+//! called from a plain test and from inside an async one alike.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::future::Future;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use fantoccini::error::CmdError;
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
-/// The key of an element reference in W3C WebDriver answers.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// How long one WebDriver command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `chromedriver` on the PATH or in /usr/bin; a failing test says how to install it.
 pub fn chromedriver() -> PathBuf {
@@ -32,11 +38,38 @@ pub fn chromedriver() -> PathBuf {
         })
 }
 
+/// A ChromeDriver extension command (`POST /session/{id}/PATH` with a JSON body), which
+/// fantoccini does not name: the DevTools passthrough and the browser's console log.
+#[derive(Debug)]
+struct Extension {
+    path: &'static str,
+    body: Value,
+}
+
+impl WebDriverCompatibleCommand for Extension {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/{}",
+            session_id.unwrap_or_default(),
+            self.path
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.body.to_string()))
+    }
+}
+
 /// A headless Chromium under ChromeDriver, with a fresh profile. Ends both when dropped.
 pub struct Browser {
+    client: Client,
+    /// Where the commands run (`None` once dropped).
+    runtime: Option<tokio::runtime::Runtime>,
     driver: Child,
-    port: u16,
-    session: String,
     _profile: tempfile::TempDir,
 }
 
@@ -71,138 +104,102 @@ impl Browser {
             }
         };
         let profile = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = crate::HEADLESS_FLAGS
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        args.extend([
+            "--hide-scrollbars".to_string(),
+            "--autoplay-policy=no-user-gesture-required".to_string(),
+            format!("--window-size={width},{height}"),
+            format!("--user-data-dir={}", profile.path().display()),
+        ]);
         let capabilities = json!({
-            "capabilities": {"alwaysMatch": {
-                "browserName": "chrome",
-                "goog:loggingPrefs": {"browser": "ALL"},
-                "goog:chromeOptions": {
-                    "binary": chromium.display().to_string(),
-                    "args": [
-                        "--headless",
-                        "--no-sandbox",
-                        "--disable-gpu",
-                        "--disable-quic",
-                        "--no-first-run",
-                        "--disable-background-networking",
-                        "--disable-component-update",
-                        "--disable-sync",
-                        "--disable-dev-shm-usage",
-                        "--hide-scrollbars",
-                        "--autoplay-policy=no-user-gesture-required",
-                        format!("--window-size={width},{height}"),
-                        format!("--user-data-dir={}", profile.path().display()),
-                    ],
-                },
-            }},
+            "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "goog:chromeOptions": {
+                "binary": chromium.display().to_string(),
+                "args": args,
+            },
         });
-        let mut browser = Self {
-            driver,
-            port,
-            session: String::new(),
-            _profile: profile,
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!("the capabilities are an object")
         };
-        let created = browser.call("POST", "/session", Some(&capabilities));
-        browser.session = created["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("chromedriver started no browser: {created}"))
-            .to_string();
-        browser
-    }
-
-    /// One WebDriver command; the `value` of its answer. Panics on a WebDriver error.
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        let (status, answer) = self.request(method, path, body);
-        if status != 200 {
-            panic!(
-                "WebDriver {method} {path} failed ({status}): {}: {}",
-                answer["value"]["error"], answer["value"]["message"]
-            );
-        }
-        answer.get("value").cloned().unwrap_or(Value::Null)
-    }
-
-    /// One HTTP request to ChromeDriver: the status and the JSON answer.
-    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))
-            .unwrap_or_else(|e| panic!("cannot reach chromedriver: {e}"));
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("webdriver")
+            .enable_all()
+            .build()
             .unwrap();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.port,
-            body.len()
-        )
-        .unwrap();
-        // ChromeDriver may keep the connection open after its answer: read the head, then
-        // Content-Length bytes (or a chunked body to its end).
-        let mut reader = BufReader::new(stream);
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            let read = reader.read_line(&mut line).unwrap();
-            if read == 0 || line == "\r\n" {
-                break;
-            }
-            head.push_str(&line.to_ascii_lowercase());
-        }
-        let length = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse::<usize>().ok());
-        let payload = match length {
-            Some(length) => {
-                let mut payload = vec![0; length];
-                reader.read_exact(&mut payload).unwrap();
-                payload
-            }
-            None => {
-                let mut raw = Vec::new();
-                reader.read_to_end(&mut raw).unwrap();
-                if head.contains("transfer-encoding: chunked") {
-                    crate::dechunk(&raw)
-                } else {
-                    raw
-                }
+        let url = format!("http://127.0.0.1:{port}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        runtime.spawn(async move {
+            let connected = ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities)
+                .connect(&url)
+                .await;
+            let _ = tx.send(connected);
+        });
+        let client = match rx.recv_timeout(COMMAND_TIMEOUT) {
+            Ok(Ok(client)) => client,
+            other => {
+                let _ = driver.kill();
+                let _ = driver.wait();
+                panic!(
+                    "chromedriver started no browser: {:?}",
+                    other.map(|r| r.err())
+                );
             }
         };
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("chromedriver sent no HTTP answer to {method} {path}"));
-        let answer = serde_json::from_slice(&payload).unwrap_or_else(|e| {
-            panic!(
-                "chromedriver answered {method} {path} with something else than JSON ({e}): {}",
-                String::from_utf8_lossy(&payload)
-            )
-        });
-        (status, answer)
+        Self {
+            client,
+            runtime: Some(runtime),
+            driver,
+            _profile: profile,
+        }
     }
 
-    fn session_path(&self, rest: &str) -> String {
-        format!("/session/{}{rest}", self.session)
+    /// Runs one command, made by `command` from a handle on the browser, to its answer.
+    /// Panics on a WebDriver error, saying `what` failed.
+    fn run<T, F>(&self, what: &str, command: impl FnOnce(Client) -> F) -> T
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, CmdError>> + Send + 'static,
+    {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("the browser's runtime runs until dropped");
+        let work = command(self.client.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        runtime.spawn(async move {
+            let _ = tx.send(work.await);
+        });
+        match rx.recv_timeout(COMMAND_TIMEOUT) {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => panic!("WebDriver {what} failed: {e}"),
+            Err(e) => panic!("WebDriver {what}: no answer ({e})"),
+        }
     }
 
     /// Opens `url` and waits for its load.
     pub fn goto(&self, url: &str) {
-        self.call(
-            "POST",
-            &self.session_path("/url"),
-            Some(&json!({ "url": url })),
+        let owned = url.to_string();
+        self.run(
+            &format!("goto {url}"),
+            |c| async move { c.goto(&owned).await },
         );
     }
 
-    /// Runs `script` (a function body: `return ...`) in the page, with `args`.
+    /// Runs `script` (a function body: `return ...`) in the page, with `args` (an array).
     pub fn eval_with(&self, script: &str, args: Value) -> Value {
-        self.call(
-            "POST",
-            &self.session_path("/execute/sync"),
-            Some(&json!({ "script": script, "args": args })),
-        )
+        let script = script.to_string();
+        let args = match args {
+            Value::Array(args) => args,
+            Value::Null => Vec::new(),
+            other => vec![other],
+        };
+        self.run("execute", |c| async move { c.execute(&script, args).await })
     }
 
     /// Runs `script` (a function body: `return ...`) in the page.
@@ -242,27 +239,24 @@ impl Browser {
 
     /// Clicks the first element matching the CSS `selector`, as a user would.
     pub fn click(&self, selector: &str) {
-        let found = self.call(
-            "POST",
-            &self.session_path("/element"),
-            Some(&json!({ "using": "css selector", "value": selector })),
-        );
-        let id = found[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element {selector}: {found}"));
-        self.call(
-            "POST",
-            &self.session_path(&format!("/element/{id}/click")),
-            Some(&json!({})),
-        );
+        let css = selector.to_string();
+        self.run(&format!("click {selector}"), |c| async move {
+            c.find(Locator::Css(&css)).await?.click().await
+        });
+    }
+
+    /// A ChromeDriver extension command.
+    fn extension(&self, path: &'static str, body: Value) -> Value {
+        self.run(path, |c| async move {
+            c.issue_cmd(Extension { path, body }).await
+        })
     }
 
     /// A DevTools command, through ChromeDriver.
     pub fn devtools(&self, command: &str, params: Value) -> Value {
-        self.call(
-            "POST",
-            &self.session_path("/goog/cdp/execute"),
-            Some(&json!({ "cmd": command, "params": params })),
+        self.extension(
+            "goog/cdp/execute",
+            json!({ "cmd": command, "params": params }),
         )
     }
 
@@ -281,7 +275,9 @@ impl Browser {
             json!({ "format": "png", "captureBeyondViewport": true }),
         );
         let data = shot["data"].as_str().unwrap_or_default();
-        let png = decode_base64(data);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap_or_default();
         assert!(
             png.starts_with(b"\x89PNG"),
             "the screenshot for {} is not a PNG",
@@ -292,12 +288,8 @@ impl Browser {
 
     /// The messages the page logged to the console (errors included) since the last call.
     pub fn console(&self) -> Vec<String> {
-        let (_, answer) = self.request(
-            "POST",
-            &self.session_path("/se/log"),
-            Some(&json!({ "type": "browser" })),
-        );
-        answer["value"]
+        let answer = self.extension("se/log", json!({ "type": "browser" }));
+        answer
             .as_array()
             .into_iter()
             .flatten()
@@ -314,49 +306,18 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        if !self.session.is_empty() {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.request("DELETE", &self.session_path(""), None)
-            }));
+        if let Some(runtime) = self.runtime.take() {
+            // Ends the WebDriver session (closing the browser), then the runtime, without
+            // blocking on it: a test may drop its browser inside its own runtime.
+            let client = self.client.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            runtime.spawn(async move {
+                let _ = tx.send(client.close().await);
+            });
+            let _ = rx.recv_timeout(Duration::from_secs(20));
+            runtime.shutdown_background();
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
-    }
-}
-
-/// Decodes standard base64 (with or without padding).
-pub fn decode_base64(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for v in text.bytes().filter_map(value) {
-        buffer = (buffer << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::decode_base64;
-
-    #[test]
-    fn base64_decodes() {
-        assert_eq!(decode_base64("aGVsbG8="), b"hello");
-        assert_eq!(decode_base64("aGVsbG8h"), b"hello!");
-        assert_eq!(decode_base64(""), b"");
     }
 }

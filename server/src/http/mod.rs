@@ -42,13 +42,7 @@ use auth::Scope;
 pub fn app(state: AppState) -> Router {
     let scope = |needs| from_fn_with_state(auth::Guard::new(&state, needs), auth::require);
     // The dashboard's files hold no data: always open.
-    let open = Router::new()
-        .route("/", get(dashboard::index))
-        .route("/app.js", get(dashboard::script))
-        .route("/player.js", get(dashboard::player))
-        .route("/style.css", get(dashboard::style))
-        .route("/player.css", get(dashboard::player_style))
-        .route("/favicon.svg", get(dashboard::favicon));
+    let open = dashboard::routes();
     // Open unless --protect-health / --protect-metrics.
     let health = Router::new().route("/health", get(api::health));
     let metrics = Router::new().route("/metrics", get(ops::metrics));

@@ -10,6 +10,7 @@ mod motion;
 mod reconstruct;
 mod report_html;
 mod thumbnails;
+mod timeline_layout;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub use h264::PRESETS as VIDEO_PRESETS;
 pub use report_html::script_csp_source as report_script_csp_source;
 pub use report_html::MAX_PAGE_BYTES as MAX_REPORT_HTML_BYTES;
 pub use thumbnails::THUMBNAILS_DIR;
+pub use timeline_layout::javascript_module as timeline_layout_module;
 
 /// How the operator wants sessions processed.
 #[derive(Debug, Clone)]

@@ -14,9 +14,10 @@ use sha2::{Digest, Sha256};
 
 use super::activity;
 use super::analysis::{Report, ReportEvent};
+use super::timeline_layout::LAYOUT;
 
 /// Seconds before where an action began that a click on an event opens the player at.
-pub const PRE_ROLL_S: f64 = 1.0;
+pub const PRE_ROLL_S: f64 = LAYOUT.pre_roll_s;
 
 /// The page's only script: the replay player (`server/web/player.js`, the dashboard's own), which
 /// on this page replaces the plain `<video>` with a frame-accurate player on `video.mp4`, the
@@ -113,15 +114,16 @@ fn event_color(report: &Report, index: usize) -> Option<CardColor> {
         .and_then(|e| e.color)
 }
 
-/// The plot's coordinate system (the SVG scales to the page width).
-const PLOT_W: f64 = 1000.0;
-const PLOT_H: f64 = 260.0;
-const LEFT: f64 = 46.0;
-const RIGHT: f64 = 24.0;
-const TOP: f64 = 30.0;
-const BOTTOM: f64 = 30.0;
+/// The plot's coordinate system (the SVG scales to the page width), the dashboard's too
+/// (`timeline_layout.rs`).
+const PLOT_W: f64 = LAYOUT.width;
+const PLOT_H: f64 = LAYOUT.height;
+const LEFT: f64 = LAYOUT.left;
+const RIGHT: f64 = LAYOUT.right;
+const TOP: f64 = LAYOUT.top;
+const BOTTOM: f64 = LAYOUT.bottom;
 /// At most this many points are drawn; longer series keep each bucket's maximum.
-const MAX_POINTS: usize = 1000;
+const MAX_POINTS: usize = LAYOUT.max_points;
 /// Events and activity segments shown in the tables and on the plot: longer lists show
 /// their first ones and say how many more `report.json` has, so that the page stays small
 /// whatever the signal file holds.
@@ -133,7 +135,7 @@ const MAX_TEXT_CHARS: usize = 100;
 /// Bytes of an event's fields shown (as HTML); the fields past them are counted, not shown.
 const MAX_FIELDS_BYTES: usize = 1024;
 /// Time ticks on the plot at most.
-const MAX_TICKS: usize = 12;
+const MAX_TICKS: usize = LAYOUT.max_ticks;
 /// The page is smaller than this whatever the report holds (a test checks the worst case):
 /// the server serves it whole.
 pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -337,7 +339,7 @@ pub fn render(report: &Report) -> String {
         "<footer>Data: <a href=\"report.json\">report.json</a> (schema version {version}). \
          Motion energy: mean absolute grey-level difference between consecutive frames at \
          {aw}×{ah} px; threshold {thr:.2} (median {median:.2} + {k} × 1.4826 × MAD {mad:.2}, at \
-         least median + {rise}).</footer>\n</main>\n<script>{SCRIPT}</script>\n</body>\n</html>",
+         least median + {rise}).</footer>\n</main>\n<script type=\"module\">{SCRIPT}</script>\n</body>\n</html>",
         version = report.schema_version,
         aw = report.motion.analysis_width,
         ah = report.motion.analysis_height,
@@ -397,10 +399,8 @@ fn trim_float(v: f64) -> String {
 /// A "nice" tick step in seconds for `duration`: about 5 to 10 ticks (whole hours past 10
 /// hours).
 fn tick_step(duration: f64) -> f64 {
-    const STEPS: [f64; 15] = [
-        0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
-    ];
-    STEPS
+    LAYOUT
+        .tick_steps
         .iter()
         .copied()
         .find(|step| duration / step <= 10.0)
@@ -420,7 +420,10 @@ fn timeline(page: &mut String, report: &Report) {
         }
     };
     let peak = energy.iter().copied().fold(0.0_f32, f32::max);
-    let y_max = f64::from(peak.max(report.motion.threshold * 1.25).max(1.0)) * 1.05;
+    let y_max = (f64::from(peak)
+        .max(f64::from(report.motion.threshold) * LAYOUT.threshold_headroom)
+        .max(1.0))
+        * LAYOUT.peak_headroom;
     let y = |e: f64| TOP + plot_h - (e / y_max).clamp(0.0, 1.0) * plot_h;
 
     let _ = writeln!(
@@ -585,7 +588,7 @@ fn score_track(page: &mut String, report: &Report) {
     if bout.timeline.is_empty() {
         return;
     }
-    const TRACK_H: f64 = 56.0;
+    const TRACK_H: f64 = LAYOUT.score_track_height;
     let n = report.motion.energy.len();
     let plot_w = PLOT_W - LEFT - RIGHT;
     let x = |frame: f64| {
@@ -866,7 +869,7 @@ mod tests {
         // Self-contained: no script but the page's own fixed one, nothing fetched from
         // elsewhere.
         assert_eq!(page.matches("<script").count(), 1);
-        assert!(page.contains(&format!("<script>{SCRIPT}</script>")));
+        assert!(page.contains(&format!("<script type=\"module\">{SCRIPT}</script>")));
         assert!(!page.contains("http://") && !page.contains("https://"));
     }
 
