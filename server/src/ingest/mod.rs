@@ -41,6 +41,7 @@ use referee_protocol::{ControlMessage, ErrorCode, SessionState};
 use tokio::sync::{broadcast, OwnedMutexGuard};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::limits::{ClientSlot, DiskCheck};
 use crate::notify::events::EventKind;
@@ -104,9 +105,14 @@ type Step = Result<ControlFlow<()>, Refusal>;
 const GO_ON: Step = Ok(ControlFlow::Continue(()));
 
 /// Serves one WebSocket connection until it ends.
+/// Its log lines carry a `connection` span with the client's address and, once the
+/// connection is attached to one, the session's id.
 pub async fn handle_socket(socket: WebSocket, app: AppState, remote: SocketAddr) {
     let (sink, stream) = socket.split();
-    serve_connection(sink, stream, app, remote).await;
+    let span = tracing::info_span!("connection", %remote, session = tracing::field::Empty);
+    serve_connection(sink, stream, app, remote)
+        .instrument(span)
+        .await;
 }
 
 /// Serves one connection given as a message sink and stream (so tests can drive it with
@@ -544,6 +550,7 @@ where
         stored: Stored,
     ) -> Box<Session> {
         let (attachment, taken_over) = live.attach(self.remote.ip()).await;
+        tracing::Span::current().record("session", tracing::field::display(live.id()));
         let meta = live.snapshot();
         let config = &self.app.config;
         let limits = IntakeLimits::new(config, meta.encoding, meta.width, meta.height);
