@@ -101,7 +101,8 @@ impl Api {
     }
 
     /// Downloads the results of complete session `id` into `dir`: `report.html`,
-    /// `report.json`, the video and `thumbnails/`, so that `dir/report.html` works offline.
+    /// `report.json`, the video, `thumbnails/` and `clips/`, so that `dir/report.html` works
+    /// offline.
     pub fn download(&self, id: &str, dir: &Path) -> Result<Downloaded, ClientError> {
         let session = self.session(id)?;
         let status = session["status"].as_str().unwrap_or("unknown");
@@ -132,11 +133,13 @@ impl Api {
         .iter()
         .filter_map(|(link, name)| Some((links[*link].as_str()?.to_string(), name.to_string())))
         .collect();
-        for link in links["thumbnails"].as_array().into_iter().flatten() {
-            let Some(link) = link.as_str() else { continue };
-            let name = link.rsplit('/').next().unwrap_or_default();
-            if safe_name(name) {
-                wanted.push((link.to_string(), format!("thumbnails/{name}")));
+        for folder in ["thumbnails", "clips"] {
+            for link in links[folder].as_array().into_iter().flatten() {
+                let Some(link) = link.as_str() else { continue };
+                let name = link.rsplit('/').next().unwrap_or_default();
+                if safe_name(name) {
+                    wanted.push((link.to_string(), format!("{folder}/{name}")));
+                }
             }
         }
         let mut downloaded = Downloaded {
@@ -401,6 +404,9 @@ pub fn status_text(api: &Api, session: &Value) -> String {
             let _ = writeln!(out, "  {label:<10} {}", api.url(link));
         }
     }
+    if let Some(clips) = links["clips"].as_array() {
+        let _ = writeln!(out, "  clips: {}", clips.len());
+    }
     if let Some(thumbnails) = links["thumbnails"].as_array() {
         let _ = writeln!(out, "  thumbnails: {}", thumbnails.len());
     }
@@ -460,6 +466,7 @@ mod tests {
                 "self": "/api/sessions/20251106_170116_bout_k7m2x",
                 "video": "/api/sessions/20251106_170116_bout_k7m2x/video",
                 "thumbnails": ["/a", "/b"],
+                "clips": ["/c"],
             },
         })
     }
@@ -487,6 +494,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("thumbnails: 2"), "{text}");
+        assert!(text.contains("clips: 1"), "{text}");
         assert!(!text.contains("report:"), "{text}");
     }
 

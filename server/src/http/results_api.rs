@@ -16,7 +16,7 @@ use tokio_util::io::ReaderStream;
 
 use crate::http::api_error::{error, ApiError};
 use crate::http::byte_range::ByteRange;
-use crate::pipeline::{REPORT_FILE, REPORT_HTML_FILE, THUMBNAILS_DIR};
+use crate::pipeline::{CLIPS_DIR, REPORT_FILE, REPORT_HTML_FILE, THUMBNAILS_DIR};
 use crate::store::{ResultFile, StoreError};
 use crate::AppState;
 
@@ -172,6 +172,18 @@ pub async fn thumbnail(
     headers: HeaderMap,
 ) -> Response {
     let result = format!("{THUMBNAILS_DIR}/{name}");
+    serve(&app, &id, &[result.as_str()], &headers).await
+}
+
+/// `GET /api/sessions/{id}/clips/{name}`: a touch's clip (`clip-003-touch_left.mp4`), with
+/// byte ranges like the video. Served as soon as the clip is announced, during processing.
+pub async fn clip(
+    app: State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    // One file name: the store refuses any other (`/`, `..`, hidden files) as not found.
+    let result = format!("{CLIPS_DIR}/{name}");
     serve(&app, &id, &[result.as_str()], &headers).await
 }
 
@@ -372,14 +384,16 @@ pub fn links_for(id: &str, results: &[String], frames_stored: u64) -> Value {
             json!(format!("{base}/{REPORT_HTML_FILE}")),
         );
     }
-    let prefix = format!("{THUMBNAILS_DIR}/");
-    let thumbnails: Vec<String> = results
-        .iter()
-        .filter(|r| r.starts_with(&prefix))
-        .map(|r| format!("{base}/{r}"))
-        .collect();
-    if !thumbnails.is_empty() {
-        links.insert("thumbnails".into(), json!(thumbnails));
+    for (folder, link) in [(THUMBNAILS_DIR, "thumbnails"), (CLIPS_DIR, "clips")] {
+        let prefix = format!("{folder}/");
+        let files: Vec<String> = results
+            .iter()
+            .filter(|r| r.starts_with(&prefix))
+            .map(|r| format!("{base}/{r}"))
+            .collect();
+        if !files.is_empty() {
+            links.insert(link.into(), json!(files));
+        }
     }
     Value::Object(links)
 }
@@ -551,6 +565,7 @@ mod tests {
         let none = links_for("s1", &[], 0);
         assert_eq!(none, json!({"self": "/api/sessions/s1"}));
         let results: Vec<String> = [
+            "clips/clip-002-touch_left.mp4",
             "report.html",
             "report.json",
             "thumbnails/frame-000001.jpg",
@@ -574,6 +589,7 @@ mod tests {
                     "/api/sessions/s1/thumbnails/frame-000001.jpg",
                     "/api/sessions/s1/thumbnails/frame-000009.jpg",
                 ],
+                "clips": ["/api/sessions/s1/clips/clip-002-touch_left.mp4"],
             })
         );
     }

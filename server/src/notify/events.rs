@@ -7,7 +7,7 @@ use referee_protocol::Stage;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::store::{now_rfc3339, SessionMeta, SessionStatus};
+use crate::store::{now_rfc3339, Clip, SessionMeta, SessionStatus};
 
 /// Events kept for slow subscribers.
 const BACKLOG: usize = 1024;
@@ -26,6 +26,8 @@ pub enum EventKind {
     Ended,
     /// A processing stage moved on.
     Progress,
+    /// A clip is stored (stage `clips`); the event carries it.
+    ClipReady,
     Complete,
     Failed,
     /// The upload's connection ended before the upload did.
@@ -50,6 +52,9 @@ pub struct SessionEvent {
     pub stage: Option<Stage>,
     pub percent: Option<f32>,
     pub error: Option<String>,
+    /// The clip of a `clip_ready` event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip: Option<Clip>,
 }
 
 impl SessionEvent {
@@ -65,6 +70,7 @@ impl SessionEvent {
             stage: meta.stage,
             percent: meta.percent,
             error: meta.error.clone(),
+            clip: None,
         }
     }
 
@@ -95,6 +101,13 @@ impl EventBus {
     pub fn publish(&self, event: EventKind, meta: &SessionMeta) {
         // No subscriber is fine.
         let _ = self.tx.send(SessionEvent::new(event, meta));
+    }
+
+    /// Publishes that `clip` of session `meta` is stored.
+    pub fn publish_clip(&self, meta: &SessionMeta, clip: Clip) {
+        let mut event = SessionEvent::new(EventKind::ClipReady, meta);
+        event.clip = Some(clip);
+        let _ = self.tx.send(event);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {

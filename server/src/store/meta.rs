@@ -86,6 +86,10 @@ pub struct SessionMeta {
     /// once processed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variable_frame_rate: Option<bool>,
+    /// The clips made so far (the `clips` stage), in the order they were stored: during
+    /// processing too, so a watcher can play the first touches before the whole video.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clips: Vec<Clip>,
     /// What the client said it uploads (its video and signal file), to refuse a resume
     /// with other files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,6 +113,30 @@ pub struct SessionMeta {
     pub updated_at: String,
     pub ended_at: Option<String>,
     pub completed_at: Option<String>,
+}
+
+/// One clip of a session: an H.264 MP4 of the action that led to a signal event, from where
+/// the action began (less a pre-roll) to just after the event (`docs/report-format.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Clip {
+    /// Its result name, e.g. `clips/clip-003-touch_left.mp4`.
+    pub name: String,
+    /// Position of its event in the signal file's events (and in `report.json`'s `events`).
+    pub event: usize,
+    /// The event's name, e.g. `touch_left`.
+    pub event_name: String,
+    /// What the event means for the bout (`touch`, `double`, `off_target`, `halt`).
+    pub kind: referee_protocol::scoring::EventKind,
+    /// The first and the last stored frame in the clip (inclusive).
+    pub first_frame: u64,
+    pub last_frame: u64,
+    /// The timestamps of those frames, in seconds.
+    pub start_s: f64,
+    pub end_s: f64,
+    /// Frames in the clip: `last_frame - first_frame + 1`.
+    pub frames: u64,
+    /// Size of the MP4 file.
+    pub bytes: u64,
 }
 
 impl SessionMeta {
@@ -135,6 +163,7 @@ impl SessionMeta {
             error: None,
             signal_events: None,
             variable_frame_rate: None,
+            clips: Vec::new(),
             upload: None,
             resume_token: String::new(),
             created_ahead: false,
