@@ -29,6 +29,9 @@
 //!   `GET /api/sessions/{id}/frames` (5000 frame times, as the player asks for them) and
 //!   stored frames one by one, in order (playing) and spread over the session (jumps):
 //!   latency and requests/s. Run only with `--only player`.
+//! - **clips**: a 720p bout (`--bout-secs`, default 600) with a touch every 20 s, streamed
+//!   and signalled: the time from SIGNAL sent to the first clip (its PROGRESS and its SSE
+//!   `clip_ready`) and each clip's time. Run only with `--only clips`.
 //!
 //! Test videos are made with `referee_sample_data::write_video` and kept in
 //! `target/bench/videos`; sessions are written to `target/bench/data` (the disk measured) and
@@ -62,8 +65,9 @@ const USAGE: &str =
   --json PATH      where to write the results (default: target/bench/results.json)
   --work DIR       test videos and session data (default: target/bench); its disk is measured
   --frames N       frames per test video (default 600, 300 with --quick)
-  --only SECTIONS  comma-separated: limits, e2e, ingest, processing, hostile, player
-                   (default: all but hostile and player)
+  --only SECTIONS  comma-separated: limits, e2e, ingest, processing, hostile, player, clips
+                   (default: all but hostile, player and clips)
+  --bout-secs N    seconds of the bout the clips section streams (default 600)
   --repeat N       runs of each measurement; the median is shown (default 3, 1 with --quick)
   --server-arg ARG pass ARG to every referee-server started (repeat for more), e.g.
                    --server-arg=--window=128
@@ -94,6 +98,7 @@ struct Options {
     sections: Vec<String>,
     server_args: Vec<String>,
     repeat: usize,
+    bout_secs: u32,
 }
 
 fn parse_options(args: &[String]) -> Result<Options> {
@@ -111,6 +116,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
             .to_vec(),
         server_args: Vec::new(),
         repeat: 0,
+        bout_secs: 600,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -132,6 +138,13 @@ fn parse_options(args: &[String]) -> Result<Options> {
                 options.sections = value()?.split(',').map(|s| s.trim().to_string()).collect()
             }
             "--server-arg" => options.server_args.push(value()?),
+            "--bout-secs" => {
+                options.bout_secs = value()?
+                    .parse()
+                    .ok()
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| anyhow!("--bout-secs needs a number of seconds"))?
+            }
             "--repeat" => {
                 options.repeat = value()?
                     .parse()
@@ -308,6 +321,10 @@ fn run(args: &[String]) -> Result<()> {
     if wants("player") {
         warm_up(&data)?;
         results["player"] = player::section(&bins, &data, &videos, options.quick)?;
+    }
+    if wants("clips") {
+        warm_up(&data)?;
+        results["clips"] = clips::section(&bins, &data, &videos, options.bout_secs)?;
     }
     results["conditions"]["loadavg_at_end"] = json!(fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -1437,6 +1454,7 @@ fn targets(results: &Value) -> Value {
         }));
     }
     out.extend(hostile::targets(&results["hostile"]));
+    out.extend(clips::targets(&results["clips"]));
     if let Some(p) = find(&results["processing"], |r| r["height"] == 720) {
         out.push(json!({
             "target": "processing 720p30: >= 5x real time",
@@ -1570,6 +1588,7 @@ fn print_table(results: &Value) {
     }
     hostile::print(&results["hostile"]);
     player::print(&results["player"]);
+    clips::print(&results["clips"]);
     if let Some(rows) = results["targets"].as_array() {
         println!("\nTargets");
         for r in rows {
@@ -2125,5 +2144,204 @@ mod player {
                 f(row, "max_ms")
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clips
+
+mod clips {
+    use super::*;
+
+    /// Seconds between the touches of the bout.
+    const TOUCH_EVERY_S: f64 = 20.0;
+
+    /// The signal file of a bout of `secs` seconds: a touch every [`TOUCH_EVERY_S`] (the
+    /// first at 10 s, like an action's first phrase), a halt after every third.
+    fn signal(secs: u32) -> String {
+        let mut text = String::from("0.000 start\n");
+        let mut t = 10.0;
+        let mut n = 0;
+        while t < f64::from(secs) {
+            n += 1;
+            text.push_str(&format!("{t:.3} touch_left score={n}-0\n"));
+            if n % 3 == 0 && t + 1.0 < f64::from(secs) {
+                text.push_str(&format!("{:.3} halt\n", t + 1.0));
+            }
+            t += TOUCH_EVERY_S;
+        }
+        text
+    }
+
+    /// When the first `clip_ready` event arrives on the session's event stream, read on its
+    /// own thread from before the signal is sent.
+    fn first_sse_clip(addr: SocketAddr, id: &str) -> Result<std::thread::JoinHandle<Option<Instant>>> {
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+        write!(
+            stream,
+            "GET /api/sessions/{id}/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+        )?;
+        Ok(std::thread::spawn(move || {
+            let reader = BufReader::new(stream);
+            for line in reader.lines() {
+                let line = line.ok()?;
+                if line == "event: clip_ready" {
+                    return Some(Instant::now());
+                }
+                if line == "event: complete" || line == "event: failed" {
+                    return None;
+                }
+            }
+            None
+        }))
+    }
+
+    /// Streams a bout of `secs` seconds of 720p frames, sends its signal file, and times the
+    /// clips: from SIGNAL sent to each clip's PROGRESS, and to the first `clip_ready`.
+    async fn bout(
+        server: &Server,
+        payloads: Arc<Vec<Bytes>>,
+        size: (u32, u32),
+        secs: u32,
+    ) -> Result<Value> {
+        let frames = u64::from(secs) * 30;
+        let url = server.ws_url();
+        let (ws, _) = tokio_tungstenite::connect_async(&url).await?;
+        let (mut sink, mut stream) = ws.split();
+        let start = json!({
+            "type": "SESSION_START", "protocol_version": 1, "name": "clips", "source": "bench.avi",
+            "fps": 30.0, "width": size.0, "height": size.1, "frame_count": frames, "encoding": "jpeg",
+        });
+        sink.send(Message::text(start.to_string())).await?;
+        let started = next_json(&mut stream).await?;
+        let id = started["session_id"].as_str().unwrap_or_default().to_string();
+        let window = started["window"].as_u64().unwrap_or(1).max(1);
+        let mut crcs = Vec::with_capacity(frames as usize);
+        let mut acked = 0;
+        for index in 0..frames {
+            while index - acked >= window {
+                let msg = next_json(&mut stream).await?;
+                acked = acked.max(msg["frames_stored"].as_u64().unwrap_or(0));
+            }
+            let payload = &payloads[index as usize % payloads.len()];
+            crcs.push(crc32c::crc32c(payload));
+            let pts = (index as f64 * 1e6 / 30.0).round() as i64;
+            sink.send(Message::Binary(encode_frame(index, pts, 0, payload)?))
+                .await?;
+        }
+        let end = json!({
+            "type": "SESSION_END", "frames_sent": frames, "signal_follows": true,
+            "digest": FrameDigest::of(crcs),
+        });
+        sink.send(Message::text(end.to_string())).await?;
+        loop {
+            let msg = next_json(&mut stream).await?;
+            if msg["type"] == "SESSION_ENDED" {
+                break;
+            }
+            if msg["type"] == "ERROR" {
+                bail!("the server sent {msg}");
+            }
+        }
+        let sse = first_sse_clip(server.addr, &id)?;
+        let text = signal(secs);
+        let sent = Instant::now();
+        let message = json!({"type": "SIGNAL", "file_name": "bench.txt", "text": text});
+        sink.send(Message::text(message.to_string())).await?;
+        let mut clip_ms = Vec::new();
+        let mut total = 0;
+        let video_started = loop {
+            let msg = next_json(&mut stream).await?;
+            match (msg["type"].as_str(), msg["stage"].as_str()) {
+                (Some("PROGRESS"), Some("clips")) => {
+                    total = msg["total"].as_u64().unwrap_or(0);
+                    if msg["done"].as_u64().unwrap_or(0) > 0 {
+                        clip_ms.push(sent.elapsed().as_secs_f64() * 1e3);
+                    }
+                }
+                (Some("PROGRESS"), _) | (Some("COMPLETE"), _) => break sent.elapsed(),
+                (Some("ERROR"), _) => bail!("the server sent {msg}"),
+                _ => {}
+            }
+        };
+        let _ = sink.close().await;
+        let sse_first = tokio::task::spawn_blocking(move || sse.join().ok().flatten()).await?;
+        let each: Vec<f64> = std::iter::once(0.0)
+            .chain(clip_ms.iter().copied())
+            .collect::<Vec<_>>()
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .collect();
+        let mut sorted = each.clone();
+        sorted.sort_by(f64::total_cmp);
+        Ok(json!({
+            "bout_secs": secs,
+            "frames": frames,
+            "clips": total,
+            "first_clip_progress_ms": clip_ms.first(),
+            "first_clip_sse_ms": sse_first.map(|at| (at - sent).as_secs_f64() * 1e3),
+            "clip_ms_median": sorted.get(sorted.len() / 2),
+            "clip_ms_max": sorted.last(),
+            "all_clips_ms": clip_ms.last(),
+            "video_reconstruction_after_ms": video_started.as_secs_f64() * 1e3,
+        }))
+    }
+
+    pub fn section(bins: &Path, data: &Path, videos: &[Video], secs: u32) -> Result<Value> {
+        let video = videos
+            .iter()
+            .find(|v| v.height == 720 && v.codec == "MJPEG" && !v.is_long())
+            .ok_or_else(|| anyhow!("no 720p MJPEG video"))?;
+        let payloads = Arc::new(jpegs(video)?);
+        eprintln!("clips: a {secs} s 720p bout, a touch every {TOUCH_EVERY_S} s");
+        let server = Server::start(bins, &data.join("clips"), &[])?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let outcome = runtime.block_on(bout(
+            &server,
+            payloads,
+            (video.width, video.height),
+            secs,
+        ));
+        server.stop();
+        outcome
+    }
+
+    pub fn targets(clips: &Value) -> Vec<Value> {
+        if clips.is_null() {
+            return Vec::new();
+        }
+        let first = clips["first_clip_progress_ms"].as_f64().unwrap_or(f64::NAN);
+        vec![json!({
+            "target": "clips: the first clip of a 10-minute 720p bout within 1 s of SIGNAL",
+            "measured": format!("{first:.0} ms ({} s bout)", clips["bout_secs"]),
+            "met": first < 1000.0,
+        })]
+    }
+
+    pub fn print(clips: &Value) {
+        if clips.is_null() {
+            return;
+        }
+        let f = |key: &str| clips[key].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "\nclips: a {} s 720p bout ({} frames), {} clips",
+            clips["bout_secs"], clips["frames"], clips["clips"]
+        );
+        println!(
+            "  first clip after SIGNAL: {:.0} ms (PROGRESS), {:.0} ms (SSE clip_ready)",
+            f("first_clip_progress_ms"),
+            f("first_clip_sse_ms")
+        );
+        println!(
+            "  each clip: median {:.0} ms, max {:.0} ms; all clips {:.0} ms; video_reconstruction starts at {:.0} ms",
+            f("clip_ms_median"),
+            f("clip_ms_max"),
+            f("all_clips_ms"),
+            f("video_reconstruction_after_ms")
+        );
     }
 }
