@@ -165,6 +165,9 @@ pub fn event_line(name: &str, data: &Value) -> String {
             line.push_str(&format!("  {stage} {percent:.0}%"));
         }
     }
+    if let Some(clip) = data["clip"]["name"].as_str() {
+        line.push_str(&format!("  {clip}"));
+    }
     if let Some(error) = data["error"].as_str() {
         line.push_str(&format!("  ({error})"));
     }
@@ -442,6 +445,15 @@ mod tests {
         assert_eq!(
             event_line("progress", &progress),
             "17:01:20  progress   processing      300/300 frames  analysis 45%"
+        );
+        let clip = json!({
+            "at": "2025-11-06T17:01:20Z", "status": "processing", "frames_stored": 300,
+            "frames_expected": 300, "stage": "clips", "percent": 50.0,
+            "clip": {"name": "clips/clip-002-touch_left.mp4", "first_frame": 3},
+        });
+        assert_eq!(
+            event_line("clip_ready", &clip),
+            "17:01:20  clip_ready processing      300/300 frames  clips 50%  clips/clip-002-touch_left.mp4"
         );
         let detached = json!({
             "at": "2025-11-06T17:01:21Z", "status": "detached", "frames_stored": 12,
