@@ -148,14 +148,14 @@ fn watch_follows_a_session_from_before_its_upload_to_complete() {
         "clip_ready",
         "complete",
     ]
-        .iter()
-        .map(|name| {
-            events
-                .iter()
-                .position(|e| e == name)
-                .unwrap_or_else(|| panic!("no {name} line:\n{}", watched.transcript()))
-        })
-        .collect();
+    .iter()
+    .map(|name| {
+        events
+            .iter()
+            .position(|e| e == name)
+            .unwrap_or_else(|| panic!("no {name} line:\n{}", watched.transcript()))
+    })
+    .collect();
     assert!(
         order.windows(2).all(|w| w[0] < w[1]),
         "{}",
@@ -174,10 +174,7 @@ fn watch_follows_a_session_from_before_its_upload_to_complete() {
         "{progress}"
     );
     let clip = lines.iter().find(|l| event(l) == "clip_ready").unwrap();
-    assert!(
-        clip.contains("clips/clip-001-touch_left.mp4"),
-        "{clip}"
-    );
+    assert!(clip.contains("clips/clip-001-touch_left.mp4"), "{clip}");
     let video = lines
         .iter()
         .position(|l| l.contains(" video_reconstruction "))

@@ -200,6 +200,13 @@ pub struct VideoFile<'a> {
     pub codec: &'a str,
 }
 
+/// What the stages before the analysis made, for the report.
+#[derive(Debug, Clone, Copy)]
+pub struct Made<'a> {
+    pub video: VideoFile<'a>,
+    pub clips: &'a Clips,
+}
+
 /// The index of the frame on screen at `time_us`: the last frame whose timestamp is not after
 /// it (frame 0 for times before the first frame). `timestamps` must be ascending.
 pub fn frame_for_time(timestamps: &[i64], time_us: u64) -> Option<u64> {
@@ -511,11 +518,11 @@ pub(super) fn analyse(
     meta: &SessionMeta,
     frames: &mut dyn FrameSource,
     signal: Option<&SignalTrack>,
-    video: VideoFile<'_>,
+    made: Made<'_>,
     bout_target: u32,
-    clips: &Clips,
     reporter: &mut Reporter<'_>,
 ) -> Result<(Report, Vec<String>), StageError> {
+    let Made { video, clips } = made;
     let total = frames.len();
     let mut meter = MotionMeter::new(meta.width, meta.height);
     let mut energy = Vec::with_capacity(usize::try_from(total).unwrap_or(0));

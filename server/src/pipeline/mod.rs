@@ -199,9 +199,11 @@ pub fn run(
             &meta,
             frames.as_mut(),
             signal.as_ref(),
-            video_file,
+            analysis::Made {
+                video: video_file,
+                clips: &clips,
+            },
             options.bout_target,
-            &clips,
             &mut reporter,
         )?;
         tracing::info!(

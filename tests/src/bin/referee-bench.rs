@@ -2175,7 +2175,10 @@ mod clips {
 
     /// When the first `clip_ready` event arrives on the session's event stream, read on its
     /// own thread from before the signal is sent.
-    fn first_sse_clip(addr: SocketAddr, id: &str) -> Result<std::thread::JoinHandle<Option<Instant>>> {
+    fn first_sse_clip(
+        addr: SocketAddr,
+        id: &str,
+    ) -> Result<std::thread::JoinHandle<Option<Instant>>> {
         let mut stream = TcpStream::connect(addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(120)))?;
         write!(
@@ -2215,7 +2218,10 @@ mod clips {
         });
         sink.send(Message::text(start.to_string())).await?;
         let started = next_json(&mut stream).await?;
-        let id = started["session_id"].as_str().unwrap_or_default().to_string();
+        let id = started["session_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let window = started["window"].as_u64().unwrap_or(1).max(1);
         let mut crcs = Vec::with_capacity(frames as usize);
         let mut acked = 0;
@@ -2300,12 +2306,7 @@ mod clips {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let outcome = runtime.block_on(bout(
-            &server,
-            payloads,
-            (video.width, video.height),
-            secs,
-        ));
+        let outcome = runtime.block_on(bout(&server, payloads, (video.width, video.height), secs));
         server.stop();
         outcome
     }
