@@ -56,16 +56,20 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
             if let (Some(stage), None) = (stage_now, stage_started) {
                 stage_started = Some((stage, std::time::Instant::now()));
             }
+            let mut meta = publisher.snapshot();
             let kind = match &event {
                 PipelineEvent::Progress { .. } => EventKind::Progress,
-                PipelineEvent::ClipReady { clip, .. } => {
-                    bus.publish_clip(&publisher.snapshot(), clip.as_ref().clone());
+                PipelineEvent::ClipReady { clip, percent, .. } => {
+                    // As things were when the clip was stored: the pipeline may have moved on.
+                    meta.stage = Some(Stage::Clips);
+                    meta.percent = Some(*percent);
+                    bus.publish_clip(&meta, clip.as_ref().clone());
                     EventKind::Progress
                 }
                 PipelineEvent::Complete { .. } => EventKind::Complete,
                 PipelineEvent::Failed { .. } => EventKind::Failed,
             };
-            bus.publish(kind, &publisher.snapshot());
+            bus.publish(kind, &meta);
             publisher.publish(event);
         }
     });
