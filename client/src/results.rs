@@ -105,7 +105,8 @@ impl Api {
     }
 
     /// Downloads the results of complete session `id` into `dir`: `report.html`,
-    /// `report.json`, the video and `thumbnails/`, so that `dir/report.html` works offline.
+    /// `report.json`, the video, `thumbnails/` and `clips/`, so that `dir/report.html` works
+    /// offline.
     pub fn download(&self, id: &str, dir: &Path) -> Result<Downloaded, ClientError> {
         let session = self.session(id)?;
         if session.status != SessionStatus::Complete {
@@ -134,10 +135,12 @@ impl Api {
         .into_iter()
         .filter_map(|(link, name)| Some((link.clone()?, name.to_string())))
         .collect();
-        for link in &links.thumbnails {
-            let name = link.rsplit('/').next().unwrap_or_default();
-            if safe_name(name) {
-                wanted.push((link.to_string(), format!("thumbnails/{name}")));
+        for (folder, links) in [("thumbnails", &links.thumbnails), ("clips", &links.clips)] {
+            for link in links {
+                let name = link.rsplit('/').next().unwrap_or_default();
+                if safe_name(name) {
+                    wanted.push((link.to_string(), format!("{folder}/{name}")));
+                }
             }
         }
         let mut downloaded = Downloaded {
@@ -415,6 +418,9 @@ pub fn status_text(api: &Api, session: &SessionView) -> String {
             let _ = writeln!(out, "  {label:<10} {}", api.url(link));
         }
     }
+    if !links.clips.is_empty() {
+        let _ = writeln!(out, "  clips: {}", links.clips.len());
+    }
     if !links.thumbnails.is_empty() {
         let _ = writeln!(out, "  thumbnails: {}", links.thumbnails.len());
     }
@@ -474,6 +480,7 @@ mod tests {
                 "self": "/api/sessions/20251106_170116_bout_k7m2x",
                 "video": "/api/sessions/20251106_170116_bout_k7m2x/video",
                 "thumbnails": ["/a", "/b"],
+                "clips": ["/c"],
             },
         }))
         .unwrap()
@@ -502,6 +509,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("thumbnails: 2"), "{text}");
+        assert!(text.contains("clips: 1"), "{text}");
         assert!(!text.contains("report:"), "{text}");
     }
 

@@ -194,6 +194,9 @@ pub fn event_line(name: &str, data: &WatchEvent) -> String {
             line.push_str(&format!("  {stage} {percent:.0}%"));
         }
     }
+    if let Some(clip) = &event.clip {
+        line.push_str(&format!("  {}", clip.name));
+    }
     if let Some(error) = &event.error {
         line.push_str(&format!("  ({error})"));
     }
@@ -477,6 +480,18 @@ mod tests {
         assert_eq!(
             event_line("progress", &progress),
             "17:01:20  progress   processing      300/300 frames  analysis 45%"
+        );
+        let clip = parsed(json!({
+            "event": "clip_ready", "session_id": "s",
+            "at": "2025-11-06T17:01:20Z", "status": "processing", "frames_stored": 300,
+            "frames_expected": 300, "stage": "clips", "percent": 50.0,
+            "clip": {"name": "clips/clip-002-touch_left.mp4", "event": 2,
+                "event_name": "touch_left", "kind": "touch", "first_frame": 3,
+                "last_frame": 40, "start_s": 0.1, "end_s": 1.333, "frames": 38, "bytes": 9000},
+        }));
+        assert_eq!(
+            event_line("clip_ready", &clip),
+            "17:01:20  clip_ready processing      300/300 frames  clips 50%  clips/clip-002-touch_left.mp4"
         );
         let detached = parsed(json!({
             "event": "detached", "session_id": "s",

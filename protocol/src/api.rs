@@ -109,6 +109,10 @@ pub struct SessionView {
     /// Whether the frames came at a variable rate, once processed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variable_frame_rate: Option<bool>,
+    /// The clips made so far (the `clips` stage, first in processing), in the order they
+    /// were stored: during processing too, so the first touches can be reviewed early.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clips: Vec<Clip>,
     /// What the client said it uploads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<UploadIdentity>,
@@ -138,6 +142,30 @@ pub struct SessionView {
     pub links: Option<SessionLinks>,
 }
 
+/// One clip of a session: an H.264 MP4 of the action that led to a signal event, from where
+/// the action began (less a pre-roll) to just after the event (`docs/report-format.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Clip {
+    /// Its result name, e.g. `clips/clip-003-touch_left.mp4`.
+    pub name: String,
+    /// Position of its event in the signal file's events (and in `report.json`'s `events`).
+    pub event: usize,
+    /// The event's name, e.g. `touch_left`.
+    pub event_name: String,
+    /// What the event means for the bout (`touch`, `double`, `off_target`, `halt`).
+    pub kind: crate::scoring::EventKind,
+    /// The first and the last stored frame in the clip (inclusive).
+    pub first_frame: u64,
+    pub last_frame: u64,
+    /// The timestamps of those frames, in seconds.
+    pub start_s: f64,
+    pub end_s: f64,
+    /// Frames in the clip: `last_frame - first_frame + 1`.
+    pub frames: u64,
+    /// Size of the MP4 file.
+    pub bytes: u64,
+}
+
 fn jpeg() -> FrameEncoding {
     FrameEncoding::Jpeg
 }
@@ -162,6 +190,9 @@ pub struct SessionLinks {
     pub report_html: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thumbnails: Vec<String>,
+    /// Each clip's path (`GET /api/sessions/{id}/clips/{name}`, byte ranges).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clips: Vec<String>,
 }
 
 /// `GET /api/sessions`: every session, newest first.
@@ -239,6 +270,8 @@ pub enum EventKind {
     Ended,
     /// A processing stage moved on.
     Progress,
+    /// A clip is stored (stage `clips`); the event carries it.
+    ClipReady,
     Complete,
     Failed,
     /// The upload's connection ended before the upload did.
@@ -258,6 +291,7 @@ impl EventKind {
             EventKind::Frames => "frames",
             EventKind::Ended => "ended",
             EventKind::Progress => "progress",
+            EventKind::ClipReady => "clip_ready",
             EventKind::Complete => "complete",
             EventKind::Failed => "failed",
             EventKind::Detached => "detached",
@@ -298,6 +332,9 @@ pub struct SessionEvent {
     pub percent: Option<f32>,
     #[serde(default)]
     pub error: Option<String>,
+    /// The clip of a `clip_ready` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<Clip>,
 }
 
 impl SessionEvent {

@@ -85,6 +85,9 @@ pub enum ResumedState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
+    /// Cutting a clip around each event that ends an action (a touch, a halt), first, so
+    /// the first clips are ready long before the whole video.
+    Clips,
     /// Rebuilding a playable video file from the stored frames.
     VideoReconstruction,
     /// Lining the signal events up with the frames and writing the report.
@@ -94,6 +97,7 @@ pub enum Stage {
 impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::Clips => "clips",
             Stage::VideoReconstruction => "video_reconstruction",
             Stage::Analysis => "analysis",
         }
@@ -215,7 +219,7 @@ pub enum ControlMessage {
         stage: Stage,
         /// 0 to 100.
         percent: f32,
-        /// Units of work done in this stage (frames for `video_reconstruction`).
+        /// Units of work done in this stage (clips for `clips`, frames for the others).
         done: u64,
         /// Units of work in this stage.
         total: u64,

@@ -82,6 +82,20 @@ pub struct Config {
     #[arg(long, env = "REFEREE_BOUT_TARGET", default_value_t = referee_protocol::scoring::DEFAULT_BOUT_TARGET, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub bout_target: u32,
 
+    /// Seconds of video before the start of an action in its clip (0 to 10): each touch's
+    /// clip runs from there to --clip-post-roll-secs after the touch.
+    #[arg(long, env = "REFEREE_CLIP_PRE_ROLL_SECS", default_value_t = 1.0, value_parser = clip_roll_secs)]
+    pub clip_pre_roll_secs: f64,
+
+    /// Seconds of video after an event in its clip (0 to 10).
+    #[arg(long, env = "REFEREE_CLIP_POST_ROLL_SECS", default_value_t = 1.0, value_parser = clip_roll_secs)]
+    pub clip_post_roll_secs: f64,
+
+    /// Clips per session at most: the events beyond it (in the signal file's order) get
+    /// none, and report.json says how many (`clips_skipped`).
+    #[arg(long, env = "REFEREE_MAX_CLIPS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub max_clips: u64,
+
     /// Frame timestamps one `GET /api/sessions/{id}/frames?from=N&count=M` returns at most
     /// (the replay player asks for them in pieces): a larger `count` gets 400
     /// `frame_range_too_large`.
@@ -450,6 +464,24 @@ impl Config {
     }
 }
 
+/// The longest pre-roll or post-roll of a clip, in seconds.
+pub const MAX_CLIP_ROLL_SECS: f64 = 10.0;
+
+/// Parses `--clip-pre-roll-secs` and `--clip-post-roll-secs`: seconds from 0 to
+/// [`MAX_CLIP_ROLL_SECS`].
+fn clip_roll_secs(text: &str) -> Result<f64, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(0.0..=MAX_CLIP_ROLL_SECS).contains(&secs) {
+        return Err(format!(
+            "{secs} s is out of range: give 0 to {MAX_CLIP_ROLL_SECS} seconds"
+        ));
+    }
+    Ok(secs)
+}
+
 /// Clap's message for `err`, on one line and without its `error: ` prefix (the caller says
 /// it once).
 fn clap_message(err: &clap::Error) -> String {
@@ -625,6 +657,56 @@ mod tests {
         let mut args = vec!["referee-server", "--config", file.to_str().unwrap()];
         args.extend_from_slice(flags);
         Config::load_from(args)
+    }
+
+    #[test]
+    fn clip_rolls_and_max_clips_are_checked() {
+        let config = Config::load_from(["referee-server"]).unwrap();
+        assert_eq!(
+            (
+                config.clip_pre_roll_secs,
+                config.clip_post_roll_secs,
+                config.max_clips
+            ),
+            (1.0, 1.0, 500)
+        );
+        let config = Config::load_from([
+            "referee-server",
+            "--clip-pre-roll-secs",
+            "0.5",
+            "--clip-post-roll-secs",
+            "10",
+            "--max-clips",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                config.clip_pre_roll_secs,
+                config.clip_post_roll_secs,
+                config.max_clips
+            ),
+            (0.5, 10.0, 0)
+        );
+        for bad in ["-1", "10.5", "soon", "NaN"] {
+            let flag = format!("--clip-pre-roll-secs={bad}");
+            let err = Config::try_parse_from(["referee-server", flag.as_str()])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("clip-pre-roll-secs") && err.contains("seconds"),
+                "{bad}: {err}"
+            );
+        }
+        let config = load_file("clip_post_roll_secs = 2.5\nmax_clips = 7\n", &[]).unwrap();
+        assert_eq!((config.clip_post_roll_secs, config.max_clips), (2.5, 7));
+        let err = load_file("clip_post_roll_secs = 11\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("referee.toml") && err.contains("clip_post_roll_secs"),
+            "{err}"
+        );
     }
 
     #[test]

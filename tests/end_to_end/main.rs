@@ -5,6 +5,7 @@ mod bad_input;
 mod client_errors;
 mod client_messages;
 mod client_strings;
+mod clips;
 mod dashboard;
 mod disconnects;
 mod frame_times;

@@ -144,7 +144,7 @@ async fn motion_segments_and_event_frames_at_30_fps() {
     let processed = stream(&server, &motion_jpegs(), 30.0, SIGNAL).await;
     let report = report(&server, &processed.id);
 
-    assert_eq!(report["schema_version"], 3);
+    assert_eq!(report["schema_version"], 4);
     assert_eq!(report["frames"], FRAMES);
     assert_eq!(report["video"], "video.mp4");
     assert_eq!(report["video_codec"], "H.264");

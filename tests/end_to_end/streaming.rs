@@ -66,7 +66,7 @@ fn ten_frames_arrive_byte_identical_and_events_map_to_their_frames() {
     // Each event is lined up with the frame on screen at its time (30 fps: frame n at n/30 s).
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
-    assert_eq!(report["schema_version"], 3);
+    assert_eq!(report["schema_version"], 4);
     assert_eq!(report["frames"], 10);
     let mapped: Vec<(String, u64)> = report["events"]
         .as_array()

@@ -140,15 +140,22 @@ fn watch_follows_a_session_from_before_its_upload_to_complete() {
     // The state it found, then every step of the session, in order.
     assert_eq!(events[0], "state", "{}", watched.transcript());
     assert!(lines[0].contains(" created "), "{}", watched.transcript());
-    let order: Vec<usize> = ["started", "frames", "ended", "progress", "complete"]
-        .iter()
-        .map(|name| {
-            events
-                .iter()
-                .position(|e| e == name)
-                .unwrap_or_else(|| panic!("no {name} line:\n{}", watched.transcript()))
-        })
-        .collect();
+    let order: Vec<usize> = [
+        "started",
+        "frames",
+        "ended",
+        "progress",
+        "clip_ready",
+        "complete",
+    ]
+    .iter()
+    .map(|name| {
+        events
+            .iter()
+            .position(|e| e == name)
+            .unwrap_or_else(|| panic!("no {name} line:\n{}", watched.transcript()))
+    })
+    .collect();
     assert!(
         order.windows(2).all(|w| w[0] < w[1]),
         "{}",
@@ -161,9 +168,21 @@ fn watch_follows_a_session_from_before_its_upload_to_complete() {
     let progress = lines.iter().find(|l| event(l) == "progress").unwrap();
     assert!(progress.contains(" processing "), "{progress}");
     assert!(progress.contains("90/90 frames"), "{progress}");
+    // Processing starts with the clips, before the video.
     assert!(
-        progress.contains("video_reconstruction ") && progress.ends_with('%'),
+        progress.contains("clips ") && progress.ends_with('%'),
         "{progress}"
+    );
+    let clip = lines.iter().find(|l| event(l) == "clip_ready").unwrap();
+    assert!(clip.contains("clips/clip-001-touch_left.mp4"), "{clip}");
+    let video = lines
+        .iter()
+        .position(|l| l.contains(" video_reconstruction "))
+        .unwrap_or_else(|| panic!("no video_reconstruction line:\n{}", watched.stdout));
+    assert!(
+        lines.iter().position(|l| event(l) == "clip_ready").unwrap() < video,
+        "{}",
+        watched.stdout
     );
     let time = lines[0].split_whitespace().next().unwrap();
     assert!(
@@ -171,10 +190,11 @@ fn watch_follows_a_session_from_before_its_upload_to_complete() {
         "{}",
         lines[0]
     );
-    // Progress lines come at stage changes and 10 % steps, not one per percent.
+    // Progress lines come at stage changes and 10 % steps, not one per percent: at most 11
+    // for each of the three stages.
     let progress_lines = events.iter().filter(|e| *e == "progress").count();
     assert!(
-        progress_lines <= 2 * 11 + 2,
+        progress_lines <= 3 * 11 + 2,
         "{progress_lines} progress lines:\n{}",
         watched.stdout
     );

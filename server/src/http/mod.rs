@@ -64,6 +64,7 @@ pub fn app(state: AppState) -> Router {
             "/api/sessions/{id}/thumbnails/{name}",
             get(results_api::thumbnail),
         )
+        .route("/api/sessions/{id}/clips/{name}", get(results_api::clip))
         .route("/api/sessions/{id}/frames", get(results_api::frame_times))
         .route("/api/sessions/{id}/frames/{file}", get(results_api::frame))
         .route("/api/sessions/{id}/events", get(watch::session_events))
@@ -199,6 +200,12 @@ mod tests {
             (&get, "/api/sessions", None, "watch"),
             (&get, "/api/sessions/x/report.json", None, "watch"),
             (&get, "/api/sessions/x/frames/0.jpg", None, "watch"),
+            (
+                &get,
+                "/api/sessions/x/clips/clip-001-touch_left.mp4",
+                None,
+                "watch",
+            ),
             (&get, "/api/sessions/x/frames?from=0&count=1", None, "watch"),
             (&post, "/api/sessions", Some("watch"), "ingest"),
             (&get, "/stream", Some("watch"), "ingest"),

@@ -16,7 +16,7 @@ use tokio_util::io::ReaderStream;
 
 use crate::http::api_error::{error, ApiError};
 use crate::http::byte_range::ByteRange;
-use crate::pipeline::{REPORT_FILE, REPORT_HTML_FILE, THUMBNAILS_DIR};
+use crate::pipeline::{CLIPS_DIR, REPORT_FILE, REPORT_HTML_FILE, THUMBNAILS_DIR};
 use crate::store::{ResultFile, StoreError};
 use crate::AppState;
 
@@ -172,6 +172,18 @@ pub async fn thumbnail(
     headers: HeaderMap,
 ) -> Response {
     let result = format!("{THUMBNAILS_DIR}/{name}");
+    serve(&app, &id, &[result.as_str()], &headers).await
+}
+
+/// `GET /api/sessions/{id}/clips/{name}`: a touch's clip (`clip-003-touch_left.mp4`), with
+/// byte ranges like the video. Served as soon as the clip is announced, during processing.
+pub async fn clip(
+    app: State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    // One file name: the store refuses any other (`/`, `..`, hidden files) as not found.
+    let result = format!("{CLIPS_DIR}/{name}");
     serve(&app, &id, &[result.as_str()], &headers).await
 }
 
@@ -352,7 +364,14 @@ pub fn links_for(id: &str, results: &[String], frames_stored: u64) -> SessionLin
     let base = format!("/api/sessions/{id}");
     let has = |name: &str| results.iter().any(|r| r == name);
     let stored = frames_stored > 0;
-    let prefix = format!("{THUMBNAILS_DIR}/");
+    let files_in = |folder: &str| -> Vec<String> {
+        let prefix = format!("{folder}/");
+        results
+            .iter()
+            .filter(|r| r.starts_with(&prefix))
+            .map(|r| format!("{base}/{r}"))
+            .collect()
+    };
     SessionLinks {
         frames: stored.then(|| format!("{base}/frames/{{index}}.jpg")),
         frame_times: stored.then(|| format!("{base}/frames")),
@@ -362,11 +381,8 @@ pub fn links_for(id: &str, results: &[String], frames_stored: u64) -> SessionLin
             .then(|| format!("{base}/video")),
         report_json: has(REPORT_FILE).then(|| format!("{base}/{REPORT_FILE}")),
         report_html: has(REPORT_HTML_FILE).then(|| format!("{base}/{REPORT_HTML_FILE}")),
-        thumbnails: results
-            .iter()
-            .filter(|r| r.starts_with(&prefix))
-            .map(|r| format!("{base}/{r}"))
-            .collect(),
+        thumbnails: files_in(THUMBNAILS_DIR),
+        clips: files_in(CLIPS_DIR),
         this: base,
     }
 }
@@ -542,6 +558,7 @@ mod tests {
             json!({"self": "/api/sessions/s1"})
         );
         let results: Vec<String> = [
+            "clips/clip-002-touch_left.mp4",
             "report.html",
             "report.json",
             "thumbnails/frame-000001.jpg",
@@ -565,6 +582,7 @@ mod tests {
                     "/api/sessions/s1/thumbnails/frame-000001.jpg",
                     "/api/sessions/s1/thumbnails/frame-000009.jpg",
                 ],
+                "clips": ["/api/sessions/s1/clips/clip-002-touch_left.mp4"],
             })
         );
     }

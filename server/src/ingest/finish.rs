@@ -9,7 +9,7 @@ use axum::extract::ws::Message;
 use futures_util::Sink;
 use referee_protocol::digest::{describe_ranges, FrameDigest};
 use referee_protocol::signal::SignalTrack;
-use referee_protocol::{ControlMessage, ErrorCode, SessionState};
+use referee_protocol::{ControlMessage, ErrorCode, SessionState, Stage};
 
 use super::{Connection, Link, Refusal, Step, GO_ON};
 use crate::notify::events::EventKind;
@@ -159,6 +159,22 @@ where
                 self.peer
                     .send(&ControlMessage::Progress {
                         stage,
+                        percent,
+                        done,
+                        total,
+                    })
+                    .await;
+                GO_ON
+            }
+            PipelineEvent::ClipReady {
+                percent,
+                done,
+                total,
+                ..
+            } => {
+                self.peer
+                    .send(&ControlMessage::Progress {
+                        stage: Stage::Clips,
                         percent,
                         done,
                         total,

@@ -7,7 +7,7 @@ pub use referee_protocol::api::{EventKind, SessionEvent};
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
-use crate::store::SessionMeta;
+use crate::store::{Clip, SessionMeta};
 
 /// Events kept for slow subscribers.
 const BACKLOG: usize = 1024;
@@ -25,6 +25,7 @@ pub fn event_of(kind: EventKind, meta: &SessionMeta) -> SessionEvent {
         stage: meta.stage,
         percent: meta.percent,
         error: meta.error.clone(),
+        clip: None,
     }
 }
 
@@ -46,6 +47,13 @@ impl EventBus {
     pub fn publish(&self, event: EventKind, meta: &SessionMeta) {
         // No subscriber is fine.
         let _ = self.tx.send(event_of(event, meta));
+    }
+
+    /// Publishes that `clip` of session `meta` is stored.
+    pub fn publish_clip(&self, meta: &SessionMeta, clip: Clip) {
+        let mut event = event_of(EventKind::ClipReady, meta);
+        event.clip = Some(clip);
+        let _ = self.tx.send(event);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {

@@ -11,18 +11,20 @@ use referee_protocol::signal::SignalTrack;
 use serde::{Deserialize, Serialize};
 
 use super::activity::{self, Basis, Windows};
+use super::clips::Clips;
 use super::motion::{MotionMeter, ANALYSIS_WIDTH};
 use super::thumbnails::{thumbnail, thumbnail_name};
 use super::{report_html, Reporter, StageError};
-use crate::store::{FrameSource, SessionMeta, SessionStore};
+use crate::store::{Clip, FrameSource, SessionMeta, SessionStore};
 
 pub const REPORT_FILE: &str = "report.json";
 pub const REPORT_HTML_FILE: &str = "report.html";
 /// Version of the `report.json` schema. 2 added `video_codec`, `motion`, `segments` and each
 /// event's `thumbnail` and `action`; 3 added `variable_frame_rate`, `duration_s` from the
 /// frames' own times, each event's `fields` in the signal file's order, its `kind` and
-/// `side`, and `bout` (the score timeline).
-pub const REPORT_SCHEMA_VERSION: u32 = 3;
+/// `side`, and `bout` (the score timeline); 4 added `clips`, `clips_skipped` and
+/// `clips_note`.
+pub const REPORT_SCHEMA_VERSION: u32 = 4;
 
 /// The contents of `report.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +59,15 @@ pub struct Report {
     /// The bout's score timeline, read from the signal events.
     #[serde(default)]
     pub bout: Bout,
+    /// A clip per event that ends an action, in the order of the events.
+    #[serde(default)]
+    pub clips: Vec<Clip>,
+    /// Events that end an action beyond `--max-clips`, which got no clip.
+    #[serde(default)]
+    pub clips_skipped: u64,
+    /// Why there are no clips although events called for them; null otherwise.
+    #[serde(default)]
+    pub clips_note: Option<String>,
 }
 
 /// The bout as the signal file tells it: the score after each scoring event, the scores that
@@ -187,6 +198,13 @@ pub struct Motion {
 pub struct VideoFile<'a> {
     pub file_name: &'a str,
     pub codec: &'a str,
+}
+
+/// What the stages before the analysis made, for the report.
+#[derive(Debug, Clone, Copy)]
+pub struct Made<'a> {
+    pub video: VideoFile<'a>,
+    pub clips: &'a Clips,
 }
 
 /// The index of the frame on screen at `time_us`: the last frame whose timestamp is not after
@@ -398,6 +416,9 @@ impl Report {
                 energy: energy.iter().copied().map(milli).collect(),
             },
             bout: Bout::default(),
+            clips: Vec::new(),
+            clips_skipped: 0,
+            clips_note: None,
         }
     }
 
@@ -466,6 +487,19 @@ impl Report {
         self
     }
 
+    /// The report with the clips the `clips` stage made.
+    pub fn with_clips(mut self, clips: &Clips) -> Self {
+        self.clips = clips.clips.clone();
+        self.clips_skipped = clips.skipped as u64;
+        self.clips_note = clips.note.clone();
+        self
+    }
+
+    /// The clip of event `event` (its position in `events`), if it has one.
+    pub fn clip_of(&self, event: usize) -> Option<&Clip> {
+        self.clips.iter().find(|c| c.event == event)
+    }
+
     /// The frames the report has thumbnails of.
     pub fn thumbnail_frames(&self) -> BTreeSet<u64> {
         self.events
@@ -484,10 +518,11 @@ pub(super) fn analyse(
     meta: &SessionMeta,
     frames: &mut dyn FrameSource,
     signal: Option<&SignalTrack>,
-    video: VideoFile<'_>,
+    made: Made<'_>,
     bout_target: u32,
     reporter: &mut Reporter<'_>,
 ) -> Result<(Report, Vec<String>), StageError> {
+    let Made { video, clips } = made;
     let total = frames.len();
     let mut meter = MotionMeter::new(meta.width, meta.height);
     let mut energy = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
@@ -499,7 +534,8 @@ pub(super) fn analyse(
     debug_assert!(ANALYSIS_WIDTH >= meter.size().0);
     let timestamps = frames.timestamps();
     let report = Report::build(meta, &timestamps, signal, video, energy, meter.size())
-        .with_bout(signal, bout_target);
+        .with_bout(signal, bout_target)
+        .with_clips(clips);
 
     for index in report.thumbnail_frames() {
         let frame = frames.read(index)?;
@@ -598,7 +634,7 @@ pub(crate) mod tests {
     fn the_report_finds_segments_and_the_actions_leading_to_events() {
         let track = SignalTrack::parse("0.2 start\n1.3 touch_left score=1-0\n3.0 halt\n").unwrap();
         let report = report_at(30.0, &track);
-        assert_eq!(report.schema_version, 3);
+        assert_eq!(report.schema_version, 4);
         assert!(!report.variable_frame_rate);
         assert_eq!(report.duration_s, 4.0);
         let spans: Vec<(u64, u64)> = report

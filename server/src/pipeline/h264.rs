@@ -126,6 +126,20 @@ impl H264Writer {
         fps: f64,
         preset: &str,
     ) -> Result<Self, H264Error> {
+        Self::create_tuned(path, width, height, fps, preset, None)
+    }
+
+    /// [`H264Writer::create`] with x264's `tune` too (`zerolatency` for clips: no frame
+    /// held back for lookahead or B-frames, so a short file is done as soon as its last
+    /// frame is in).
+    pub fn create_tuned(
+        path: &Path,
+        width: u32,
+        height: u32,
+        fps: f64,
+        preset: &str,
+        tune: Option<&str>,
+    ) -> Result<Self, H264Error> {
         static INIT: Once = Once::new();
         INIT.call_once(|| {
             // x264 prints its settings and statistics at the info level: keep stderr for errors.
@@ -161,6 +175,9 @@ impl H264Writer {
         options.set("crf", CRF);
         options.set("threads", &threads().to_string());
         options.set("rc-lookahead", &lookahead(preset).to_string());
+        if let Some(tune) = tune {
+            options.set("tune", tune);
+        }
         let encoder = context.open_with(options)?;
 
         let mut stream = output.add_stream(codec)?;

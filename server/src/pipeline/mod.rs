@@ -1,10 +1,11 @@
-//! The processing pipeline that runs after a session's upload: `video_reconstruction`, then
-//! `analysis`. It runs on a blocking thread (never on the async runtime), reports progress
+//! The processing pipeline that runs after a session's upload: `clips`, then
+//! `video_reconstruction`, then `analysis`. It runs on a blocking thread (never on the async runtime), reports progress
 //! through a channel, and records the outcome in the session's metadata, whether or not a
 //! client is still listening.
 
 mod activity;
 mod analysis;
+mod clips;
 mod h264;
 mod motion;
 mod reconstruct;
@@ -21,9 +22,10 @@ use tokio::sync::mpsc;
 
 use crate::session::lifecycle;
 use crate::session::live::LiveSession;
-use crate::store::{SessionMeta, SessionStore, StoreError};
+use crate::store::{Clip, SessionMeta, SessionStore, StoreError};
 
 pub use analysis::{frame_for_time, Report, REPORT_FILE, REPORT_HTML_FILE, REPORT_SCHEMA_VERSION};
+pub use clips::{ClipOptions, CLIPS_DIR};
 pub use h264::PRESETS as VIDEO_PRESETS;
 pub use report_html::script_csp_source as report_script_csp_source;
 pub use report_html::MAX_PAGE_BYTES as MAX_REPORT_HTML_BYTES;
@@ -40,6 +42,8 @@ pub struct Options {
     pub max_frame_pixels: u64,
     /// `--bout-target`: touches that win a bout, for the score timeline's marks.
     pub bout_target: u32,
+    /// `--clip-pre-roll-secs`, `--clip-post-roll-secs`, `--max-clips`.
+    pub clips: ClipOptions,
 }
 
 /// What the pipeline tells the connection that started it.
@@ -47,6 +51,13 @@ pub struct Options {
 pub enum PipelineEvent {
     Progress {
         stage: Stage,
+        percent: f32,
+        done: u64,
+        total: u64,
+    },
+    /// A clip is stored (stage `clips`): `done` of `total` clips are.
+    ClipReady {
+        clip: Box<Clip>,
         percent: f32,
         done: u64,
         total: u64,
@@ -118,13 +129,37 @@ pub fn run(
     events: mpsc::Sender<PipelineEvent>,
 ) {
     let id = live.id().to_string();
-    let mut stage = Stage::VideoReconstruction;
+    let mut stage = Stage::Clips;
     let outcome = (|| -> Result<(u64, Vec<String>), StageError> {
         let meta = live.snapshot();
         crate::frame_size::check(meta.width, meta.height, options.max_frame_pixels)
             .map_err(StageError::Other)?;
         let scratch = store.scratch_dir(&id)?;
         let mut frames = store.frame_source(&id)?;
+        let announcer = clips::Announcer {
+            events: &events,
+            live: &live,
+        };
+        let clips = clips::make(
+            store.as_ref(),
+            &meta,
+            frames.as_mut(),
+            signal.as_ref(),
+            &options.clips,
+            &scratch,
+            &announcer,
+        )?;
+        tracing::info!(
+            "Session {id}: clips complete: {} clips{}",
+            clips.clips.len(),
+            if clips.skipped > 0 {
+                format!(", {} events beyond --max-clips", clips.skipped)
+            } else {
+                String::new()
+            }
+        );
+
+        stage = Stage::VideoReconstruction;
         let mut reporter = Reporter {
             stage,
             total: frames.len(),
@@ -166,7 +201,10 @@ pub fn run(
             &meta,
             frames.as_mut(),
             signal.as_ref(),
-            video_file,
+            analysis::Made {
+                video: video_file,
+                clips: &clips,
+            },
             options.bout_target,
             &mut reporter,
         )?;
@@ -181,7 +219,8 @@ pub fn run(
             }
         );
         live.update(|m| m.variable_frame_rate = Some(report.variable_frame_rate));
-        let mut results = vec![video.file_name];
+        let mut results: Vec<String> = clips.clips.into_iter().map(|c| c.name).collect();
+        results.push(video.file_name);
         results.extend(files);
         Ok((report.events.len() as u64, results))
     })();

@@ -136,35 +136,67 @@ pub(super) fn reconstruct(
         );
     }
     let total = frames.len();
-    let (width, height) = (meta.width as i32, meta.height as i32);
-    std::thread::scope(|scope| {
-        let ahead = decoded_ahead(meta.width, meta.height);
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Mat, StageError>>(ahead);
-        scope.spawn(move || {
-            for index in 0..total {
-                let decoded = decode(frames, index, width, height, i420);
-                let failed = decoded.is_err();
-                if tx.send(decoded).is_err() || failed {
-                    return;
-                }
-            }
-        });
-        for index in 0..total {
-            let image = rx.recv().map_err(|_| {
-                StageError::Other(format!("the decoding thread stopped before frame {index}"))
-            })??;
-            let pts_us = usize::try_from(index)
-                .ok()
-                .and_then(|i| timestamps.get(i))
-                .copied()
-                .ok_or_else(|| StageError::Other(format!("frame {index} has no timestamp")))?;
-            sink.write(&image, pts_us)?;
-            reporter.update(index + 1);
-        }
-        Ok::<_, StageError>(())
+    decode_each(meta, &mut [frames], 0..total, i420, |index, image| {
+        let pts_us = frame_time(&timestamps, index)?;
+        sink.write(&image, pts_us)?;
+        reporter.update(index + 1);
+        Ok(())
     })?;
     sink.finish()?;
     Ok(video)
+}
+
+/// The timestamp of frame `index`, in microseconds.
+pub(super) fn frame_time(timestamps: &[i64], index: u64) -> Result<i64, StageError> {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| timestamps.get(i))
+        .copied()
+        .ok_or_else(|| StageError::Other(format!("frame {index} has no timestamp")))
+}
+
+/// Decodes stored frames `range` in order (to I420 for the H.264 writer, or BGR) on threads
+/// of their own, a few frames ahead of `each`, which gets every frame's index and image in
+/// order: decoding and encoding use two cores. With more than one source (readers of the
+/// same frames), one thread per source decodes every n-th frame.
+pub(super) fn decode_each(
+    meta: &SessionMeta,
+    sources: &mut [&mut dyn FrameSource],
+    range: std::ops::Range<u64>,
+    i420: bool,
+    mut each: impl FnMut(u64, Mat) -> Result<(), StageError>,
+) -> Result<(), StageError> {
+    let (width, height) = (meta.width as i32, meta.height as i32);
+    let threads = sources.len().max(1);
+    std::thread::scope(|scope| {
+        let ahead = (decoded_ahead(meta.width, meta.height) / threads).max(1);
+        let mut queues = Vec::with_capacity(threads);
+        for (k, frames) in sources.iter_mut().enumerate() {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Mat, StageError>>(ahead);
+            queues.push(rx);
+            let indices = range.clone().skip(k).step_by(threads);
+            scope.spawn(move || {
+                for index in indices {
+                    let decoded = decode(&mut **frames, index, width, height, i420);
+                    let failed = decoded.is_err();
+                    if tx.send(decoded).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+        }
+        for (n, index) in range.enumerate() {
+            let image = queues
+                .get(n % threads)
+                .ok_or_else(|| StageError::Other("no frame source to decode from".into()))?
+                .recv()
+                .map_err(|_| {
+                    StageError::Other(format!("the decoding thread stopped before frame {index}"))
+                })??;
+            each(index, image)?;
+        }
+        Ok::<_, StageError>(())
+    })
 }
 
 /// Reads and decodes stored frame `index`, checking its size, to BGR or to I420.

@@ -685,7 +685,7 @@ fn events_table(page: &mut String, report: &Report) {
     page.push_str(
         "<div class=\"table-wrap card\">\n<table class=\"events\">\n<thead><tr><th>#</th>\
          <th>Event</th><th>Time</th><th>Frame</th><th>Action start</th><th>Event frame</th>\
-         <th>Action start frame</th></tr></thead>\n<tbody>\n",
+         <th>Action start frame</th><th>Clip</th></tr></thead>\n<tbody>\n",
     );
     if report.events.is_empty() {
         page.push_str("<tr><td colspan=\"7\" class=\"none\">No signal events.</td></tr>\n");
@@ -695,6 +695,18 @@ fn events_table(page: &mut String, report: &Report) {
     }
     page.push_str("</tbody>\n</table>\n</div>\n");
     more_line(page, MAX_EVENTS_SHOWN, report.events.len(), "events");
+    if report.clips_skipped > 0 {
+        let _ = writeln!(
+            page,
+            "<p class=\"none\">{} more touches and halts have no clip: this server makes \
+             {} clips per session at most (--max-clips).</p>",
+            report.clips_skipped,
+            report.clips.len()
+        );
+    }
+    if let Some(note) = &report.clips_note {
+        let _ = writeln!(page, "<p class=\"none\">{}</p>", escape(note));
+    }
 }
 
 fn event_row(page: &mut String, report: &Report, number: usize, event: &ReportEvent) {
@@ -775,7 +787,8 @@ fn event_row(page: &mut String, report: &Report, number: usize, event: &ReportEv
          <td class=\"num\" data-label=\"Time\"><a href=\"{video}#t={t:.3}\" data-seek=\"{t:.3}\">{time:.3} s</a></td>\
          <td class=\"num\" data-label=\"Frame\"><a href=\"#t={frame}\">frame {frame}</a><br>{frame_time:.3} s</td>\
          <td data-label=\"Action start\">{action}</td>\
-         <td class=\"thumb\">{event_figure}</td><td class=\"thumb\">{action_figure}</td></tr>",
+         <td class=\"thumb\">{event_figure}</td><td class=\"thumb\">{action_figure}</td>\
+         <td class=\"thumb\" data-label=\"Clip\">{clip}</td></tr>",
         name = clipped(&event.name),
         line = event.line,
         video = escape(&report.video),
@@ -784,7 +797,26 @@ fn event_row(page: &mut String, report: &Report, number: usize, event: &ReportEv
         frame = event.frame_index,
         frame_time = event.frame_time_s,
         event_figure = figure("event", &event.thumbnail, event.frame_index, event.frame_time_s),
+        clip = clip_cell(report.clip_of(index)),
     );
+}
+
+/// The clip of an event: an inline video (relative to the page, so a downloaded report with
+/// its `clips/` folder beside it plays it too) and a link to the file.
+fn clip_cell(clip: Option<&crate::store::Clip>) -> String {
+    let Some(clip) = clip else {
+        return "<span class=\"none\">–</span>".to_string();
+    };
+    format!(
+        "<figure><video class=\"clip\" src=\"{src}\" controls preload=\"none\" playsinline \
+         muted></video><figcaption><a href=\"{src}\" download>clip</a> · frames {first}–{last} \
+         · {start:.3}–{end:.3} s</figcaption></figure>",
+        src = escape(&clip.name),
+        first = clip.first_frame,
+        last = clip.last_frame,
+        start = clip.start_s,
+        end = clip.end_s,
+    )
 }
 
 fn figure(label: &str, src: &str, frame: u64, time_s: f64) -> String {
@@ -851,6 +883,37 @@ mod tests {
             energy(),
             (160, 120),
         )
+    }
+
+    #[test]
+    fn each_clipped_event_shows_its_clip_and_skipped_clips_are_told() {
+        let clip = crate::store::Clip {
+            name: "clips/clip-001-touch_left.mp4".into(),
+            event: 1,
+            event_name: "touch_left".into(),
+            kind: EventKind::Touch,
+            first_frame: 9,
+            last_frame: 69,
+            start_s: 0.3,
+            end_s: 2.3,
+            frames: 61,
+            bytes: 1000,
+        };
+        let clips = super::super::clips::Clips {
+            clips: vec![clip],
+            skipped: 4,
+            note: None,
+        };
+        let page =
+            render(&report("0.2 start\n1.3 touch_left score=1-0\n3.0 halt\n").with_clips(&clips));
+        assert_eq!(
+            page.matches("<video class=\"clip\" src=\"clips/clip-001-touch_left.mp4\"")
+                .count(),
+            1
+        );
+        assert!(page.contains("<a href=\"clips/clip-001-touch_left.mp4\" download>clip</a>"));
+        assert!(page.contains("frames 9–69"));
+        assert!(page.contains("4 more touches and halts have no clip"));
     }
 
     #[test]

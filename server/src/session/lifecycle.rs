@@ -56,6 +56,7 @@ pub fn process(meta: &mut SessionMeta) {
     meta.error = None;
     meta.stage = None;
     meta.percent = None;
+    meta.clips.clear();
     meta.processing_attempts = meta.processing_attempts.saturating_add(1);
 }
 

@@ -31,6 +31,11 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
         video_preset: app.config.video_preset.clone(),
         max_frame_pixels: app.config.max_frame_pixels,
         bout_target: app.config.bout_target,
+        clips: pipeline::ClipOptions {
+            pre_roll_s: app.config.clip_pre_roll_secs,
+            post_roll_s: app.config.clip_post_roll_secs,
+            max_clips: usize::try_from(app.config.max_clips).unwrap_or(usize::MAX),
+        },
     };
     tokio::spawn(async move {
         // Relays the pipeline's events to the session's connections and to the event bus,
@@ -39,6 +44,7 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
         while let Some(event) = rx.recv().await {
             let stage_now = match &event {
                 PipelineEvent::Progress { stage, .. } => Some(*stage),
+                PipelineEvent::ClipReady { .. } => Some(Stage::Clips),
                 _ => None,
             };
             if let Some((stage, since)) = stage_started {
@@ -50,12 +56,20 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
             if let (Some(stage), None) = (stage_now, stage_started) {
                 stage_started = Some((stage, std::time::Instant::now()));
             }
+            let mut meta = publisher.snapshot();
             let kind = match &event {
                 PipelineEvent::Progress { .. } => EventKind::Progress,
+                PipelineEvent::ClipReady { clip, percent, .. } => {
+                    // As things were when the clip was stored: the pipeline may have moved on.
+                    meta.stage = Some(Stage::Clips);
+                    meta.percent = Some(*percent);
+                    bus.publish_clip(&meta, clip.as_ref().clone());
+                    EventKind::Progress
+                }
                 PipelineEvent::Complete { .. } => EventKind::Complete,
                 PipelineEvent::Failed { .. } => EventKind::Failed,
             };
-            bus.publish(kind, &publisher.snapshot());
+            bus.publish(kind, &meta);
             publisher.publish(event);
         }
     });

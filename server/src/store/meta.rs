@@ -1,7 +1,7 @@
 //! The metadata record of a session, stored as `session.json`: private to the server (it holds
 //! the resume token); the HTTP API shows its [`SessionView`].
 
-pub use referee_protocol::api::SessionStatus;
+pub use referee_protocol::api::{Clip, SessionStatus};
 use referee_protocol::api::{SessionLinks, SessionView};
 use referee_protocol::{FrameEncoding, Stage, UploadIdentity};
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,10 @@ pub struct SessionMeta {
     /// once processed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variable_frame_rate: Option<bool>,
+    /// The clips made so far (the `clips` stage), in the order they were stored: during
+    /// processing too, so a watcher can play the first touches before the whole video.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clips: Vec<Clip>,
     /// What the client said it uploads (its video and signal file), to refuse a resume
     /// with other files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,6 +107,7 @@ impl SessionMeta {
             error: None,
             signal_events: None,
             variable_frame_rate: None,
+            clips: Vec::new(),
             upload: None,
             resume_token: String::new(),
             created_ahead: false,
@@ -147,6 +152,7 @@ impl SessionMeta {
             signal_events: self.signal_events,
             created_ahead: self.created_ahead,
             variable_frame_rate: self.variable_frame_rate,
+            clips: self.clips.clone(),
             upload: self.upload.clone(),
             resumes: self.resumes,
             processing_attempts: self.processing_attempts,

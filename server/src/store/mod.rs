@@ -22,7 +22,7 @@ use thiserror::Error;
 pub use frame_log::Faults;
 pub use frame_log::{FrameLogReader, FrameLogWriter, Recovered, StoredFrame};
 pub use local::LocalStore;
-pub use meta::{has_passed, rfc3339, SessionMeta, SessionStatus};
+pub use meta::{has_passed, rfc3339, Clip, SessionMeta, SessionStatus};
 pub use result_files::{valid_result_name, ResultFile};
 
 /// A storage failure, naming the session and the file involved.

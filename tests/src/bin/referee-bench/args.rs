@@ -8,6 +8,8 @@ pub(crate) struct Options {
     pub(crate) sections: Vec<String>,
     pub(crate) server_args: Vec<String>,
     pub(crate) repeat: usize,
+    /// Seconds of the bout the clips section streams.
+    pub(crate) bout_secs: u32,
 }
 
 pub(crate) fn parse_options(args: &[String]) -> Result<Options> {
@@ -25,6 +27,7 @@ pub(crate) fn parse_options(args: &[String]) -> Result<Options> {
             .to_vec(),
         server_args: Vec::new(),
         repeat: 0,
+        bout_secs: 600,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -46,6 +49,13 @@ pub(crate) fn parse_options(args: &[String]) -> Result<Options> {
                 options.sections = value()?.split(',').map(|s| s.trim().to_string()).collect()
             }
             "--server-arg" => options.server_args.push(value()?),
+            "--bout-secs" => {
+                options.bout_secs = value()?
+                    .parse()
+                    .ok()
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| anyhow!("--bout-secs needs a number of seconds"))?
+            }
             "--repeat" => {
                 options.repeat = value()?
                     .parse()

@@ -29,12 +29,16 @@
 //!   `GET /api/sessions/{id}/frames` (5000 frame times, as the player asks for them) and
 //!   stored frames one by one, in order (playing) and spread over the session (jumps):
 //!   latency and requests/s. Run only with `--only player`.
+//! - **clips**: a 720p bout (`--bout-secs`, default 600) with a touch every 20 s, streamed
+//!   and signalled: the time from SIGNAL sent to the first clip (its PROGRESS and its SSE
+//!   `clip_ready`) and each clip's time. Run only with `--only clips`.
 //!
 //! Test videos are made with `referee_sample_data::write_video` and kept in
 //! `target/bench/videos`; sessions are written to `target/bench/data` (the disk measured) and
 //! deleted after each run.
 //!
-//! One module per section (`limits`, `e2e`, `ingest`, `processing`, `hostile`, `player`),
+//! One module per section (`limits`, `e2e`, `ingest`, `processing`, `hostile`, `player`,
+//! `clips`),
 //! beside `args` (the flags), `video` (the test videos), `server` (a release server and its
 //! CPU and memory), `upload` (the protocol player) and `report` (the conditions, the results
 //! as written, the targets and the table). They share this file's imports (`use super::*`).
@@ -42,6 +46,7 @@
 //! (`referee_tests::try_http_get`).
 
 mod args;
+mod clips;
 mod e2e;
 mod hostile;
 mod ingest;
@@ -92,8 +97,9 @@ const USAGE: &str =
   --json PATH      where to write the results (default: target/bench/results.json)
   --work DIR       test videos and session data (default: target/bench); its disk is measured
   --frames N       frames per test video (default 600, 300 with --quick)
-  --only SECTIONS  comma-separated: limits, e2e, ingest, processing, hostile, player
-                   (default: all but hostile and player)
+  --only SECTIONS  comma-separated: limits, e2e, ingest, processing, hostile, player, clips
+                   (default: all but hostile, player and clips)
+  --bout-secs N    seconds of the bout the clips section streams (default 600)
   --repeat N       runs of each measurement; the median is shown (default 3, 1 with --quick)
   --server-arg ARG pass ARG to every referee-server started (repeat for more), e.g.
                    --server-arg=--window=128
@@ -181,6 +187,7 @@ fn run(args: &[String]) -> Result<()> {
         processing: None,
         hostile: None,
         player: None,
+        clips: None,
     };
     let wants = |s: &str| options.sections.iter().any(|x| x == s);
     if wants("limits") {
@@ -217,6 +224,10 @@ fn run(args: &[String]) -> Result<()> {
     if wants("player") {
         warm_up(&data)?;
         results.player = Some(player::section(&bench, &data, &videos, options.quick)?);
+    }
+    if wants("clips") {
+        warm_up(&data)?;
+        results.clips = Some(clips::section(&bench, &data, &videos, options.bout_secs)?);
     }
     results.conditions.loadavg_at_end = Some(
         fs::read_to_string("/proc/loadavg")

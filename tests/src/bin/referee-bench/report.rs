@@ -93,6 +93,8 @@ pub(crate) struct Results {
     pub(crate) hostile: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) player: Option<player::PlayerResults>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) clips: Option<clips::ClipsResults>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,6 +173,7 @@ pub(crate) fn targets(results: &Value) -> Value {
         }));
     }
     out.extend(hostile::targets(&results["hostile"]));
+    out.extend(clips::targets(&results["clips"]));
     if let Some(p) = find(&results["processing"], |r| r["height"] == 720) {
         out.push(json!({
             "target": "processing 720p30: >= 5x real time",
@@ -304,6 +307,7 @@ pub(crate) fn print_table(results: &Value) {
     }
     hostile::print(&results["hostile"]);
     player::print(&results["player"]);
+    clips::print(&results["clips"]);
     if let Some(rows) = results["targets"].as_array() {
         println!("\nTargets");
         for r in rows {
