@@ -71,19 +71,7 @@ async fn bout(
     let frames = u64::from(secs) * 30;
     let (ws, _) = tokio_tungstenite::connect_async(&server.ws_url()).await?;
     let (mut sink, mut stream) = ws.split();
-    let start = ControlMessage::SessionStart {
-        protocol_version: referee_protocol::PROTOCOL_VERSION,
-        name: "clips".into(),
-        source: "bench.avi".into(),
-        fps: 30.0,
-        width: size.0,
-        height: size.1,
-        frame_count: Some(frames),
-        encoding: referee_protocol::FrameEncoding::Jpeg,
-        quality: None,
-        session_id: None,
-        upload: None,
-    };
+    let start = session_start("clips".into(), frames, size);
     sink.send(Message::text(start.to_json())).await?;
     let (id, window) = match next_message(&mut stream).await? {
         ControlMessage::SessionStarted {

@@ -52,19 +52,7 @@ pub(crate) async fn play(
         .await
         .with_context(|| format!("cannot connect to {url}"))?;
     let (mut sink, mut stream) = ws.split();
-    let start = ControlMessage::SessionStart {
-        protocol_version: referee_protocol::PROTOCOL_VERSION,
-        name,
-        source: "bench.avi".into(),
-        fps: 30.0,
-        width: size.0,
-        height: size.1,
-        frame_count: Some(frames),
-        encoding: referee_protocol::FrameEncoding::Jpeg,
-        quality: None,
-        session_id: None,
-        upload: None,
-    };
+    let start = session_start(name, frames, size);
     sink.send(Message::text(start.to_json())).await?;
     let window = match next_message(&mut stream).await? {
         ControlMessage::SessionStarted { window, .. } => u64::from(window).max(1),
@@ -203,6 +191,23 @@ impl Totals {
             frames: played.iter().map(|p| p.frames).sum(),
             bytes: played.iter().map(|p| p.bytes).sum(),
         }
+    }
+}
+
+/// The `SESSION_START` of a 30 fps session `name` of `frames` JPEG frames of `size`.
+pub(crate) fn session_start(name: String, frames: u64, size: (u32, u32)) -> ControlMessage {
+    ControlMessage::SessionStart {
+        protocol_version: referee_protocol::PROTOCOL_VERSION,
+        name,
+        source: "bench.avi".into(),
+        fps: 30.0,
+        width: size.0,
+        height: size.1,
+        frame_count: Some(frames),
+        encoding: referee_protocol::FrameEncoding::Jpeg,
+        quality: None,
+        session_id: None,
+        upload: None,
     }
 }
 
