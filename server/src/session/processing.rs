@@ -6,6 +6,7 @@ use std::sync::Arc;
 use referee_protocol::signal::SignalTrack;
 use referee_protocol::{ControlMessage, Stage};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::notify::events::EventKind;
 use crate::pipeline::{self, PipelineEvent};
@@ -37,42 +38,48 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
             max_clips: usize::try_from(app.config.max_clips).unwrap_or(usize::MAX),
         },
     };
-    tokio::spawn(async move {
-        // Relays the pipeline's events to the session's connections and to the event bus,
-        // and times each stage.
-        let mut stage_started: Option<(Stage, std::time::Instant)> = None;
-        while let Some(event) = rx.recv().await {
-            let stage_now = match &event {
-                PipelineEvent::Progress { stage, .. } => Some(*stage),
-                PipelineEvent::ClipReady { .. } => Some(Stage::Clips),
-                _ => None,
-            };
-            if let Some((stage, since)) = stage_started {
-                if stage_now != Some(stage) {
-                    metrics.stage_duration(stage, since.elapsed());
-                    stage_started = None;
+    // Every log line of processing, in its tasks and its blocking thread, names the session.
+    let span = tracing::info_span!("processing", session = %live.id());
+    let blocking_span = span.clone();
+    tokio::spawn(
+        async move {
+            // Relays the pipeline's events to the session's connections and to the event bus,
+            // and times each stage.
+            let mut stage_started: Option<(Stage, std::time::Instant)> = None;
+            while let Some(event) = rx.recv().await {
+                let stage_now = match &event {
+                    PipelineEvent::Progress { stage, .. } => Some(*stage),
+                    PipelineEvent::ClipReady { .. } => Some(Stage::Clips),
+                    _ => None,
+                };
+                if let Some((stage, since)) = stage_started {
+                    if stage_now != Some(stage) {
+                        metrics.stage_duration(stage, since.elapsed());
+                        stage_started = None;
+                    }
                 }
-            }
-            if let (Some(stage), None) = (stage_now, stage_started) {
-                stage_started = Some((stage, std::time::Instant::now()));
-            }
-            let mut meta = publisher.snapshot();
-            let kind = match &event {
-                PipelineEvent::Progress { .. } => EventKind::Progress,
-                PipelineEvent::ClipReady { clip, percent, .. } => {
-                    // As things were when the clip was stored: the pipeline may have moved on.
-                    meta.stage = Some(Stage::Clips);
-                    meta.percent = Some(*percent);
-                    bus.publish_clip(&meta, clip.as_ref().clone());
-                    EventKind::Progress
+                if let (Some(stage), None) = (stage_now, stage_started) {
+                    stage_started = Some((stage, std::time::Instant::now()));
                 }
-                PipelineEvent::Complete { .. } => EventKind::Complete,
-                PipelineEvent::Failed { .. } => EventKind::Failed,
-            };
-            bus.publish(kind, &meta);
-            publisher.publish(event);
+                let mut meta = publisher.snapshot();
+                let kind = match &event {
+                    PipelineEvent::Progress { .. } => EventKind::Progress,
+                    PipelineEvent::ClipReady { clip, percent, .. } => {
+                        // As things were when the clip was stored: the pipeline may have moved on.
+                        meta.stage = Some(Stage::Clips);
+                        meta.percent = Some(*percent);
+                        bus.publish_clip(&meta, clip.as_ref().clone());
+                        EventKind::Progress
+                    }
+                    PipelineEvent::Complete { .. } => EventKind::Complete,
+                    PipelineEvent::Failed { .. } => EventKind::Failed,
+                };
+                bus.publish(kind, &meta);
+                publisher.publish(event);
+            }
         }
-    });
+        .instrument(span.clone()),
+    );
     tokio::spawn(async move {
         // Bounded concurrency: sessions beyond the worker count wait here, in order.
         let _permit = workers.acquire_owned().await;
@@ -80,7 +87,9 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
         let failed = tx.clone();
         let (store_after, live_after) = (Arc::clone(&store), Arc::clone(&live));
         let run =
-            tokio::task::spawn_blocking(move || pipeline::run(store, live, signal, &options, tx));
+            tokio::task::spawn_blocking(move || {
+                blocking_span.in_scope(|| pipeline::run(store, live, signal, &options, tx))
+            });
         if let Err(err) = run.await {
             tracing::error!("Session {id}: the processing thread failed: {err}");
             let recorded = tokio::task::spawn_blocking(move || {
@@ -103,7 +112,8 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
                 }
             }
         }
-    });
+    }
+    .instrument(span.clone()));
 }
 
 /// The COMPLETE message of a processed session.
