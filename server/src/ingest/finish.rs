@@ -9,7 +9,7 @@ use axum::extract::ws::Message;
 use futures_util::Sink;
 use referee_protocol::digest::{describe_ranges, FrameDigest};
 use referee_protocol::signal::SignalTrack;
-use referee_protocol::{ControlMessage, ErrorCode, SessionState, Stage};
+use referee_protocol::{ControlMessage, ErrorCode, SessionState};
 
 use super::{Connection, Link, Refusal, Step, GO_ON};
 use crate::notify::events::EventKind;
@@ -150,36 +150,10 @@ where
 
     pub(super) async fn on_pipeline(&mut self, event: PipelineEvent) -> Step {
         match event {
-            PipelineEvent::Progress {
-                stage,
-                percent,
-                done,
-                total,
-            } => {
-                self.peer
-                    .send(&ControlMessage::Progress {
-                        stage,
-                        percent,
-                        done,
-                        total,
-                    })
-                    .await;
-                GO_ON
-            }
-            PipelineEvent::ClipReady {
-                percent,
-                done,
-                total,
-                ..
-            } => {
-                self.peer
-                    .send(&ControlMessage::Progress {
-                        stage: Stage::Clips,
-                        percent,
-                        done,
-                        total,
-                    })
-                    .await;
+            PipelineEvent::Progress { .. } | PipelineEvent::ClipReady { .. } => {
+                if let Some(progress) = event.progress() {
+                    self.peer.send(&progress).await;
+                }
                 GO_ON
             }
             PipelineEvent::Complete {

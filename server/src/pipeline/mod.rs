@@ -16,7 +16,7 @@ mod timeline_layout;
 use std::sync::Arc;
 
 use referee_protocol::signal::SignalTrack;
-use referee_protocol::Stage;
+use referee_protocol::{ControlMessage, Stage};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
@@ -71,6 +71,37 @@ pub enum PipelineEvent {
         stage: Stage,
         message: String,
     },
+}
+
+impl PipelineEvent {
+    /// The PROGRESS a client is sent for this event (a clip's too), if it is one.
+    pub fn progress(&self) -> Option<ControlMessage> {
+        match *self {
+            PipelineEvent::Progress {
+                stage,
+                percent,
+                done,
+                total,
+            } => Some(ControlMessage::Progress {
+                stage,
+                percent,
+                done,
+                total,
+            }),
+            PipelineEvent::ClipReady {
+                percent,
+                done,
+                total,
+                ..
+            } => Some(ControlMessage::Progress {
+                stage: Stage::Clips,
+                percent,
+                done,
+                total,
+            }),
+            PipelineEvent::Complete { .. } | PipelineEvent::Failed { .. } => None,
+        }
+    }
 }
 
 /// Why a stage failed.

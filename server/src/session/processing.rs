@@ -23,7 +23,7 @@ const PROGRESS_QUEUE: usize = 32;
 pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<SignalTrack>) {
     let meta = live.update(super::lifecycle::process);
     persist(Arc::clone(&app.store), meta).await;
-    let (tx, mut rx) = mpsc::channel(PROGRESS_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<PipelineEvent>(PROGRESS_QUEUE);
     let store = Arc::clone(&app.store);
     let workers = Arc::clone(&app.processing);
     let publisher = Arc::clone(&live);
@@ -47,9 +47,8 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
             // and times each stage.
             let mut stage_started: Option<(Stage, std::time::Instant)> = None;
             while let Some(event) = rx.recv().await {
-                let stage_now = match &event {
-                    PipelineEvent::Progress { stage, .. } => Some(*stage),
-                    PipelineEvent::ClipReady { .. } => Some(Stage::Clips),
+                let stage_now = match event.progress() {
+                    Some(ControlMessage::Progress { stage, .. }) => Some(stage),
                     _ => None,
                 };
                 if let Some((stage, since)) = stage_started {
