@@ -68,6 +68,13 @@ fn lookahead(preset: &str) -> u32 {
         .min(MAX_LOOKAHEAD)
 }
 
+/// Keeps FFmpeg's log for errors: x264 prints its settings and statistics at the info
+/// level, the MJPEG decoder its warnings about each damaged frame.
+pub(super) fn quiet_logs() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error));
+}
+
 /// An open H.264 MP4 file being written.
 pub struct H264Writer {
     output: format::context::Output,
@@ -140,11 +147,7 @@ impl H264Writer {
         preset: &str,
         tune: Option<&str>,
     ) -> Result<Self, H264Error> {
-        static INIT: Once = Once::new();
-        INIT.call_once(|| {
-            // x264 prints its settings and statistics at the info level: keep stderr for errors.
-            ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
-        });
+        quiet_logs();
         if width % 2 == 1 || height % 2 == 1 {
             return Err(H264Error::OddSize(width, height));
         }

@@ -7,6 +7,7 @@ mod activity;
 mod analysis;
 mod clips;
 mod h264;
+mod i420;
 mod motion;
 mod reconstruct;
 mod report_html;

@@ -5,11 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use opencv::core::{Mat, Size, Vector};
+use opencv::core::{Mat, Size};
 use opencv::prelude::*;
-use opencv::{imgcodecs, imgproc, videoio};
+use opencv::videoio;
 
 use super::h264::H264Writer;
+use super::i420::{decode_bgr, I420Decoder};
 use super::{Reporter, StageError};
 use crate::store::{FrameSource, SessionMeta};
 
@@ -166,7 +167,7 @@ pub(super) fn decode_each(
     i420: bool,
     mut each: impl FnMut(u64, Mat) -> Result<(), StageError>,
 ) -> Result<(), StageError> {
-    let (width, height) = (meta.width as i32, meta.height as i32);
+    let (width, height) = (meta.width, meta.height);
     let threads = sources.len().max(1);
     std::thread::scope(|scope| {
         let ahead = (decoded_ahead(meta.width, meta.height) / threads).max(1);
@@ -176,8 +177,9 @@ pub(super) fn decode_each(
             queues.push(rx);
             let indices = range.clone().skip(k).step_by(threads);
             scope.spawn(move || {
+                let mut decoder = i420.then(|| I420Decoder::new(width, height));
                 for index in indices {
-                    let decoded = decode(&mut **frames, index, width, height, i420);
+                    let decoded = decode(&mut **frames, decoder.as_mut(), index, (width, height));
                     let failed = decoded.is_err();
                     if tx.send(decoded).is_err() || failed {
                         return;
@@ -199,32 +201,19 @@ pub(super) fn decode_each(
     })
 }
 
-/// Reads and decodes stored frame `index`, checking its size, to BGR or to I420.
+/// Reads and decodes stored frame `index`, checking its size: to I420 through `i420`'s
+/// decoder, or else to BGR.
 fn decode(
     frames: &mut dyn FrameSource,
+    i420: Option<&mut I420Decoder>,
     index: u64,
-    width: i32,
-    height: i32,
-    i420: bool,
+    (width, height): (u32, u32),
 ) -> Result<Mat, StageError> {
     let frame = frames.read(index)?;
-    let image = imgcodecs::imdecode(
-        &Vector::<u8>::from_slice(&frame.payload),
-        imgcodecs::IMREAD_COLOR,
-    )?;
-    let size = image.size()?;
-    if image.empty() || size.width != width || size.height != height {
-        return Err(StageError::Other(format!(
-            "frame {index} decodes to a {}x{} image, expected {width}x{height}",
-            size.width, size.height
-        )));
+    match i420 {
+        Some(decoder) => decoder.decode(index, &frame.payload),
+        None => decode_bgr(index, &frame.payload, width, height),
     }
-    if !i420 {
-        return Ok(image);
-    }
-    let mut planes = Mat::default();
-    imgproc::cvt_color_def(&image, &mut planes, imgproc::COLOR_BGR2YUV_I420)?;
-    Ok(planes)
 }
 
 #[cfg(test)]
