@@ -151,32 +151,73 @@ pub fn clip_name(event: usize, name: &str) -> String {
     format!("{CLIPS_DIR}/clip-{event:03}-{safe}.mp4")
 }
 
+/// The motion energy of the frames searched so far, `first..first + energy.len()`, each
+/// against the frame before it (frame 0 has none: 0). Events close together search windows
+/// that overlap: each frame is measured once, and what lies before the next window is
+/// dropped (events come in time order; one that does not starts the cache again), so it
+/// holds one window's frames, 4 bytes each.
+#[derive(Debug, Default)]
+struct MotionCache {
+    first: u64,
+    energy: Vec<f32>,
+}
+
+impl MotionCache {
+    /// The energy of frames `from..=to`, measuring only those not measured yet (each half of
+    /// them on its own thread, `frames` and `second` reading the same frames).
+    fn window(
+        &mut self,
+        meta: &SessionMeta,
+        frames: &mut dyn FrameSource,
+        second: &mut dyn FrameSource,
+        (from, to): (u64, u64),
+    ) -> Result<&[f32], StageError> {
+        let cached_end = self.first + self.energy.len() as u64;
+        if from < self.first || from > cached_end {
+            self.first = from;
+            self.energy.clear();
+        } else {
+            self.energy
+                .drain(..usize::try_from(from - self.first).unwrap_or(usize::MAX));
+            self.first = from;
+        }
+        let next = self.first + self.energy.len() as u64;
+        if next <= to {
+            let mid = next + (to - next) / 2;
+            let (earlier, later) = std::thread::scope(|scope| {
+                let later = (mid < to).then(|| scope.spawn(|| energy(meta, second, mid + 1, to)));
+                let earlier = energy(meta, frames, next, mid);
+                let later = later.map(|thread| {
+                    thread.join().map_err(|_| {
+                        StageError::Other("the motion thread of a clip stopped".into())
+                    })
+                });
+                (earlier, later)
+            });
+            self.energy.extend(earlier?);
+            if let Some(later) = later {
+                self.energy.extend(later??);
+            }
+        }
+        let len = usize::try_from(to - from + 1).unwrap_or(usize::MAX);
+        Ok(&self.energy[..len.min(self.energy.len())])
+    }
+}
+
 /// Where the action leading to an event on `frame` began: the start of the activity segment
-/// leading to it, found in the motion of the [`SEARCH_WINDOW_S`] before it (each half of it
-/// measured on its own thread, `frames` and `second` reading the same frames); the event's
-/// own frame when no action leads to it.
+/// leading to it, found in the motion of the [`SEARCH_WINDOW_S`] before it; the event's own
+/// frame when no action leads to it.
 fn action_start(
     meta: &SessionMeta,
+    motion: &mut MotionCache,
     frames: &mut dyn FrameSource,
     second: &mut dyn FrameSource,
     frame: u64,
 ) -> Result<u64, StageError> {
     let from = search_start(frame, meta.fps);
-    let mid = from + (frame - from) / 2;
-    let (earlier, later) = std::thread::scope(|scope| {
-        let later = scope.spawn(|| energy(meta, second, mid, frame));
-        let earlier = energy(meta, frames, from, mid);
-        let later = later
-            .join()
-            .map_err(|_| StageError::Other("the motion thread of a clip stopped".into()));
-        (earlier, later)
-    });
-    let mut energy = earlier?;
-    // The later half's first frame is the earlier half's last, measured against its own
-    // predecessor there.
-    energy.extend(later??.into_iter().skip(1));
+    let energy = motion.window(meta, frames, second, (from, frame))?;
     let windows = Windows::at(meta.fps);
-    let (_, segments) = activity::find(&energy, windows);
+    let (_, segments) = activity::find(energy, windows);
     let local = usize::try_from(frame - from).unwrap_or(usize::MAX);
     Ok(
         activity::leading_segment(&segments, local, windows.lookback)
@@ -184,7 +225,8 @@ fn action_start(
     )
 }
 
-/// The motion energy of frames `from..=to` (frame `from` has none: 0).
+/// The motion energy of frames `from..=to`, each against the frame before it (frame 0 has
+/// none: 0).
 fn energy(
     meta: &SessionMeta,
     frames: &mut dyn FrameSource,
@@ -192,6 +234,9 @@ fn energy(
     to: u64,
 ) -> Result<Vec<f32>, StageError> {
     let mut meter = MotionMeter::new(meta.width, meta.height);
+    if let Some(before) = from.checked_sub(1) {
+        meter.push(before, &frames.read(before)?.payload)?;
+    }
     let mut energy = Vec::with_capacity(usize::try_from(to - from + 1).unwrap_or(0));
     for index in from..=to {
         let stored = frames.read(index)?;
@@ -311,9 +356,10 @@ pub(super) fn make(
         ..Clips::default()
     };
     let mut second = store.frame_source(&meta.id)?;
+    let mut motion = MotionCache::default();
     for (done, event) in planned.iter().enumerate() {
         let began = std::time::Instant::now();
-        let start = action_start(meta, frames, second.as_mut(), event.frame)?;
+        let start = action_start(meta, &mut motion, frames, second.as_mut(), event.frame)?;
         let searched = began.elapsed();
         let Some((first, last)) = window(
             &timestamps,
@@ -374,6 +420,107 @@ pub(super) fn make(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{StoreError, StoredFrame};
+    use opencv::core::{Mat, Rect, Scalar, Vector};
+    use opencv::prelude::*;
+    use opencv::{imgcodecs, imgproc};
+    use std::sync::{Arc, Mutex};
+
+    /// 320x240 JPEG frames of a square moving 4 px a frame, recording which are read.
+    struct Moving {
+        frames: Vec<bytes::Bytes>,
+        reads: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl Moving {
+        fn new(n: i32, reads: &Arc<Mutex<Vec<u64>>>) -> Self {
+            let frames = (0..n)
+                .map(|i| {
+                    let mut img = Mat::new_rows_cols_with_default(
+                        240,
+                        320,
+                        opencv::core::CV_8UC3,
+                        Scalar::all(60.0),
+                    )
+                    .unwrap();
+                    let square = Rect::new(4 * i % 240, 80, 60, 60);
+                    imgproc::rectangle(&mut img, square, Scalar::all(230.0), -1, 8, 0).unwrap();
+                    let mut out = Vector::<u8>::new();
+                    imgcodecs::imencode(".jpg", &img, &mut out, &Vector::new()).unwrap();
+                    bytes::Bytes::from(out.to_vec())
+                })
+                .collect();
+            Self {
+                frames,
+                reads: Arc::clone(reads),
+            }
+        }
+    }
+
+    impl FrameSource for Moving {
+        fn len(&self) -> u64 {
+            self.frames.len() as u64
+        }
+        fn timestamps(&self) -> Vec<i64> {
+            pts(self.len())
+        }
+        fn checksums(&self) -> Vec<u32> {
+            vec![0; self.frames.len()]
+        }
+        fn read(&mut self, index: u64) -> Result<StoredFrame, StoreError> {
+            self.reads.lock().unwrap().push(index);
+            Ok(StoredFrame {
+                index,
+                pts_us: pts(index + 1)[index as usize],
+                payload: self.frames[index as usize].clone(),
+            })
+        }
+    }
+
+    #[test]
+    fn overlapping_search_windows_measure_each_frame_once_and_the_same() {
+        let meta = crate::pipeline::analysis::tests::meta(30.0, 60);
+        let reads = Arc::new(Mutex::new(Vec::new()));
+        let (mut a, mut b) = (Moving::new(60, &reads), Moving::new(60, &reads));
+        let mut cache = MotionCache::default();
+        let first = cache
+            .window(&meta, &mut a, &mut b, (0, 30))
+            .unwrap()
+            .to_vec();
+        assert_eq!(first.len(), 31);
+        assert_eq!(first[0], 0.0, "frame 0 has nothing to differ from");
+        assert!(first[1..].iter().all(|e| *e > 1.0), "{first:?}");
+        let mut read: Vec<u64> = std::mem::take(&mut *reads.lock().unwrap());
+        read.sort_unstable();
+        // Each thread also reads the frame before its half, to measure its first frame.
+        assert_eq!(read.len(), 32);
+        read.dedup();
+        assert_eq!(read, (0..=30).collect::<Vec<_>>());
+
+        // The next window overlaps: only its new frames are read (and the one before them).
+        let second = cache
+            .window(&meta, &mut a, &mut b, (10, 45))
+            .unwrap()
+            .to_vec();
+        let mut read: Vec<u64> = std::mem::take(&mut *reads.lock().unwrap());
+        read.sort_unstable();
+        read.dedup();
+        assert_eq!(read, (30..=45).collect::<Vec<_>>());
+        assert_eq!(&second[..21], &first[10..]);
+        // The same energies as a window measured on its own.
+        let fresh = MotionCache::default()
+            .window(&meta, &mut a, &mut b, (10, 45))
+            .unwrap()
+            .to_vec();
+        assert_eq!(second, fresh);
+
+        // A window before the cached one starts the cache again.
+        let earlier = cache
+            .window(&meta, &mut a, &mut b, (2, 8))
+            .unwrap()
+            .to_vec();
+        assert_eq!(&earlier[..], &first[2..=8]);
+    }
 
     /// Frames at 30 fps.
     fn pts(n: u64) -> Vec<i64> {
