@@ -1,6 +1,7 @@
 // The sessions list (#/).
 
 import { applyEvent, applyStored, errorBox, follow, getJson, sessionPath } from './api.js';
+import { sessionLink } from './links.js';
 import { bar, el, framesText, progressOf, setBar, statusClass, statusLabel, text, when } from './dom.js';
 
 /**
@@ -31,7 +32,7 @@ export function listPage(root) {
   function rowOf(id) {
     let row = rows.get(id);
     if (row) return row;
-    const link = el('a', { href: '#/sessions/' + encodeURIComponent(id) });
+    const link = el('a', { href: sessionLink(id) });
     const idText = el('span', { class: 'id' });
     const status = el('span');
     const error = el('span', { class: 'error-text', hidden: true });

@@ -3,13 +3,9 @@
 
 import { sessionPath, url } from './api.js';
 import { el, num, secs, text } from './dom.js';
+import { frameLink } from './links.js';
 import { RefereePlayer } from './player.js';
 import { actionOf, boutOf, hasAction, kindClass, scoreText, seekTime, timeline } from './timeline.js';
-
-/** The link to frame `frame` of session `id` in the replay player. */
-export function frameLink(id, frame) {
-  return '#/sessions/' + encodeURIComponent(id) + '?t=' + frame;
-}
 
 /**
  * The results of complete session `id` from its `report`: the video, the motion timeline

@@ -4,7 +4,8 @@ import { applyEvent, applyStored, errorBox, follow, getJson, sessionPath, url } 
 import { el, num, statusClass, statusLabel, text, trimFloat, when } from './dom.js';
 import { buildPanel, updatePanel } from './panel.js';
 import { RefereePlayer } from './player.js';
-import { frameLink, reportView } from './report.js';
+import { frameLink, sessionLink } from './links.js';
+import { reportView } from './report.js';
 
 /** Statuses after which a session's event stream ends. */
 const FINAL = new Set(['complete', 'failed']);
@@ -52,8 +53,12 @@ export function sessionPage(root, id, startFrame) {
         },
         start: startFrame === null ? 0 : startFrame,
         onFrame(frame, seconds) {
-          // The address names the frame on screen: copy it to share this very frame.
-          if (!stopped && location.hash.startsWith('#/sessions/')) history.replaceState(null, '', frameLink(id, frame));
+          // The address names the frame on screen: copy it to share this very frame (the
+          // first frame is the session's own address).
+          const address = frame > 0 ? frameLink(id, frame) : sessionLink(id);
+          if (!stopped && location.hash.startsWith('#/sessions/') && location.hash !== address) {
+            history.replaceState(null, '', address);
+          }
           if (plotRef && seconds !== null) plotRef.setTime(seconds);
         },
       });

@@ -21,10 +21,11 @@ use axum::Router;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 /// The dashboard's modules: the entry point and what it imports.
-const MODULES: [(&str, &str); 8] = [
+const MODULES: [(&str, &str); 9] = [
     ("/app.js", include_str!("../../web/app.js")),
     ("/api.js", include_str!("../../web/api.js")),
     ("/dom.js", include_str!("../../web/dom.js")),
+    ("/links.js", include_str!("../../web/links.js")),
     ("/list.js", include_str!("../../web/list.js")),
     ("/session.js", include_str!("../../web/session.js")),
     ("/panel.js", include_str!("../../web/panel.js")),
