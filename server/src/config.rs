@@ -37,6 +37,18 @@ pub struct Config {
     #[arg(long, env = "REFEREE_DATA_DIR", default_value = "./referee-data")]
     pub data_dir: PathBuf,
 
+    /// Where sessions are stored when not in --data-dir: `s3://BUCKET/PREFIX`, S3-compatible
+    /// object storage (endpoint, region and credentials from the standard AWS environment
+    /// variables: AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+    /// --data-dir then holds only local working files (processing's scratch, a cache of the
+    /// results served, the webhook outbox).
+    #[arg(long, env = "REFEREE_STORE")]
+    pub store: Option<String>,
+
+    /// Seconds each request to the object store (--store) has to answer.
+    #[arg(long, env = "REFEREE_STORE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub store_timeout_secs: u64,
+
     /// Frames a client may have sent but not yet seen acknowledged. Bounds the memory each
     /// session can take: about window × the largest frame.
     #[arg(long, env = "REFEREE_WINDOW", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]

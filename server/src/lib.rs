@@ -45,7 +45,7 @@ use limits::ClientCounts;
 use notify::{events, webhooks};
 use session::live::LiveSessions;
 use session::{cleanup, recovery, reserve, session_index};
-use store::{LocalStore, SessionStore, StoreError};
+use store::{LocalStore, ObjectSessions, SessionStore, StoreError};
 
 /// Why the server cannot start.
 #[derive(Debug, Error)]
@@ -54,6 +54,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Token(std::io::Error),
+    #[error("an object store (--store) needs the server's runtime")]
+    NoRuntime,
 }
 
 /// What every request and connection shares: a cheap handle.
@@ -87,10 +89,19 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over the local data directory named in `config`.
+    /// State over the store named in `config`: the local data directory, or the object
+    /// store of `--store` (whose requests run on the current runtime).
     pub fn new(config: Config) -> Result<Self, StartError> {
-        let store = LocalStore::open(&config.data_dir)?;
-        Self::with_store(config, Arc::new(store))
+        let store: Arc<dyn SessionStore> = match &config.store {
+            None => Arc::new(LocalStore::open(&config.data_dir)?),
+            Some(url) => Arc::new(ObjectSessions::open_url(
+                url,
+                &config.data_dir,
+                tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?,
+                Duration::from_secs(config.store_timeout_secs),
+            )?),
+        };
+        Self::with_store(config, store)
     }
 
     pub fn with_store(config: Config, store: Arc<dyn SessionStore>) -> Result<Self, StartError> {

@@ -19,7 +19,7 @@ use super::{io_error, sync_dir, FrameSink, FrameSource, StoreError};
 
 pub const LOG_FILE: &str = "frames.log";
 pub const INDEX_FILE: &str = "frames.idx";
-const INDEX_ENTRY_LEN: usize = 24;
+pub(super) const INDEX_ENTRY_LEN: usize = 24;
 
 /// One frame read back from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,17 +30,44 @@ pub struct StoredFrame {
     pub payload: Bytes,
 }
 
+/// One frame's entry in an index: where its record starts, its payload's length, CRC32C and
+/// timestamp.
 #[derive(Debug, Clone, Copy)]
-struct IndexEntry {
-    offset: u64,
-    len: u32,
-    crc32c: u32,
-    pts_us: i64,
+pub(super) struct IndexEntry {
+    pub offset: u64,
+    pub len: u32,
+    pub crc32c: u32,
+    pub pts_us: i64,
 }
 
 impl IndexEntry {
+    /// The entry of a frame whose record (header and payload) starts at `offset`.
+    pub fn of(header: &FrameHeader, offset: u64) -> Self {
+        IndexEntry {
+            offset,
+            len: header.payload_len,
+            crc32c: header.crc32c,
+            pts_us: header.pts_us,
+        }
+    }
+
+    /// Its [`INDEX_ENTRY_LEN`] bytes.
+    pub fn encode(&self) -> [u8; INDEX_ENTRY_LEN] {
+        let mut entry = [0u8; INDEX_ENTRY_LEN];
+        entry[0..8].copy_from_slice(&self.offset.to_le_bytes());
+        entry[8..12].copy_from_slice(&self.len.to_le_bytes());
+        entry[12..16].copy_from_slice(&self.crc32c.to_le_bytes());
+        entry[16..24].copy_from_slice(&self.pts_us.to_le_bytes());
+        entry
+    }
+
+    /// Where the frame's record ends.
+    pub fn end(&self) -> u64 {
+        self.offset + FRAME_HEADER_LEN as u64 + u64::from(self.len)
+    }
+
     /// Reads an entry from its [`INDEX_ENTRY_LEN`] bytes.
-    fn parse(e: &[u8]) -> Self {
+    pub fn parse(e: &[u8]) -> Self {
         let u64_at = |at: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&e[at..at + 8]);
@@ -162,8 +189,7 @@ impl FrameLogWriter {
                 let mut raw = [0u8; INDEX_ENTRY_LEN];
                 idx.read_exact_at(&mut raw, last * INDEX_ENTRY_LEN as u64)
                     .map_err(io_error(id, "cannot read", &idx_path))?;
-                let entry = IndexEntry::parse(&raw);
-                entry.offset + FRAME_HEADER_LEN as u64 + u64::from(entry.len)
+                IndexEntry::parse(&raw).end()
             }
         };
         if log_end > log_len {
@@ -338,12 +364,8 @@ impl FrameSink for FrameLogWriter {
                 return Err(self.fail(err));
             }
         }
-        let mut entry = [0u8; INDEX_ENTRY_LEN];
-        entry[0..8].copy_from_slice(&self.offset.to_le_bytes());
-        entry[8..12].copy_from_slice(&header.payload_len.to_le_bytes());
-        entry[12..16].copy_from_slice(&header.crc32c.to_le_bytes());
-        entry[16..24].copy_from_slice(&header.pts_us.to_le_bytes());
-        self.pending_entries.extend_from_slice(&entry);
+        self.pending_entries
+            .extend_from_slice(&IndexEntry::of(header, self.offset).encode());
         self.offset += message.len() as u64;
         Ok(())
     }
@@ -388,10 +410,9 @@ pub fn recover(id: &str, dir: &Path) -> Result<Recovered, StoreError> {
         let Ok(frame) = reader.read(index) else {
             break;
         };
-        let entry = reader.entries[index as usize];
         kept.frames += 1;
         kept.bytes += frame.payload.len() as u64;
-        log_end = entry.offset + (FRAME_HEADER_LEN as u64) + u64::from(entry.len);
+        log_end = reader.entries[index as usize].end();
     }
     let log_len = reader
         .log
@@ -482,20 +503,25 @@ impl FrameSource for FrameLogReader {
         self.log
             .read_exact_at(&mut record, entry.offset)
             .map_err(io_error(&self.id, "cannot read", &self.log_path))?;
-        let frame = decode_frame(Bytes::from(record))
-            .map_err(|e| corrupt(format!("record of frame {index}: {e}")))?;
-        if frame.header.index != index {
-            return Err(corrupt(format!(
-                "index entry {index} points at frame {}",
-                frame.header.index
-            )));
-        }
-        Ok(StoredFrame {
-            index,
-            pts_us: frame.header.pts_us,
-            payload: frame.payload,
-        })
+        stored_frame(index, Bytes::from(record)).map_err(corrupt)
     }
+}
+
+/// Frame `index` from its record (header and payload, as received): checked against its
+/// CRC32C and its index, or what is wrong with it.
+pub(super) fn stored_frame(index: u64, record: Bytes) -> Result<StoredFrame, String> {
+    let frame = decode_frame(record).map_err(|e| format!("record of frame {index}: {e}"))?;
+    if frame.header.index != index {
+        return Err(format!(
+            "index entry {index} points at frame {}",
+            frame.header.index
+        ));
+    }
+    Ok(StoredFrame {
+        index,
+        pts_us: frame.header.pts_us,
+        payload: frame.payload,
+    })
 }
 
 #[cfg(test)]

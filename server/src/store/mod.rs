@@ -5,10 +5,13 @@
 //! A session is a metadata record ([`SessionMeta`]), an append-only frame log with its index,
 //! the signal file, and the result files that processing produces.
 
+#[cfg(test)]
+mod contract;
 pub mod durable;
 mod frame_log;
 mod local;
 mod meta;
+pub mod object;
 mod result_files;
 
 use std::io;
@@ -23,6 +26,7 @@ pub use frame_log::Faults;
 pub use frame_log::{FrameLogReader, FrameLogWriter, Recovered, StoredFrame};
 pub use local::LocalStore;
 pub use meta::{has_passed, rfc3339, Clip, SessionMeta, SessionStatus};
+pub use object::ObjectSessions;
 pub use result_files::{valid_result_name, ResultFile};
 
 /// A storage failure, naming the session and the file involved.
@@ -51,6 +55,20 @@ pub enum StoreError {
     /// The session exists but has no result of that name (or the name is not a result's).
     #[error("session {id} has no result {name:?}")]
     ResultNotFound { id: String, name: String },
+    /// A request to the object store failed (see [`object`]).
+    #[error("session {id}: {what} {key}: {source}")]
+    Remote {
+        id: String,
+        what: &'static str,
+        key: String,
+        #[source]
+        source: Box<object::Failed>,
+    },
+    #[error("session {0} exists already")]
+    Exists(String),
+    /// The object store's address (`--store`) cannot be used.
+    #[error("--store {url}: {detail}")]
+    BadUrl { url: String, detail: String },
     #[error("session {id}: {path} is corrupt: {detail}")]
     Corrupt {
         id: String,
