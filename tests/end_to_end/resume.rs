@@ -7,9 +7,10 @@ use referee_protocol::frame::encode_frame;
 use referee_protocol::{ControlMessage, ErrorCode};
 use referee_server::store::SessionStore;
 use referee_tests::proxy::{Cut, FaultProxy};
+use referee_tests::server_process::ServerProcess;
 use referee_tests::{
-    client_frames, default_frames, frame_message, make_video, resume_message, run_client,
-    RawClient, TestServer,
+    client_frames, completed_id, default_frames, frame_message, make_video, resume_message,
+    run_client, RawClient, TestServer,
 };
 
 /// Checks that session `id` holds exactly the frames the client sends from `video` (its own
@@ -37,16 +38,6 @@ fn assert_stored_exactly(server: &TestServer, id: &str, video: &std::path::Path)
         24 * sent.len() as u64,
         "the index holds each frame once"
     );
-}
-
-/// The id of the session the client completed.
-fn completed_id(stdout: &str) -> String {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Processing complete: session "))
-        .and_then(|rest| rest.split(',').next())
-        .unwrap_or_else(|| panic!("no completed session in:\n{stdout}"))
-        .to_string()
 }
 
 async fn stream_through_cuts(cuts: Vec<Cut>, frames: u32) {
@@ -184,85 +175,10 @@ async fn the_retry_budget_is_per_outage() {
 #[test]
 fn a_server_killed_mid_stream_comes_back_and_the_client_resumes() {
     let data = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
-    let start_server = || {
-        std::process::Command::new(referee_tests::workspace_binary("referee-server"))
-            .args([
-                "--listen",
-                &listen,
-                "--data-dir",
-                data.path().to_str().unwrap(),
-            ])
-            .env("REFEREE_MIN_FREE_DISK_BYTES", "0")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let get = |path: &str| {
-        let addr = listen.parse().unwrap();
-        std::panic::catch_unwind(|| referee_tests::http_get(addr, path)).ok()
-    };
-    let wait_up = || {
-        for _ in 0..200 {
-            if get("/health").is_some_and(|(s, _)| s == 200) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("the server did not come up");
-    };
-    let mut server = start_server();
-    wait_up();
-
+    let mut server = ServerProcess::start(data.path(), &[]);
     let work = tempfile::tempdir().unwrap();
     let video = make_video(work.path(), "bout.avi", 400, 30.0, 640, 480);
-    let client = std::process::Command::new(referee_tests::workspace_binary("referee-client"))
-        .args([
-            &format!("http://{listen}"),
-            "--video",
-            video.to_str().unwrap(),
-            "--verbose",
-            "--retries",
-            "30",
-        ])
-        .env("REFEREE_STATE_DIR", referee_tests::test_state_dir())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-
-    // Kill the server (no shutdown, no flush) once it has stored some frames.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let stored = get("/api/sessions")
-            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
-            .and_then(|v| v["sessions"][0]["frames_stored"].as_u64())
-            .unwrap_or(0);
-        if stored >= 40 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no frames stored");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    server.kill().unwrap();
-    server.wait().unwrap();
-    let mut server = start_server();
-    wait_up();
-
-    let output = client.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success(),
-        "client failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("Resumed session"), "{stdout}");
-    let id = completed_id(&stdout);
+    let id = server.stream_across_a_kill(&video);
 
     // Every frame is there once, byte for byte.
     let store = referee_server::store::LocalStore::open(data.path()).unwrap();
@@ -275,8 +191,6 @@ fn a_server_killed_mid_stream_comes_back_and_the_client_resumes() {
             "frame {index}"
         );
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

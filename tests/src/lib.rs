@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod proxy;
+pub mod s3;
+pub mod server_process;
 pub mod webdriver;
 
 use std::io::{Read, Write};
@@ -415,6 +417,16 @@ impl ClientRun {
             .unwrap_or_else(|| panic!("no session id in the output:\n{}", self.transcript()))
             .to_string()
     }
+}
+
+/// The session id from the client's `Processing complete: session ID, ...` line in `stdout`.
+pub fn completed_id(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Processing complete: session "))
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no completed session in:\n{stdout}"))
+        .to_string()
 }
 
 /// A raw WebSocket peer, to play a client that misbehaves.

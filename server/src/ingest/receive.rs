@@ -113,10 +113,16 @@ where
                 m.bytes_stored = stored.bytes;
             });
         }
+        let fix = match failed.error {
+            crate::store::StoreError::Remote { .. } => {
+                "once the server's object storage answers again"
+            }
+            _ => "free space on the server's data disk (or fix it), then",
+        };
         Refusal::new(
             ErrorCode::StorageFailed,
             format!(
-                "the server cannot store frames: {}; the {} frames stored before are kept: free space on the server's data disk (or fix it), then resume with --resume {id}",
+                "the server cannot store frames: {}; the {} frames stored before are kept: {fix} resume with --resume {id}",
                 failed.error, stored.frames
             ),
         )

@@ -220,9 +220,11 @@ pub struct ObjectSessions {
 }
 
 impl ObjectSessions {
-    /// Opens `s3://BUCKET[/PREFIX]`, its endpoint, region and credentials from the standard
-    /// AWS environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
-    /// `AWS_SECRET_ACCESS_KEY`, ...). Requests run on `runtime`; each must answer within
+    /// Opens `s3://BUCKET[/PREFIX][?OPTION=VALUE&...]`, its endpoint, region and credentials
+    /// from the standard AWS environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...), or the options that are not
+    /// secrets given in the address: `endpoint`, `region`, `allow_http`, `skip_signature`,
+    /// `virtual_hosted_style_request`. Requests run on `runtime`; each must answer within
     /// `deadline`. Local files go under `data_dir`.
     pub fn open_url(
         url: &str,
@@ -230,6 +232,7 @@ impl ObjectSessions {
         runtime: Handle,
         deadline: Duration,
     ) -> Result<Self, StoreError> {
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
         let bad = |detail: String| StoreError::BadUrl {
             url: url.to_string(),
             detail,
@@ -237,18 +240,34 @@ impl ObjectSessions {
         let rest = url
             .strip_prefix("s3://")
             .ok_or_else(|| bad("only s3://BUCKET/PREFIX is supported".into()))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let (location, options) = rest.split_once('?').unwrap_or((rest, ""));
+        let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
         if bucket.is_empty() {
             return Err(bad("the bucket is missing".into()));
         }
-        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-        let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let mut endpoint = std::env::var("AWS_ENDPOINT_URL")
             .or_else(|_| std::env::var("AWS_ENDPOINT"))
             .ok();
+        let mut allow_http = None;
+        for (key, value) in form_urlencoded::parse(options.as_bytes()) {
+            match key.as_ref() {
+                "allow_http" => allow_http = Some(value == "true"),
+                "endpoint" => endpoint = Some(value.into_owned()),
+                "region" | "skip_signature" | "virtual_hosted_style_request" => {
+                    let key: AmazonS3ConfigKey = key.parse().map_err(|e| bad(format!("{e}")))?;
+                    builder = builder.with_config(key, value);
+                }
+                other => {
+                    return Err(bad(format!(
+                        "unknown option {other:?} (endpoint, region, allow_http, skip_signature and virtual_hosted_style_request may be given here; credentials only in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, never in the address, which is logged)"
+                    )))
+                }
+            }
+        }
         if let Some(endpoint) = endpoint {
-            builder = builder
-                .with_allow_http(endpoint.starts_with("http://"))
-                .with_endpoint(endpoint);
+            let http = allow_http.unwrap_or(endpoint.starts_with("http://"));
+            builder = builder.with_allow_http(http).with_endpoint(endpoint);
         }
         let store = builder.build().map_err(|e| bad(e.to_string()))?;
         Self::new(Arc::new(store), prefix, data_dir, runtime, deadline)
