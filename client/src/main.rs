@@ -12,6 +12,9 @@ use referee_protocol::api::{SessionStatus, SessionView};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    // One TLS provider for the whole process (ring), whatever other crates of a workspace
+    // build enable in rustls.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let outcome = match (cli.command, cli.stream) {
         (Some(command), _) => {
