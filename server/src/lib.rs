@@ -8,7 +8,8 @@
 //!   results, the dashboard and `/metrics`.
 //! - [`ingest`]: the WebSocket endpoint; one task per connection drives one session (its
 //!   start, resume, frames and end, the frame checks and the session's frame writer).
-//! - [`store`]: the storage interface and its local-disk implementation.
+//! - [`store`]: the storage interface, its local-disk and object-store implementations, and
+//!   [`store::Store`], the store for async code.
 //! - [`session`]: live sessions, sessions created ahead, processing after an upload,
 //!   recovery after a stop, the sweeper.
 //! - [`pipeline`]: the processing stages (video reconstruction, analysis).
@@ -45,7 +46,7 @@ use limits::ClientCounts;
 use notify::{events, webhooks};
 use session::live::LiveSessions;
 use session::{cleanup, recovery, reserve, session_index};
-use store::{LocalStore, ObjectSessions, SessionStore, StoreError};
+use store::{LocalStore, ObjectSessions, SessionStore, Store, StoreError};
 
 /// Why the server cannot start.
 #[derive(Debug, Error)]
@@ -62,7 +63,8 @@ pub enum StartError {
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub store: Arc<dyn SessionStore>,
+    /// The sessions (async; `store.blocking()` for blocking threads).
+    pub store: Store,
     pub live: Arc<LiveSessions>,
     /// One permit per processing worker.
     pub processing: Arc<Semaphore>,
@@ -106,7 +108,7 @@ impl AppState {
 
     pub fn with_store(config: Config, store: Arc<dyn SessionStore>) -> Result<Self, StartError> {
         let token = config.resolve_token().map_err(StartError::Token)?;
-        let store: Arc<dyn SessionStore> = Arc::new(session_index::IndexedStore::load(store)?);
+        let store = Store::new(Arc::new(session_index::IndexedStore::load(store)?));
         Ok(Self {
             connections: connections::slots(&config),
             watchers: slots::AddressSlots::new(config.max_watchers, config.max_watchers_per_client),

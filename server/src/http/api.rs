@@ -1,7 +1,5 @@
 //! The HTTP API: health and session state, as the typed JSON of [`referee_protocol::api`].
 
-use std::sync::Arc;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -22,10 +20,10 @@ pub async fn health(State(app): State<AppState>) -> Json<Health> {
 
 /// `GET /api/sessions`: every session, newest first.
 pub async fn list_sessions(State(app): State<AppState>) -> Result<Json<SessionList>, ApiError> {
-    let store = Arc::clone(&app.store);
-    let stored = tokio::task::spawn_blocking(move || store.list())
+    let stored = app
+        .store
+        .list()
         .await
-        .map_err(ApiError::internal)?
         .map_err(|err| ApiError::storage(err, &app.config.data_dir))?;
     let sessions = stored
         .into_iter()
@@ -41,24 +39,17 @@ pub async fn get_session(
 ) -> Result<Json<SessionView>, ApiError> {
     let meta = match app.live.get(&id) {
         Some(meta) => meta,
-        None => {
-            let store = Arc::clone(&app.store);
-            let lookup = id.clone();
-            match tokio::task::spawn_blocking(move || store.load_meta(&lookup))
-                .await
-                .map_err(ApiError::internal)?
-            {
-                Ok(meta) => meta,
-                Err(StoreError::NotFound(_)) => {
-                    return Err(ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "session_not_found",
-                        format!("no session {id:?}: list sessions with GET /api/sessions"),
-                    ))
-                }
-                Err(err) => return Err(ApiError::storage(err, &app.config.data_dir)),
+        None => match app.store.load_meta(&id).await {
+            Ok(meta) => meta,
+            Err(StoreError::NotFound(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "session_not_found",
+                    format!("no session {id:?}: list sessions with GET /api/sessions"),
+                ))
             }
-        }
+            Err(err) => return Err(ApiError::storage(err, &app.config.data_dir)),
+        },
     };
     let links = crate::http::results_api::links(&app, &id, meta.frames_stored).await;
     Ok(Json(meta.view(Some(links))))

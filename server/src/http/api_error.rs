@@ -37,7 +37,7 @@ impl ApiError {
         }
     }
 
-    /// A 500 `internal`: something the server did not expect (a task that panicked).
+    /// A 500 `internal`: something the server did not expect.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -46,11 +46,16 @@ impl ApiError {
         )
     }
 
-    /// A 500 `storage_failed`, without the path of the server's data directory.
-    pub fn storage(err: impl std::fmt::Display, data_dir: &std::path::Path) -> Self {
+    /// A 500 `storage_failed`, without the path of the server's data directory; a store
+    /// call whose thread failed is a 500 `internal`.
+    pub fn storage(err: crate::store::StoreError, data_dir: &std::path::Path) -> Self {
+        let code = match err {
+            crate::store::StoreError::TaskFailed { .. } => "internal",
+            _ => "storage_failed",
+        };
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "storage_failed",
+            code,
             crate::store::without_data_dir(&err.to_string(), data_dir),
         )
     }
@@ -154,5 +159,41 @@ mod tests {
         );
         assert_eq!(code_of(StatusCode::UNPROCESSABLE_ENTITY), "invalid_request");
         assert_eq!(code_of(StatusCode::BAD_GATEWAY), "internal");
+    }
+
+    #[test]
+    fn a_failed_store_thread_is_internal_and_a_storage_error_hides_the_data_directory() {
+        use crate::store::StoreError;
+        let failed = ApiError::storage(
+            StoreError::TaskFailed {
+                what: "listing the sessions",
+                detail: "it panicked (boom)".into(),
+            },
+            std::path::Path::new("/srv/referee"),
+        );
+        assert_eq!(
+            (failed.status, failed.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert_eq!(
+            failed.message,
+            "listing the sessions did not finish: it panicked (boom)"
+        );
+        let refused = ApiError::storage(
+            StoreError::DataDir {
+                what: "cannot write",
+                path: "/srv/referee/sessions".into(),
+                source: std::io::Error::other("disk full"),
+            },
+            std::path::Path::new("/srv/referee"),
+        );
+        assert_eq!(refused.code, "storage_failed");
+        assert!(
+            refused
+                .message
+                .starts_with("cannot write DATA_DIR/sessions: disk full"),
+            "{}",
+            refused.message
+        );
     }
 }

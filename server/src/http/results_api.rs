@@ -1,9 +1,8 @@
 //! The results API: a session's video (with byte ranges, so that a browser can seek), its
 //! reports, thumbnails and stored frames over HTTP, the `links` to them, and deleting a
-//! session. Every file is read through the [`SessionStore`](crate::store::SessionStore) and
+//! session. Every file is read through the [`Store`](crate::store::Store) and
 //! streamed, never read whole into memory (a stored frame aside).
 
-use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use axum::body::Body;
@@ -97,9 +96,8 @@ pub async fn report_html(
 async fn page_with_token(app: &AppState, id: &str, token: &str) -> Response {
     // The page is small (kilobytes per event): read it whole.
     const MAX_PAGE: u64 = 16 * 1024 * 1024;
-    let store = Arc::clone(&app.store);
     let lookup = id.to_string();
-    let read = tokio::task::spawn_blocking(move || {
+    let read = app.store.run("reading the report page", move |store| {
         let result = store.open_result(&lookup, REPORT_HTML_FILE)?;
         let mut page = String::new();
         std::io::Read::read_to_string(&mut std::io::Read::take(result.file, MAX_PAGE), &mut page)
@@ -109,11 +107,10 @@ async fn page_with_token(app: &AppState, id: &str, token: &str) -> Response {
             path: REPORT_HTML_FILE.into(),
             source,
         })?;
-        Ok::<_, StoreError>(page)
-    })
-    .await;
-    match read {
-        Ok(Ok(page)) => (
+        Ok(page)
+    });
+    match read.await {
+        Ok(page) => (
             [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                 (header::CACHE_CONTROL, "no-store"),
@@ -122,8 +119,7 @@ async fn page_with_token(app: &AppState, id: &str, token: &str) -> Response {
             add_token(&page, token),
         )
             .into_response(),
-        Ok(Err(err)) => store_error(app, id, err),
-        Err(err) => internal(err),
+        Err(err) => store_error(app, id, err),
     }
 }
 
@@ -203,19 +199,8 @@ pub async fn frame(
             format!("{file:?} is not a frame: ask for /api/sessions/{id}/frames/INDEX.jpg, INDEX counting from 0"),
         );
     };
-    let store = Arc::clone(&app.store);
-    let lookup = id.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        let mut frames = store.frame_source(&lookup)?;
-        let stored = frames.len();
-        if index >= stored {
-            return Ok(Err(stored));
-        }
-        frames.read(index).map(Ok)
-    })
-    .await;
-    match read {
-        Ok(Ok(Ok(frame))) => (
+    match app.store.stored_frame(&id, index).await {
+        Ok((_, Some(frame))) => (
             [
                 (header::CONTENT_TYPE, "image/jpeg"),
                 (
@@ -227,7 +212,7 @@ pub async fn frame(
             frame.payload,
         )
             .into_response(),
-        Ok(Ok(Err(stored))) => error(
+        Ok((stored, None)) => error(
             StatusCode::NOT_FOUND,
             "frame_not_found",
             format!(
@@ -235,8 +220,7 @@ pub async fn frame(
                 stored.saturating_sub(1)
             ),
         ),
-        Ok(Err(err)) => store_error(&app, &id, err),
-        Err(err) => internal(err),
+        Err(err) => store_error(&app, &id, err),
     }
 }
 
@@ -254,29 +238,23 @@ pub async fn frame_times(
         Ok(range) => range,
         Err((code, message)) => return error(StatusCode::BAD_REQUEST, code, message),
     };
-    let store = Arc::clone(&app.store);
-    let lookup = id.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        let frames = store.frame_source(&lookup)?;
-        let times = frames.timestamps();
-        let stored = times.len() as u64;
-        let start = usize::try_from(from.min(stored)).unwrap_or(usize::MAX);
-        let end = usize::try_from(from.saturating_add(count).min(stored)).unwrap_or(usize::MAX);
-        Ok::<_, StoreError>((stored, times.get(start..end).unwrap_or_default().to_vec()))
-    })
-    .await;
-    match read {
-        Ok(Ok((stored, pts_us))) => (
-            [(header::CACHE_CONTROL, "no-store")],
-            axum::Json(FrameTimes {
-                frames_stored: stored,
-                from,
-                pts_us,
-            }),
-        )
-            .into_response(),
-        Ok(Err(err)) => store_error(&app, &id, err),
-        Err(err) => internal(err),
+    match app.store.frame_timestamps(&id).await {
+        Ok(times) => {
+            let stored = times.len() as u64;
+            let start = usize::try_from(from.min(stored)).unwrap_or(usize::MAX);
+            let end = usize::try_from(from.saturating_add(count).min(stored)).unwrap_or(usize::MAX);
+            let pts_us = times.get(start..end).unwrap_or_default().to_vec();
+            (
+                [(header::CACHE_CONTROL, "no-store")],
+                axum::Json(FrameTimes {
+                    frames_stored: stored,
+                    from,
+                    pts_us,
+                }),
+            )
+                .into_response()
+        }
+        Err(err) => store_error(&app, &id, err),
     }
 }
 
@@ -327,35 +305,23 @@ pub async fn delete_session(State(app): State<AppState>, Path(id): Path<String>)
             ),
         );
     }
-    let store = Arc::clone(&app.store);
-    let target = id.clone();
-    match tokio::task::spawn_blocking(move || store.delete(&target)).await {
-        Ok(Ok(())) => {
+    match app.store.delete(&id).await {
+        Ok(()) => {
             app.reservations.remove(&id);
             tracing::info!("Deleted session {id}");
             StatusCode::NO_CONTENT.into_response()
         }
-        Ok(Err(err)) => store_error(&app, &id, err),
-        Err(err) => internal(err),
+        Err(err) => store_error(&app, &id, err),
     }
 }
 
 /// The `links` of session `id`'s JSON: URLs of the session, of its frames (a URI template)
 /// and of each result that exists now.
 pub async fn links(app: &AppState, id: &str, frames_stored: u64) -> SessionLinks {
-    let store = Arc::clone(&app.store);
-    let lookup = id.to_string();
-    let results = match tokio::task::spawn_blocking(move || store.list_results(&lookup)).await {
-        Ok(Ok(results)) => results,
-        Ok(Err(err)) => {
-            tracing::debug!("Session {id}: cannot list results: {err}");
-            Vec::new()
-        }
-        Err(err) => {
-            tracing::debug!("Session {id}: cannot list results: {err}");
-            Vec::new()
-        }
-    };
+    let results = app.store.list_results(id).await.unwrap_or_else(|err| {
+        tracing::debug!("Session {id}: cannot list results: {err}");
+        Vec::new()
+    });
     links_for(id, &results, frames_stored)
 }
 
@@ -389,34 +355,18 @@ pub fn links_for(id: &str, results: &[String], frames_stored: u64) -> SessionLin
 
 /// Serves the first of `names` that session `id` has.
 async fn serve(app: &AppState, id: &str, names: &[&str], headers: &HeaderMap) -> Response {
-    let store = Arc::clone(&app.store);
-    let lookup = id.to_string();
-    let wanted: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let opened = tokio::task::spawn_blocking(move || {
-        let mut last = None;
-        for name in wanted {
-            match store.open_result(&lookup, &name) {
-                Ok(file) => return Ok((name, file)),
-                Err(err @ StoreError::ResultNotFound { .. }) => last = Some(err),
-                Err(err) => return Err(err),
+    let mut last = None;
+    for name in names {
+        match app.store.open_result(id, name).await {
+            Ok(file) => {
+                let cache = cache_control(app, Caching::Revalidate);
+                return stream_file(name, file, headers, cache).await;
             }
+            Err(err @ StoreError::ResultNotFound { .. }) => last = Some(err),
+            Err(err) => return store_error(app, id, err),
         }
-        Err(last.unwrap_or(StoreError::NotFound(lookup)))
-    })
-    .await;
-    match opened {
-        Ok(Ok((name, file))) => {
-            stream_file(
-                &name,
-                file,
-                headers,
-                cache_control(app, Caching::Revalidate),
-            )
-            .await
-        }
-        Ok(Err(err)) => store_error(app, id, err),
-        Err(err) => internal(err),
     }
+    store_error(app, id, last.unwrap_or(StoreError::NotFound(id.into())))
 }
 
 /// The `Cache-Control` of a result: `private` on a server with tokens (a shared cache must
@@ -538,11 +488,7 @@ fn store_error(app: &AppState, id: &str, err: StoreError) -> Response {
 }
 
 fn internal(err: impl std::fmt::Display) -> Response {
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        err.to_string(),
-    )
+    ApiError::internal(err).into_response()
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ where
         let meta = session.live.update(|m| lifecycle::end(m, signal_follows));
         tracing::info!("Session {id} ended: {} frames", stored.frames);
         self.app.events.publish(EventKind::Ended, &meta);
-        persist(Arc::clone(&self.app.store), meta).await;
+        persist(&self.app.store, meta).await;
         self.peer
             .send(&ControlMessage::SessionEnded {
                 frames_stored: stored.frames,

@@ -505,23 +505,24 @@ where
         }
     }
 
-    /// Runs `op` on the store on a blocking thread. A storage error is refused with
-    /// `storage_failed` and a message that starts with `what`.
+    /// Runs `op` on the store on a blocking thread ([`crate::store::Store::run`]). A storage
+    /// error is refused with `storage_failed` and a message that starts with `what`.
     async fn with_store<T: Send + 'static>(
         &self,
-        what: &str,
+        what: &'static str,
         op: impl FnOnce(&dyn SessionStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Refusal> {
-        let store = Arc::clone(&self.app.store);
-        match tokio::task::spawn_blocking(move || op(store.as_ref())).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(Refusal::new(
+        match self.app.store.run(what, op).await {
+            Ok(value) => Ok(value),
+            Err(err @ StoreError::TaskFailed { .. }) => {
+                Err(Refusal::new(ErrorCode::Internal, format!("{what}: {err}")))
+            }
+            Err(err) => Err(Refusal::new(
                 ErrorCode::StorageFailed,
                 format!(
                     "{what}: {err}; check the server's data directory (free space, permissions)"
                 ),
             )),
-            Err(err) => Err(Refusal::new(ErrorCode::Internal, format!("{what}: {err}"))),
         }
     }
 

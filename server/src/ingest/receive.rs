@@ -2,7 +2,6 @@
 //! to the writer; the writer's progress back as ACKs, metrics and watcher events.
 
 use std::ops::ControlFlow;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Message;
@@ -153,7 +152,7 @@ where
         }
         if session.last_count_saved.elapsed() >= SAVE_COUNT_EVERY {
             session.last_count_saved = Instant::now();
-            persist(Arc::clone(&self.app.store), meta).await;
+            persist(&self.app.store, meta).await;
         }
         if stored.frames > session.acked {
             let newly = (stored.frames - session.acked) as usize;

@@ -125,7 +125,7 @@ where
             state.name(),
             meta.resumes
         );
-        persist(Arc::clone(&self.app.store), meta.clone()).await;
+        persist(&self.app.store, meta.clone()).await;
         self.peer
             .send(&ControlMessage::SessionResumed {
                 session_id: id,

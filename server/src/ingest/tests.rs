@@ -145,7 +145,7 @@ async fn a_disconnect_during_processing_is_logged_with_the_frames_stored() {
         line.contains("3 frames stored, processing continues"),
         "{line}"
     );
-    let id = app.store.list().unwrap()[0].id.clone();
+    let id = app.store.blocking().list().unwrap()[0].id.clone();
     assert!(line.contains(&format!("Session {id}: ")), "{line}");
 }
 
@@ -213,7 +213,7 @@ async fn a_client_that_stops_reading_is_taken_for_gone_and_its_session_detached(
         .await
         .expect("the connection task is still waiting on a client that reads nothing");
     assert_eq!(got.lock().unwrap().len(), 2);
-    let meta = app.store.list().unwrap().remove(0);
+    let meta = app.store.blocking().list().unwrap().remove(0);
     assert_eq!(meta.status, SessionStatus::Detached, "{meta:?}");
     let error = meta.error.unwrap_or_default();
     assert!(

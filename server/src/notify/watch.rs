@@ -100,12 +100,7 @@ pub async fn current(app: &AppState, id: &str) -> Option<SessionMeta> {
     if let Some(meta) = app.live.get(id) {
         return Some(meta);
     }
-    let store = Arc::clone(&app.store);
-    let id = id.to_string();
-    tokio::task::spawn_blocking(move || store.load_meta(&id).ok())
-        .await
-        .ok()
-        .flatten()
+    app.store.load_meta(id).await.ok()
 }
 
 fn sse_event(event: &SessionEvent) -> Event {
@@ -286,14 +281,8 @@ async fn next_view(app: &AppState, id: &str, shown: Option<u64>, deadline: Insta
     if shown == Some(index) {
         return if finished { View::End } else { View::Wait };
     }
-    let store = Arc::clone(&app.store);
-    let lookup = id.to_string();
-    let frame = tokio::task::spawn_blocking(move || {
-        store.frame_source(&lookup).and_then(|mut f| f.read(index))
-    })
-    .await;
-    match frame {
-        Ok(Ok(frame)) => View::Frame(index, frame.payload),
+    match app.store.stored_frame(id, index).await {
+        Ok((_, Some(frame))) => View::Frame(index, frame.payload),
         _ => View::Wait,
     }
 }

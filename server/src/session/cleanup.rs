@@ -7,7 +7,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::notify::events::EventKind;
-use crate::store::{has_passed, rfc3339, SessionStatus};
+use crate::store::{has_passed, rfc3339, SessionStatus, SessionStore};
 use crate::AppState;
 
 /// Sweeps every `cleanup_interval_secs` until the server shuts down.
@@ -19,16 +19,20 @@ pub async fn run(app: AppState) {
             () = app.shutdown.cancelled() => return,
         }
         let sweeping = app.clone();
-        let swept = tokio::task::spawn_blocking(move || sweep(&sweeping)).await;
-        if let Err(err) = swept {
+        let swept = app.store.run("the cleanup sweep", move |store| {
+            sweep(store, &sweeping);
+            Ok(())
+        });
+        if let Err(err) = swept.await {
             tracing::error!("the cleanup sweep failed: {err}");
         }
     }
 }
 
-/// One sweep. Sessions attached to a connection are left alone.
-pub fn sweep(app: &AppState) {
-    let (store, live, events) = (app.store.as_ref(), &app.live, &app.events);
+/// One sweep (it blocks: `store` is the blocking store). Sessions attached to a connection
+/// are left alone.
+pub fn sweep(store: &dyn SessionStore, app: &AppState) {
+    let (live, events) = (&app.live, &app.events);
     let expiry = Duration::from_secs(app.config.abandoned_expiry_secs);
     let sessions = match store.list() {
         Ok(sessions) => sessions,

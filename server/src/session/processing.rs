@@ -11,7 +11,7 @@ use tracing::Instrument;
 use crate::notify::events::EventKind;
 use crate::pipeline::{self, PipelineEvent};
 use crate::session::live::LiveSession;
-use crate::store::{SessionMeta, SessionStore};
+use crate::store::{SessionMeta, Store};
 use crate::AppState;
 
 /// Pipeline events waiting to be published; the pipeline drops progress when it is full.
@@ -22,9 +22,9 @@ const PROGRESS_QUEUE: usize = 32;
 /// before this call see every event.
 pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<SignalTrack>) {
     let meta = live.update(super::lifecycle::process);
-    persist(Arc::clone(&app.store), meta).await;
+    persist(&app.store, meta).await;
     let (tx, mut rx) = mpsc::channel::<PipelineEvent>(PROGRESS_QUEUE);
-    let store = Arc::clone(&app.store);
+    let store = app.store.clone();
     let workers = Arc::clone(&app.processing);
     let publisher = Arc::clone(&live);
     let (bus, metrics) = (app.events.clone(), Arc::clone(&app.metrics));
@@ -84,24 +84,26 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
         let _permit = workers.acquire_owned().await;
         let id = live.id().to_string();
         let failed = tx.clone();
-        let (store_after, live_after) = (Arc::clone(&store), Arc::clone(&live));
+        let (sessions, live_after) = (Arc::clone(store.blocking()), Arc::clone(&live));
+        // The pipeline runs on a blocking thread and calls the blocking store itself.
         let run =
             tokio::task::spawn_blocking(move || {
-                blocking_span.in_scope(|| pipeline::run(store, live, signal, &options, tx))
+                blocking_span.in_scope(|| pipeline::run(sessions, live, signal, &options, tx))
             });
         if let Err(err) = run.await {
             tracing::error!("Session {id}: the processing thread failed: {err}");
-            let recorded = tokio::task::spawn_blocking(move || {
-                let stage = live_after
-                    .snapshot()
-                    .stage
-                    .unwrap_or(Stage::VideoReconstruction);
-                let cause = format!(
-                    "the processing thread stopped unexpectedly ({err}); this is a bug of the server: report it with the server's log"
-                );
-                pipeline::record_failure(store_after.as_ref(), &live_after, stage, &cause)
-            })
-            .await;
+            let recorded = store
+                .run("recording that processing failed", move |store| {
+                    let stage = live_after
+                        .snapshot()
+                        .stage
+                        .unwrap_or(Stage::VideoReconstruction);
+                    let cause = format!(
+                        "the processing thread stopped unexpectedly ({err}); this is a bug of the server: report it with the server's log"
+                    );
+                    Ok(pipeline::record_failure(store, &live_after, stage, &cause))
+                })
+                .await;
             match recorded {
                 Ok(event) => {
                     let _ = failed.send(event).await;
@@ -128,12 +130,10 @@ pub fn complete_message(meta: &SessionMeta, events: u64, directory: String) -> C
 }
 
 /// Saves a session's metadata; a failure is logged (the live state stays right).
-pub async fn persist(store: Arc<dyn SessionStore>, meta: SessionMeta) {
+pub async fn persist(store: &Store, meta: SessionMeta) {
     let id = meta.id.clone();
-    match tokio::task::spawn_blocking(move || store.save_meta(&meta)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::error!("Session {id}: cannot save its state: {err}"),
-        Err(err) => tracing::error!("Session {id}: cannot save its state: {err}"),
+    if let Err(err) = store.save_meta(meta).await {
+        tracing::error!("Session {id}: cannot save its state: {err}");
     }
 }
 
@@ -145,8 +145,8 @@ pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::store::SessionStatus;
     use crate::store::{FrameSink, FrameSource, LocalStore, Recovered, ResultFile, StoreError};
+    use crate::store::{SessionStatus, SessionStore};
     use crate::Config;
 
     /// A local store that runs a hook before `scratch_dir` (processing) and before
@@ -232,7 +232,7 @@ pub(crate) mod tests {
         store.before_scratch_dir = Box::new(|_| panic!("a bug in processing"));
         let app = AppState::with_store(config, Arc::new(store)).unwrap();
         let meta = SessionMeta::new("s1".into(), "s1".into(), SessionStatus::AwaitingSignal);
-        app.store.create(&meta).unwrap();
+        app.store.blocking().create(&meta).unwrap();
         let (live, _) = app.live.insert(meta);
         let mut events = live.subscribe();
         start(&app, Arc::clone(&live), None).await;
@@ -251,7 +251,7 @@ pub(crate) mod tests {
         );
         // Recorded on disk, not only told to the listeners: the session is not left
         // `processing` until a restart.
-        let stored = app.store.load_meta("s1").unwrap();
+        let stored = app.store.blocking().load_meta("s1").unwrap();
         assert_eq!(stored.status, SessionStatus::Failed, "{stored:?}");
         let error = stored.error.unwrap_or_default();
         assert!(

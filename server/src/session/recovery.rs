@@ -9,7 +9,6 @@
 //! ([`Pending::wait_for`]).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -17,7 +16,7 @@ use referee_protocol::signal::SignalTrack;
 use tokio::sync::watch;
 
 use crate::session::{lifecycle, processing};
-use crate::store::{SessionMeta, SessionStatus, SessionStore, StoreError};
+use crate::store::{SessionMeta, SessionStatus, StoreError};
 use crate::AppState;
 
 /// Sessions recovered at the same time (each verifies its frames on a blocking thread).
@@ -100,12 +99,7 @@ pub fn start(app: &AppState) -> tokio::task::JoinHandle<()> {
 
 /// Recovers every session that was not finished when the server stopped.
 async fn recover_sessions(app: &AppState) -> Result<(), StoreError> {
-    let store = Arc::clone(&app.store);
-    let listed = tokio::task::spawn_blocking(move || store.list())
-        .await
-        .map_err(|e| StoreError::WriterStopped(e.to_string()))
-        .and_then(|listed| listed);
-    let sessions = match listed {
+    let sessions = match app.store.list().await {
         Ok(sessions) => sessions,
         Err(err) => {
             app.recovering.listed(std::iter::empty());
@@ -142,13 +136,13 @@ async fn recover_sessions(app: &AppState) -> Result<(), StoreError> {
 }
 
 async fn recover_one(app: &AppState, mut meta: SessionMeta) -> Result<(), StoreError> {
-    let store = Arc::clone(&app.store);
     let id = meta.id.clone();
-    let (recovered, signal) = tokio::task::spawn_blocking(move || {
-        Ok::<_, StoreError>((store.recover_frames(&id)?, store.signal(&id)?))
-    })
-    .await
-    .map_err(|e| StoreError::WriterStopped(e.to_string()))??;
+    let (recovered, signal) = app
+        .store
+        .run("recovering the frames", move |store| {
+            Ok((store.recover_frames(&id)?, store.signal(&id)?))
+        })
+        .await?;
     let id = meta.id.clone();
     // Frames recorded as acknowledged must all be there: count any that are not.
     let lost = meta.frames_stored.saturating_sub(recovered.frames);
@@ -226,23 +220,20 @@ async fn recover_one(app: &AppState, mut meta: SessionMeta) -> Result<(), StoreE
 }
 
 async fn save(app: &AppState, meta: SessionMeta) -> Result<(), StoreError> {
-    let store: Arc<dyn SessionStore> = Arc::clone(&app.store);
-    tokio::task::spawn_blocking(move || store.save_meta(&meta))
-        .await
-        .map_err(|e| StoreError::WriterStopped(e.to_string()))?
+    app.store.save_meta(meta).await
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::sync::{Condvar, Mutex};
+    use std::sync::{Arc, Condvar, Mutex};
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
     use crate::session::processing::tests::HookedStore;
-    use crate::store::LocalStore;
+    use crate::store::{LocalStore, SessionStore};
     use crate::Config;
 
     /// Where recovery waits until the test lets it go on.
@@ -316,7 +307,7 @@ mod tests {
         assert!(health.starts_with("HTTP/1.1 200"), "{health}");
         for id in &ids {
             assert_eq!(
-                app.store.load_meta(id).unwrap().status,
+                app.store.blocking().load_meta(id).unwrap().status,
                 SessionStatus::Receiving
             );
         }
@@ -324,7 +315,7 @@ mod tests {
         gate.open();
         for id in &ids {
             app.recovering.wait_for(id).await.unwrap();
-            let meta = app.store.load_meta(id).unwrap();
+            let meta = app.store.blocking().load_meta(id).unwrap();
             assert_eq!(meta.status, SessionStatus::Detached, "{id}");
         }
         stop.send(()).unwrap();

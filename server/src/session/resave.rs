@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::session::live::LiveSession;
-use crate::store::SessionStore;
+use crate::store::{Store, StoreError};
 use crate::AppState;
 
 /// How often a state that could not be saved is tried again.
@@ -42,11 +42,6 @@ pub async fn save_or_retry(app: &AppState, live: Arc<LiveSession>) {
     });
 }
 
-async fn save(store: &Arc<dyn SessionStore>, live: &LiveSession) -> Result<(), String> {
-    let store = Arc::clone(store);
-    let meta = live.snapshot();
-    match tokio::task::spawn_blocking(move || store.save_meta(&meta)).await {
-        Ok(saved) => saved.map_err(|e| e.to_string()),
-        Err(join) => Err(join.to_string()),
-    }
+async fn save(store: &Store, live: &LiveSession) -> Result<(), StoreError> {
+    store.save_meta(live.snapshot()).await
 }

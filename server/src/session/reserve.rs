@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -66,13 +66,11 @@ impl Reservations {
 
 /// Counts the sessions created ahead that a previous run left waiting.
 pub async fn load(app: &AppState) {
-    let store = Arc::clone(&app.store);
-    match tokio::task::spawn_blocking(move || store.list()).await {
-        Ok(Ok(sessions)) => sessions
+    match app.store.list().await {
+        Ok(sessions) => sessions
             .iter()
             .filter(|m| m.status == SessionStatus::Created)
             .for_each(|m| app.reservations.add(&m.id, None)),
-        Ok(Err(err)) => tracing::error!("cannot list the sessions created ahead: {err}"),
         Err(err) => tracing::error!("cannot list the sessions created ahead: {err}"),
     }
 }
@@ -148,10 +146,8 @@ pub async fn create(
     let expiry = std::time::Duration::from_secs(app.config.created_expiry_secs);
     meta.expires_at = Some(now + expiry);
     app.reservations.add(&meta.id, Some(remote.ip()));
-    let store = Arc::clone(&app.store);
-    let saved = meta.clone();
-    match tokio::task::spawn_blocking(move || store.create(&saved)).await {
-        Ok(Ok(())) => {
+    match app.store.create(meta.clone()).await {
+        Ok(()) => {
             Metrics::add(&app.metrics.sessions_created, 1);
             app.events.publish(EventKind::Created, &meta);
             tracing::info!("Created session {} ahead of its upload", meta.id);
@@ -167,10 +163,9 @@ pub async fn create(
             };
             (StatusCode::CREATED, Json(body)).into_response()
         }
-        Ok(Err(err)) => {
+        Err(err) => {
             app.reservations.remove(&meta.id);
             ApiError::storage(err, &app.config.data_dir).into_response()
         }
-        Err(err) => ApiError::internal(err).into_response(),
     }
 }

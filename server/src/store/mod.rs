@@ -4,7 +4,11 @@
 //!
 //! A session is a metadata record ([`SessionMeta`]), an append-only frame log with its index,
 //! the signal file, and the result files that processing produces.
+//!
+//! Async code reaches the store through [`Store`] (`async_store.rs`), which runs each
+//! blocking call on a blocking thread.
 
+mod async_store;
 #[cfg(test)]
 mod contract;
 pub mod durable;
@@ -21,6 +25,7 @@ use bytes::Bytes;
 use referee_protocol::FrameHeader;
 use thiserror::Error;
 
+pub use async_store::Store;
 #[cfg(test)]
 pub use frame_log::Faults;
 pub use frame_log::{FrameLogReader, FrameLogWriter, Recovered, StoredFrame};
@@ -75,6 +80,9 @@ pub enum StoreError {
         path: PathBuf,
         detail: String,
     },
+    /// The blocking thread of a store call ([`Store`]) panicked or was cancelled.
+    #[error("{what} did not finish: {detail}")]
+    TaskFailed { what: &'static str, detail: String },
 }
 
 /// Maps an `io::Error` on `path` of session `id` to a [`StoreError`] saying what failed.
@@ -128,8 +136,8 @@ pub trait FrameSource: Send {
     fn read(&mut self, index: u64) -> Result<StoredFrame, StoreError>;
 }
 
-/// The storage of sessions. Every method blocks: call it from a blocking context (a processing
-/// thread, or `tokio::task::spawn_blocking`).
+/// The storage of sessions. Every method blocks: call it from a blocking thread (a processing
+/// thread, the frame writer); async code calls it through [`Store`].
 pub trait SessionStore: Send + Sync + 'static {
     /// Creates a new session with its metadata; fails if the id exists.
     fn create(&self, meta: &SessionMeta) -> Result<(), StoreError>;

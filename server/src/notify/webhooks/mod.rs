@@ -12,8 +12,6 @@
 mod deliver;
 mod outbox;
 
-use std::sync::Arc;
-
 use hmac::{Hmac, Mac};
 
 use sha2::Sha256;
@@ -94,8 +92,12 @@ pub async fn start(app: &AppState) {
         fresh_tx,
         app.clone(),
     ));
-    let store = Arc::clone(&app.store);
-    let backlog = tokio::task::spawn_blocking(move || catch_up(store.as_ref(), &outbox)).await;
+    let backlog = app
+        .store
+        .run("the webhook catch-up", move |store| {
+            Ok(catch_up(store, &outbox))
+        })
+        .await;
     let backlog = backlog.unwrap_or_else(|err| {
         tracing::error!("webhook catch-up failed ({err}); the outbox is sent at the next start");
         Vec::new()
