@@ -17,6 +17,8 @@ if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   # chromedriver: the dashboard tests drive Chromium through it (W3C WebDriver).
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+  # PostgreSQL's server: the registry tests start a throwaway cluster of their own.
+  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 fi
 
 if [ "${1:-}" = "--tests" ] && ! command -v weed >/dev/null 2>&1; then

@@ -49,6 +49,20 @@ pub struct Config {
     #[arg(long, env = "REFEREE_STORE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub store_timeout_secs: u64,
 
+    /// The registry of several servers sharing one --store: `postgres://USER:PASSWORD@HOST/DB`
+    /// (PostgreSQL; its tables are created at start). Sessions' records and the lease of the
+    /// server receiving each upload live there, so that any server can serve and resume any
+    /// session. Shown as "(set)" by --print-config: it may hold a password.
+    #[arg(long, env = "REFEREE_REGISTRY")]
+    #[serde(serialize_with = "hidden")]
+    pub registry: Option<String>,
+
+    /// Seconds a server's lease on an upload lasts unless renewed (with --registry): another
+    /// server takes over a session this long after its server died. More than twice
+    /// --store-timeout-secs, so that a batch started under a lease is stored before it ends.
+    #[arg(long, env = "REFEREE_LEASE", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_secs: u64,
+
     /// Frames a client may have sent but not yet seen acknowledged. Bounds the memory each
     /// session can take: about window × the largest frame.
     #[arg(long, env = "REFEREE_WINDOW", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -308,7 +322,13 @@ pub enum ConfigError {
 }
 
 /// The settings `--print-config` shows as `"(set)"` rather than their value.
-const SECRETS: [&str; 4] = ["token", "watch_token", "admin_token", "webhook_secret"];
+const SECRETS: [&str; 5] = [
+    "token",
+    "watch_token",
+    "admin_token",
+    "webhook_secret",
+    "registry",
+];
 
 /// What `--print-config` shows for a secret that is set.
 const HIDDEN: &str = "(set)";

@@ -46,7 +46,7 @@ use limits::ClientCounts;
 use notify::{events, webhooks};
 use session::live::LiveSessions;
 use session::{cleanup, recovery, reserve, session_index};
-use store::{LocalStore, ObjectSessions, SessionStore, Store, StoreError};
+use store::{LocalStore, ObjectSessions, Registry, RegistryStore, SessionStore, Store, StoreError};
 
 /// Why the server cannot start.
 #[derive(Debug, Error)]
@@ -57,6 +57,8 @@ pub enum StartError {
     Token(std::io::Error),
     #[error("an object store (--store) needs the server's runtime")]
     NoRuntime,
+    #[error("--lease-secs {lease} must be more than twice --store-timeout-secs {timeout}, so that a batch of frames started under a lease is stored before it ends: raise --lease-secs or lower --store-timeout-secs")]
+    LeaseTooShort { lease: u64, timeout: u64 },
 }
 
 /// What every request and connection shares: a cheap handle.
@@ -92,23 +94,49 @@ pub struct AppState {
 
 impl AppState {
     /// State over the store named in `config`: the local data directory, or the object
-    /// store of `--store` (whose requests run on the current runtime).
+    /// store of `--store` (whose requests run on the current runtime), with the sessions'
+    /// records in the registry of `--registry` if one is named.
     pub fn new(config: Config) -> Result<Self, StartError> {
+        let runtime = || tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime);
+        let timeout = Duration::from_secs(config.store_timeout_secs);
         let store: Arc<dyn SessionStore> = match &config.store {
             None => Arc::new(LocalStore::open(&config.data_dir)?),
             Some(url) => Arc::new(ObjectSessions::open_url(
                 url,
                 &config.data_dir,
-                tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?,
-                Duration::from_secs(config.store_timeout_secs),
+                runtime()?,
+                timeout,
             )?),
         };
-        Self::with_store(config, store)
+        let Some(url) = &config.registry else {
+            return Self::with_store(config, store);
+        };
+        if config.lease_secs <= 2 * config.store_timeout_secs {
+            return Err(StartError::LeaseTooShort {
+                lease: config.lease_secs,
+                timeout: config.store_timeout_secs,
+            });
+        }
+        let lease = Duration::from_secs(config.lease_secs);
+        let registry = Arc::new(Registry::connect(url, runtime()?, timeout, lease)?);
+        let imported = registry.import(store.as_ref())?;
+        if imported > 0 {
+            tracing::info!("{imported} sessions of the store added to the empty registry");
+        }
+        tracing::info!("registry connected; this server is {}", registry.node());
+        // The registry is every server's index: no copy of it in memory.
+        Self::over(config, Arc::new(RegistryStore::new(registry, store)))
     }
 
+    /// State over `store`, its records indexed in memory (this server is their only writer).
     pub fn with_store(config: Config, store: Arc<dyn SessionStore>) -> Result<Self, StartError> {
+        let indexed = Arc::new(session_index::IndexedStore::load(store)?);
+        Self::over(config, indexed)
+    }
+
+    fn over(config: Config, store: Arc<dyn SessionStore>) -> Result<Self, StartError> {
         let token = config.resolve_token().map_err(StartError::Token)?;
-        let store = Store::new(Arc::new(session_index::IndexedStore::load(store)?));
+        let store = Store::new(store);
         Ok(Self {
             connections: connections::slots(&config),
             watchers: slots::AddressSlots::new(config.max_watchers, config.max_watchers_per_client),

@@ -16,6 +16,7 @@ mod object_store;
 mod passthrough;
 mod player;
 mod processing_limits;
+mod registry;
 mod results;
 mod resume;
 mod resume_safety;

@@ -10,7 +10,9 @@ use referee_tests::server_process::ServerProcess;
 use referee_tests::{default_frames, http_request, make_video, TestServer};
 
 /// The sessions of `url` as the server stores them, read back with the store's own code.
-fn open_store(url: &str) -> (ObjectSessions, tokio::runtime::Runtime, tempfile::TempDir) {
+pub(crate) fn open_store(
+    url: &str,
+) -> (ObjectSessions, tokio::runtime::Runtime, tempfile::TempDir) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let local = tempfile::tempdir().unwrap();
     let store = ObjectSessions::open_url(
@@ -24,7 +26,7 @@ fn open_store(url: &str) -> (ObjectSessions, tokio::runtime::Runtime, tempfile::
 }
 
 /// Checks that session `id` of `store` holds exactly the frames the client sends of `video`.
-fn assert_stored_exactly(store: &dyn SessionStore, id: &str, video: &std::path::Path) {
+pub(crate) fn assert_stored_exactly(store: &dyn SessionStore, id: &str, video: &std::path::Path) {
     let sent = default_frames(video);
     let mut stored = store.frame_source(id).unwrap();
     assert_eq!(stored.len(), sent.len() as u64, "frames stored");

@@ -2,6 +2,7 @@
 //! real client binary, a raw WebSocket peer for misbehaving clients, and a minimal HTTP GET.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod postgres;
 pub mod proxy;
 pub mod s3;
 pub mod server_process;
@@ -859,4 +860,13 @@ pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
     (cert, key)
+}
+
+/// A port of 127.0.0.1 free a moment ago, for a server the tests start that cannot take port 0.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

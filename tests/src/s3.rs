@@ -4,7 +4,6 @@
 //! each test uses its own prefix of the one bucket. A shell beside it kills it once the test
 //! process has ended (statics are never dropped).
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -43,7 +42,7 @@ impl SeaweedFs {
 
     fn start(weed: &str) -> Self {
         let dir = tempfile::tempdir().unwrap().keep();
-        let ports: Vec<u16> = (0..8).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..8).map(|_| crate::free_port()).collect();
         let port = |i: usize| ports[i].to_string();
         let log = std::fs::File::create(dir.join("weed.log")).unwrap();
         // `weed` in the background, killed once this process is gone.
@@ -114,12 +113,4 @@ impl SeaweedFs {
             self.endpoint
         )
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

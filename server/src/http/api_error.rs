@@ -47,14 +47,20 @@ impl ApiError {
     }
 
     /// A 500 `storage_failed`, without the path of the server's data directory; a store
-    /// call whose thread failed is a 500 `internal`.
+    /// call whose thread failed is a 500 `internal`, a session another server is receiving
+    /// a 503 `server_busy`.
     pub fn storage(err: crate::store::StoreError, data_dir: &std::path::Path) -> Self {
-        let code = match err {
-            crate::store::StoreError::TaskFailed { .. } => "internal",
-            _ => "storage_failed",
+        let (status, code) = match err {
+            crate::store::StoreError::TaskFailed { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+            crate::store::StoreError::Leased { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "server_busy")
+            }
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "storage_failed"),
         };
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
+            status,
             code,
             crate::store::without_data_dir(&err.to_string(), data_dir),
         )

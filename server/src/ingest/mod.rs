@@ -517,6 +517,10 @@ where
             Err(err @ StoreError::TaskFailed { .. }) => {
                 Err(Refusal::new(ErrorCode::Internal, format!("{what}: {err}")))
             }
+            // Another server of the cluster receives it: the client tries again.
+            Err(err @ StoreError::Leased { .. }) => {
+                Err(Refusal::new(ErrorCode::ServerBusy, err.to_string()))
+            }
             Err(err) => Err(Refusal::new(
                 ErrorCode::StorageFailed,
                 format!(

@@ -112,6 +112,9 @@ where
                 m.bytes_stored = stored.bytes;
             });
         }
+        if let crate::store::StoreError::LeaseLost(_) = failed.error {
+            return Refusal::new(ErrorCode::SessionTakenOver, failed.error.to_string());
+        }
         let fix = match failed.error {
             crate::store::StoreError::Remote { .. } => {
                 "once the server's object storage answers again"

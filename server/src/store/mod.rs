@@ -9,6 +9,7 @@
 //! blocking call on a blocking thread.
 
 mod async_store;
+mod bridge;
 #[cfg(test)]
 mod contract;
 pub mod durable;
@@ -16,6 +17,7 @@ mod frame_log;
 mod local;
 mod meta;
 pub mod object;
+pub mod registry;
 mod result_files;
 
 use std::io;
@@ -26,12 +28,14 @@ use referee_protocol::FrameHeader;
 use thiserror::Error;
 
 pub use async_store::Store;
+pub use bridge::{Bridge, Failed};
 #[cfg(test)]
 pub use frame_log::Faults;
 pub use frame_log::{FrameLogReader, FrameLogWriter, Recovered, StoredFrame};
 pub use local::LocalStore;
 pub use meta::{has_passed, rfc3339, Clip, SessionMeta, SessionStatus};
 pub use object::ObjectSessions;
+pub use registry::{Registry, RegistryStore};
 pub use result_files::{valid_result_name, ResultFile};
 
 /// A storage failure, naming the session and the file involved.
@@ -60,14 +64,14 @@ pub enum StoreError {
     /// The session exists but has no result of that name (or the name is not a result's).
     #[error("session {id} has no result {name:?}")]
     ResultNotFound { id: String, name: String },
-    /// A request to the object store failed (see [`object`]).
+    /// A request to the object store or the registry failed.
     #[error("session {id}: {what} {key}: {source}")]
     Remote {
         id: String,
         what: &'static str,
         key: String,
         #[source]
-        source: Box<object::Failed>,
+        source: Box<Failed>,
     },
     #[error("session {0} exists already")]
     Exists(String),
@@ -80,6 +84,15 @@ pub enum StoreError {
         path: PathBuf,
         detail: String,
     },
+    /// The registry (`--registry`) cannot be used at start.
+    #[error("--registry: {detail}")]
+    BadRegistry { detail: String },
+    /// Another server holds the session's lease (see [`registry`]).
+    #[error("session {id} is being received by the server {node}, whose lease on it lasts {secs} s more unless it renews it: resume again after that")]
+    Leased { id: String, node: String, secs: u64 },
+    /// This server's lease on the session was taken over by another server.
+    #[error("session {0} was taken over by another server while this one received it: its frames stored before are kept there")]
+    LeaseLost(String),
     /// The blocking thread of a store call ([`Store`]) panicked or was cancelled.
     #[error("{what} did not finish: {detail}")]
     TaskFailed { what: &'static str, detail: String },

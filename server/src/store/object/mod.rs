@@ -14,7 +14,6 @@
 //! its durability: a batch of frames is acknowledged once both objects of its segment are
 //! stored.
 
-mod bridge;
 mod frames;
 
 use std::path::{Path as LocalPath, PathBuf};
@@ -29,8 +28,7 @@ use referee_protocol::text::valid_id;
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 
-use bridge::Bridge;
-pub use bridge::Failed;
+use super::bridge::{Bridge, Failed};
 
 use super::frame_log::Recovered;
 use super::result_files::{valid_result_name, ResultFile};

@@ -1,7 +1,7 @@
-//! The store interface blocks; `object_store` is async. [`Bridge`] runs one object-store
-//! request on the server's runtime and waits for it on the calling (blocking) thread, with a
-//! deadline, so that a store call from a processing thread or `spawn_blocking` never hangs
-//! on an object store that stopped answering.
+//! The store interface blocks; `object_store` and the registry's `sqlx` are async. [`Bridge`]
+//! runs one request on the server's runtime and waits for it on the calling (blocking)
+//! thread, with a deadline, so that a store call from a processing thread or `spawn_blocking`
+//! never hangs on an object store or a database that stopped answering.
 
 use std::future::Future;
 use std::sync::mpsc;
@@ -9,14 +9,17 @@ use std::time::Duration;
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 
-/// Why an object-store request did not give its answer.
+/// Why a request to the object store or the registry did not give its answer.
 #[derive(Debug, thiserror::Error)]
 pub enum Failed {
     /// The object store answered with an error.
     #[error("{0}")]
     Store(#[from] object_store::Error),
+    /// The registry's database answered with an error.
+    #[error("{0}")]
+    Database(#[from] sqlx::Error),
     /// No answer within the deadline (the request is dropped).
-    #[error("no answer from the object store within {} s: check that it is reachable", .0.as_secs())]
+    #[error("no answer within {} s: check that it is reachable", .0.as_secs())]
     Deadline(Duration),
     /// The runtime is shutting down.
     #[error("the server is shutting down")]
@@ -30,7 +33,7 @@ impl Failed {
     }
 }
 
-/// Runs object-store requests on a runtime, for blocking callers.
+/// Runs object-store and registry requests on a runtime, for blocking callers.
 #[derive(Debug, Clone)]
 pub struct Bridge {
     runtime: Handle,
@@ -45,16 +48,17 @@ impl Bridge {
 
     /// Runs `request` and waits for its answer. Call it from a blocking thread (a processing
     /// thread, `spawn_blocking`), never from an async task.
-    pub fn run<T, F>(&self, request: F) -> Result<T, Failed>
+    pub fn run<T, E, F>(&self, request: F) -> Result<T, Failed>
     where
         T: Send + 'static,
-        F: Future<Output = Result<T, object_store::Error>> + Send + 'static,
+        E: Into<Failed>,
+        F: Future<Output = Result<T, E>> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel(1);
         let deadline = self.deadline;
         let task = self.runtime.spawn(async move {
             let answer = match tokio::time::timeout(deadline, request).await {
-                Ok(answer) => answer.map_err(Failed::Store),
+                Ok(answer) => answer.map_err(Into::into),
                 Err(_) => Err(Failed::Deadline(deadline)),
             };
             let _ = tx.send(answer);
