@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use referee_protocol::ErrorCode;
 
-use crate::config::Config;
+use crate::settings::Settings;
 use crate::AppState;
 
 /// Why one more session must be refused, if it must: the server already has `max` live
 /// sessions (receiving or processing) and sessions created ahead waiting for their upload.
 pub fn session_limit_reached(app: &AppState) -> Option<String> {
-    let max = app.config.max_sessions;
+    let max = app.settings.limits.max_sessions;
     (app.live.len() + app.reservations.len() >= max).then(|| {
         format!("the server already has {max} sessions (live or created ahead), its limit: try again later")
     })
@@ -26,14 +26,17 @@ pub fn refuse_new_session(app: &AppState) -> Option<(ErrorCode, String)> {
     if let Some(why) = session_limit_reached(app) {
         return Some((ErrorCode::ServerBusy, why));
     }
-    refuse_below_disk_floor(&app.config)
+    refuse_below_disk_floor(&app.settings)
 }
 
 /// Why a new upload must be refused for want of disk space, if it must (`disk_full`).
-pub fn refuse_below_disk_floor(config: &Config) -> Option<(ErrorCode, String)> {
-    DiskCheck::new(&config.data_dir, config.min_free_disk_bytes)
-        .refuse_new()
-        .map(|why| (ErrorCode::DiskFull, why))
+pub fn refuse_below_disk_floor(settings: &Settings) -> Option<(ErrorCode, String)> {
+    DiskCheck::new(
+        &settings.storage.data_dir,
+        settings.limits.min_free_disk_bytes,
+    )
+    .refuse_new()
+    .map(|why| (ErrorCode::DiskFull, why))
 }
 
 /// Sessions attached per client address.
