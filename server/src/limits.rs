@@ -31,12 +31,9 @@ pub fn refuse_new_session(app: &AppState) -> Option<(ErrorCode, String)> {
 
 /// Why a new upload must be refused for want of disk space, if it must (`disk_full`).
 pub fn refuse_below_disk_floor(settings: &Settings) -> Option<(ErrorCode, String)> {
-    DiskCheck::new(
-        &settings.storage.data_dir,
-        settings.limits.min_free_disk_bytes,
-    )
-    .refuse_new()
-    .map(|why| (ErrorCode::DiskFull, why))
+    DiskCheck::of(settings)
+        .refuse_new()
+        .map(|why| (ErrorCode::DiskFull, why))
 }
 
 /// Sessions attached per client address.
@@ -95,6 +92,14 @@ impl DiskCheck {
             floor,
             frames_since_check: 0,
         }
+    }
+
+    /// The data directory's check, with the floor of `--min-free-disk-bytes`.
+    pub fn of(settings: &Settings) -> Self {
+        Self::new(
+            &settings.storage.data_dir,
+            settings.limits.min_free_disk_bytes,
+        )
     }
 
     fn free(&self) -> Option<u64> {

@@ -566,10 +566,7 @@ where
             events: None,
             intake: FrameIntake::new(limits, stored.bytes),
             acked: stored.frames,
-            disk: DiskCheck::new(
-                &settings.storage.data_dir,
-                settings.limits.min_free_disk_bytes,
-            ),
+            disk: DiskCheck::of(settings),
             arrivals: Default::default(),
             last_frames_event: Instant::now(),
             last_count_saved: Instant::now(),
@@ -636,12 +633,12 @@ where
 
 /// Starts the frame writer of a session with its window and byte budget.
 fn start_writer(
-    settings: &Limits,
+    server: &Limits,
     limits: &IntakeLimits,
     sink: Box<dyn FrameSink>,
     stored: Stored,
 ) -> FrameWriter {
-    let budget = settings.session_queue_bytes(limits.width, limits.height);
+    let budget = server.session_queue_bytes(limits.width, limits.height);
     FrameWriter::start(sink, limits.window, budget, stored)
 }
 
