@@ -1,4 +1,6 @@
-//! The server's configuration: command-line flags, each with an environment variable.
+//! The server's configuration as given: command-line flags, each with an environment
+//! variable, and the TOML file (`--print-config`). [`Config::settings`]
+//! (`crate::settings`) makes of it the sections the server runs with.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -8,9 +10,6 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::Serialize;
 use thiserror::Error;
-
-/// The largest window `window_bytes` alone offers, in frames.
-pub const MAX_BYTES_WINDOW: u32 = 1024;
 
 /// referee-server: receives recorded video sessions over WebSocket, stores every frame on
 /// disk as it arrives, rebuilds the video and lines the signal events up with the frames.
@@ -319,6 +318,19 @@ pub enum ConfigError {
         key: String,
         problem: String,
     },
+    #[error("cannot read the token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the token file {path} is empty: put the token on its first line")]
+    EmptyTokenFile { path: PathBuf },
+    /// A `Config` built in code with one of the pair only (clap refuses it on the command
+    /// line).
+    #[error("tls_cert and tls_key are given together or not at all: {missing} is missing")]
+    TlsPair { missing: &'static str },
+    #[error("--lease-secs {lease} must be more than twice --store-timeout-secs {timeout}, so that a batch of frames started under a lease is stored before it ends: raise --lease-secs or lower --store-timeout-secs")]
+    LeaseTooShort { lease: u64, timeout: u64 },
 }
 
 /// The settings `--print-config` shows as `"(set)"` rather than their value.
@@ -331,7 +343,7 @@ const SECRETS: [&str; 5] = [
 ];
 
 /// What `--print-config` shows for a secret that is set.
-const HIDDEN: &str = "(set)";
+pub(crate) const HIDDEN: &str = "(set)";
 
 /// Shows a secret as set or not, never its value.
 fn hidden<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -424,75 +436,6 @@ impl Config {
         config.listen = listen;
         config.data_dir = data_dir;
         config
-    }
-
-    /// The bearer token, from --token or --token-file.
-    pub fn resolve_token(&self) -> std::io::Result<Option<String>> {
-        match (&self.token, &self.token_file) {
-            (Some(token), _) => Ok(Some(token.clone())),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    std::io::Error::new(
-                        e.kind(),
-                        format!("cannot read the token file {}: {e}", path.display()),
-                    )
-                })?;
-                let token = text.lines().next().unwrap_or_default().trim().to_string();
-                if token.is_empty() {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!(
-                            "the token file {} is empty: put the token on its first line",
-                            path.display()
-                        ),
-                    ));
-                }
-                Ok(Some(token))
-            }
-            (None, None) => Ok(None),
-        }
-    }
-
-    /// The window offered to a session of `width`×`height` frames: the larger of `window`
-    /// and `window_bytes` worth of frames, estimated at 2 bits per pixel, at most
-    /// [`MAX_BYTES_WINDOW`] frames.
-    pub fn session_window(&self, width: u32, height: u32) -> u32 {
-        let frame_bytes = (u64::from(width) * u64::from(height) / 4).max(1);
-        let by_bytes = (self.window_bytes / frame_bytes).min(u64::from(MAX_BYTES_WINDOW));
-        self.window
-            .max(u32::try_from(by_bytes).unwrap_or(MAX_BYTES_WINDOW))
-    }
-
-    /// The largest frame payload accepted in a session of `width`×`height` frames:
-    /// `max_frame_bytes`, and no more than any JPEG of that size can be
-    /// ([`referee_protocol::frame::max_payload_bytes`]). Announced to the client.
-    pub fn session_max_frame_bytes(&self, width: u32, height: u32) -> u32 {
-        let by_size = referee_protocol::frame::max_payload_bytes(width, height);
-        u32::try_from(by_size).map_or(self.max_frame_bytes, |b| b.min(self.max_frame_bytes))
-    }
-
-    /// Bytes of frames the server holds in memory for a session of `width`×`height` frames
-    /// (its writer's queue and the batch being written): `window_bytes`, and at least two of
-    /// its largest frames, so that one batch can be received while the other is synced.
-    pub fn session_queue_bytes(&self, width: u32, height: u32) -> u64 {
-        let largest = u64::from(self.session_max_frame_bytes(width, height))
-            + referee_protocol::FRAME_HEADER_LEN as u64;
-        self.window_bytes.max(2 * largest)
-    }
-
-    /// The largest control (text) message accepted: a signal file plus room for its JSON,
-    /// where each newline, tab, quote or backslash takes two bytes (a file of short events
-    /// is one in ten newlines).
-    pub fn max_text_bytes(&self) -> usize {
-        self.max_signal_bytes.saturating_mul(2) + 64 * 1024
-    }
-
-    /// The largest WebSocket message read at all; anything larger is refused before it is
-    /// buffered.
-    pub fn max_message_bytes(&self) -> usize {
-        (self.max_frame_bytes as usize + referee_protocol::FRAME_HEADER_LEN)
-            .max(self.max_text_bytes())
-            + 1024
     }
 }
 
@@ -603,36 +546,6 @@ fn scalar(key: &str, value: toml::Value) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_window_grows_with_smaller_frames_within_bounds() {
-        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), "d".into());
-        // 1280x720 at 2 bits per pixel is 230400 bytes: 32 MiB holds 145 of them.
-        assert_eq!(config.session_window(1280, 720), 145);
-        assert_eq!(config.session_window(3840, 2160), config.window);
-        assert_eq!(config.session_window(16, 16), MAX_BYTES_WINDOW);
-        config.window_bytes = 0;
-        assert_eq!(config.session_window(1280, 720), config.window);
-        config.window = 2000;
-        config.window_bytes = u64::MAX;
-        assert_eq!(config.session_window(16, 16), 2000);
-    }
-
-    #[test]
-    fn a_session_holds_frames_within_its_bytes_and_takes_none_larger_than_its_size() {
-        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), "/tmp/x".into());
-        assert_eq!(config.session_max_frame_bytes(1, 1), 8 + 64 * 1024);
-        assert_eq!(
-            config.session_max_frame_bytes(3840, 2160),
-            config.max_frame_bytes
-        );
-        assert_eq!(config.session_queue_bytes(1, 1), config.window_bytes);
-        config.window_bytes = 0;
-        assert_eq!(
-            config.session_queue_bytes(3840, 2160),
-            2 * (u64::from(config.max_frame_bytes) + 32)
-        );
-    }
 
     #[test]
     fn flags_win_over_environment_over_file_over_defaults() {

@@ -14,8 +14,9 @@
 //!   recovery after a stop, the sweeper.
 //! - [`pipeline`]: the processing stages (video reconstruction, analysis).
 //! - [`notify`]: the event bus and who follows it (Server-Sent Events, webhooks).
-//! - beside them: [`config`] (flags, environment, the TOML file), [`limits`] (per client,
-//!   the free-disk floor), [`frame_size`] (a frame's pixels), [`metrics`].
+//! - beside them: [`config`] (flags, environment, the TOML file) and [`settings`] (what
+//!   they make, checked, in sections), [`limits`] (per client, the free-disk floor),
+//!   [`frame_size`] (a frame's pixels), [`metrics`].
 //!
 //! This file holds what they share ([`AppState`]) and [`serve`], which starts them.
 
@@ -28,11 +29,11 @@ pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod session;
+pub mod settings;
 pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -41,11 +42,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
-use http::{auth, connections, open_files, slots};
+use http::{connections, open_files, slots};
 use limits::ClientCounts;
 use notify::{events, webhooks};
 use session::live::LiveSessions;
 use session::{cleanup, recovery, reserve, session_index};
+pub use settings::Settings;
 use store::{LocalStore, ObjectSessions, Registry, RegistryStore, SessionStore, Store, StoreError};
 
 /// Why the server cannot start.
@@ -53,25 +55,20 @@ use store::{LocalStore, ObjectSessions, Registry, RegistryStore, SessionStore, S
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Token(std::io::Error),
     #[error("an object store (--store) needs the server's runtime")]
     NoRuntime,
-    #[error("--lease-secs {lease} must be more than twice --store-timeout-secs {timeout}, so that a batch of frames started under a lease is stored before it ends: raise --lease-secs or lower --store-timeout-secs")]
-    LeaseTooShort { lease: u64, timeout: u64 },
 }
 
 /// What every request and connection shares: a cheap handle.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// The settings, by section (the tokens among them, held there only).
+    pub settings: Arc<Settings>,
     /// The sessions (async; `store.blocking()` for blocking threads).
     pub store: Store,
     pub live: Arc<LiveSessions>,
     /// One permit per processing worker.
     pub processing: Arc<Semaphore>,
-    /// The bearer tokens and what each may do.
-    pub tokens: Arc<auth::Tokens>,
     /// Sessions attached per client address.
     pub clients: ClientCounts,
     /// Sessions created ahead, waiting for their upload.
@@ -93,60 +90,56 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over the store named in `config`: the local data directory, or the object
+    /// State over the store named in `settings`: the local data directory, or the object
     /// store of `--store` (whose requests run on the current runtime), with the sessions'
     /// records in the registry of `--registry` if one is named.
-    pub fn new(config: Config) -> Result<Self, StartError> {
+    pub fn new(settings: Settings) -> Result<Self, StartError> {
         let runtime = || tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime);
-        let timeout = Duration::from_secs(config.store_timeout_secs);
-        let store: Arc<dyn SessionStore> = match &config.store {
-            None => Arc::new(LocalStore::open(&config.data_dir)?),
-            Some(url) => Arc::new(ObjectSessions::open_url(
-                url,
-                &config.data_dir,
+        let storage = &settings.storage;
+        let store: Arc<dyn SessionStore> = match &storage.objects {
+            None => Arc::new(LocalStore::open(&storage.data_dir)?),
+            Some(objects) => Arc::new(ObjectSessions::open_url(
+                &objects.url,
+                &storage.data_dir,
                 runtime()?,
-                timeout,
+                objects.timeout,
             )?),
         };
-        let Some(url) = &config.registry else {
-            return Self::with_store(config, store);
+        let Some(wanted) = &storage.registry else {
+            return Self::with_store(settings, store);
         };
-        if config.lease_secs <= 2 * config.store_timeout_secs {
-            return Err(StartError::LeaseTooShort {
-                lease: config.lease_secs,
-                timeout: config.store_timeout_secs,
-            });
-        }
-        let lease = Duration::from_secs(config.lease_secs);
-        let registry = Arc::new(Registry::connect(url, runtime()?, timeout, lease)?);
+        let registry = Arc::new(Registry::connect(
+            wanted.url.expose(),
+            runtime()?,
+            wanted.timeout,
+            wanted.lease,
+        )?);
         let imported = registry.import(store.as_ref())?;
         if imported > 0 {
             tracing::info!("{imported} sessions of the store added to the empty registry");
         }
         tracing::info!("registry connected; this server is {}", registry.node());
         // The registry is every server's index: no copy of it in memory.
-        Self::over(config, Arc::new(RegistryStore::new(registry, store)))
+        Self::over(settings, Arc::new(RegistryStore::new(registry, store)))
     }
 
     /// State over `store`, its records indexed in memory (this server is their only writer).
-    pub fn with_store(config: Config, store: Arc<dyn SessionStore>) -> Result<Self, StartError> {
+    pub fn with_store(
+        settings: Settings,
+        store: Arc<dyn SessionStore>,
+    ) -> Result<Self, StartError> {
         let indexed = Arc::new(session_index::IndexedStore::load(store)?);
-        Self::over(config, indexed)
+        Self::over(settings, indexed)
     }
 
-    fn over(config: Config, store: Arc<dyn SessionStore>) -> Result<Self, StartError> {
-        let token = config.resolve_token().map_err(StartError::Token)?;
+    fn over(settings: Settings, store: Arc<dyn SessionStore>) -> Result<Self, StartError> {
         let store = Store::new(store);
+        let limits = &settings.limits;
         Ok(Self {
-            connections: connections::slots(&config),
-            watchers: slots::AddressSlots::new(config.max_watchers, config.max_watchers_per_client),
-            processing: Arc::new(Semaphore::new(usize::from(config.processing_workers))),
-            tokens: Arc::new(auth::Tokens {
-                ingest: token,
-                watch: config.watch_token.clone(),
-                admin: config.admin_token.clone(),
-            }),
-            config: Arc::new(config),
+            connections: connections::slots(limits),
+            watchers: slots::AddressSlots::new(limits.max_watchers, limits.max_watchers_per_client),
+            processing: Arc::new(Semaphore::new(settings.processing.workers)),
+            settings: Arc::new(settings),
             store,
             live: Arc::new(LiveSessions::default()),
             clients: ClientCounts::default(),
@@ -163,7 +156,7 @@ impl AppState {
 /// Recovers the sessions a previous run left unfinished (in the background) and serves on
 /// `listener` until `shutdown` completes. On shutdown it stops accepting, tells every
 /// connected client the server is going away (they resume later), flushes every session, and
-/// returns within `shutdown_timeout_secs`.
+/// returns within the shutdown timeout.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -181,16 +174,16 @@ pub async fn serve(
     webhooks::start(&state).await;
     let token = state.shutdown.clone();
     let tasks = state.tasks.clone();
-    let grace = Duration::from_secs(state.config.shutdown_timeout_secs);
-    let tls = match (&state.config.tls_cert, &state.config.tls_key) {
-        (Some(cert), Some(key)) => Some(connections::tls_acceptor(
-            &http::tls_config(cert, key).await?.get_inner(),
+    let grace = state.settings.timeouts.shutdown;
+    let tls = match &state.settings.tls {
+        Some(tls) => Some(connections::tls_acceptor(
+            &http::tls_config(&tls.cert, &tls.key).await?.get_inner(),
         )),
-        _ => None,
+        None => None,
     };
-    open_files::raise(state.config.max_connections);
+    open_files::raise(state.settings.limits.max_connections);
     let caps = Arc::clone(&state.connections);
-    let settings = connections::Settings::of(&state.config, tls);
+    let settings = connections::Settings::of(&state.settings.timeouts, tls);
     let metrics = Arc::clone(&state.metrics);
     let router = http::app(state);
     // One deadline for the whole stop, fixed when it starts.

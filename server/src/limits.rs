@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use referee_protocol::ErrorCode;
 
-use crate::config::Config;
+use crate::settings::Settings;
 use crate::AppState;
 
 /// Why one more session must be refused, if it must: the server already has `max` live
 /// sessions (receiving or processing) and sessions created ahead waiting for their upload.
 pub fn session_limit_reached(app: &AppState) -> Option<String> {
-    let max = app.config.max_sessions;
+    let max = app.settings.limits.max_sessions;
     (app.live.len() + app.reservations.len() >= max).then(|| {
         format!("the server already has {max} sessions (live or created ahead), its limit: try again later")
     })
@@ -26,12 +26,12 @@ pub fn refuse_new_session(app: &AppState) -> Option<(ErrorCode, String)> {
     if let Some(why) = session_limit_reached(app) {
         return Some((ErrorCode::ServerBusy, why));
     }
-    refuse_below_disk_floor(&app.config)
+    refuse_below_disk_floor(&app.settings)
 }
 
 /// Why a new upload must be refused for want of disk space, if it must (`disk_full`).
-pub fn refuse_below_disk_floor(config: &Config) -> Option<(ErrorCode, String)> {
-    DiskCheck::new(&config.data_dir, config.min_free_disk_bytes)
+pub fn refuse_below_disk_floor(settings: &Settings) -> Option<(ErrorCode, String)> {
+    DiskCheck::of(settings)
         .refuse_new()
         .map(|why| (ErrorCode::DiskFull, why))
 }
@@ -92,6 +92,14 @@ impl DiskCheck {
             floor,
             frames_since_check: 0,
         }
+    }
+
+    /// The data directory's check, with the floor of `--min-free-disk-bytes`.
+    pub fn of(settings: &Settings) -> Self {
+        Self::new(
+            &settings.storage.data_dir,
+            settings.limits.min_free_disk_bytes,
+        )
     }
 
     fn free(&self) -> Option<u64> {

@@ -45,13 +45,15 @@ async fn shutdown_signal() {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let listen = config.listen;
-    let data_dir = config.data_dir.clone();
-    let (http, ws) = match config.tls_cert {
+    // Its errors (the token file) name what they are about.
+    let settings = config.settings()?;
+    let listen = settings.listen;
+    let data_dir = settings.storage.data_dir.clone();
+    let (http, ws) = match settings.tls {
         Some(_) => ("https", "wss"),
         None => ("http", "ws"),
     };
-    let state = AppState::new(config).context("cannot open the data directory")?;
+    let state = AppState::new(settings).context("cannot open the data directory")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}: is another server using the port? Choose another with --listen"))?;

@@ -1,6 +1,7 @@
 //! The server binary's log, as an operator reads it in a file or a journal: no colour codes
 //! when it does not write to a terminal, the TLS start-up line with `wss://`, an error said
-//! once, a config file's mistake named by its key, and what "removed" means.
+//! once, a config file's mistake named by its key, a token file's by its path, and what
+//! "removed" means.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -139,4 +140,31 @@ fn errors_are_said_once_and_config_mistakes_name_the_key() {
     );
     assert_eq!(stderr.matches("error").count(), 1, "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+
+    // A token file that cannot be read, or holds no token, is named at the start.
+    let token = dir.path().join("token");
+    for (contents, says) in [
+        (None, "cannot read the token file"),
+        (Some("\n"), "is empty: put the token on its first line"),
+    ] {
+        if let Some(text) = contents {
+            std::fs::write(&token, text).unwrap();
+        }
+        let output = Command::new(workspace_binary("referee-server"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .arg("--token-file")
+            .arg(&token)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.starts_with("error: ")
+                && stderr.contains(&token.display().to_string())
+                && stderr.contains(says),
+            "{stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
 }

@@ -116,9 +116,12 @@ impl TestServer {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+                let settings = config.settings().unwrap();
+                let listener = tokio::net::TcpListener::bind(settings.listen)
+                    .await
+                    .unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let state = AppState::new(config).unwrap();
+                let state = AppState::new(settings).unwrap();
                 referee_server::serve(listener, state, async {
                     let _ = shutdown_rx.await;
                 })

@@ -24,7 +24,7 @@ pub async fn list_sessions(State(app): State<AppState>) -> Result<Json<SessionLi
         .store
         .list()
         .await
-        .map_err(|err| ApiError::storage(err, &app.config.data_dir))?;
+        .map_err(|err| ApiError::storage(err, &app.settings.storage.data_dir))?;
     let sessions = stored
         .into_iter()
         .map(|meta| app.live.get(&meta.id).unwrap_or(meta).view(None))
@@ -48,7 +48,7 @@ pub async fn get_session(
                     format!("no session {id:?}: list sessions with GET /api/sessions"),
                 ))
             }
-            Err(err) => return Err(ApiError::storage(err, &app.config.data_dir)),
+            Err(err) => return Err(ApiError::storage(err, &app.settings.storage.data_dir)),
         },
     };
     let links = crate::http::results_api::links(&app, &id, meta.frames_stored).await;

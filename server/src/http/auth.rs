@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::http::api_error::ApiError;
+use crate::settings::{Secret, Settings};
 use crate::AppState;
 
 /// What a token may do; each scope includes the ones before it.
@@ -32,12 +33,12 @@ impl Scope {
     }
 }
 
-/// The server's tokens, by scope.
+/// The server's tokens, by scope (held once, in `Settings::auth`).
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
-    pub watch: Option<String>,
-    pub ingest: Option<String>,
-    pub admin: Option<String>,
+    pub watch: Option<Secret>,
+    pub ingest: Option<Secret>,
+    pub admin: Option<Secret>,
 }
 
 impl Tokens {
@@ -55,8 +56,8 @@ impl Tokens {
         .into_iter()
         .find_map(|(scope, token)| {
             token
-                .as_deref()
-                .is_some_and(|t| same_secret(t, given))
+                .as_ref()
+                .is_some_and(|t| same_secret(t.expose(), given))
                 .then_some(scope)
         })
     }
@@ -92,7 +93,8 @@ pub fn check_origin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError>
     };
     let origin = origin.to_str().unwrap_or("(not text)");
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    if origin_allowed(&app.tokens, &app.config.allowed_origin, origin, host) {
+    let auth = &app.settings.auth;
+    if origin_allowed(&auth.tokens, &auth.allowed_origins, origin, host) {
         return Ok(());
     }
     Err(ApiError::new(
@@ -139,14 +141,14 @@ pub fn query_token(query: &str) -> Option<String> {
 /// What a group of routes needs: the route layer [`require`] takes it as its state.
 #[derive(Clone)]
 pub struct Guard {
-    tokens: std::sync::Arc<Tokens>,
+    settings: std::sync::Arc<Settings>,
     needs: Scope,
 }
 
 impl Guard {
     pub fn new(app: &AppState, needs: Scope) -> Self {
         Self {
-            tokens: std::sync::Arc::clone(&app.tokens),
+            settings: std::sync::Arc::clone(&app.settings),
             needs,
         }
     }
@@ -155,7 +157,8 @@ impl Guard {
 /// Route layer: refuses a request whose token does not grant the scope its route needs (on a
 /// server with tokens; one without any is open).
 pub async fn require(State(guard): State<Guard>, request: Request, next: Next) -> Response {
-    let Guard { tokens, needs } = guard;
+    let Guard { settings, needs } = guard;
+    let tokens = &settings.auth.tokens;
     if !tokens.any() {
         return next.run(request).await;
     }

@@ -33,10 +33,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::config::Config;
 use crate::http::api_error::ApiError;
 use crate::http::slots::{AddressSlots, Full, Slot};
 use crate::metrics::Metrics;
+use crate::settings::{Limits, Timeouts};
 
 /// How connections are served: TLS or not, and the deadlines, from the configuration.
 #[derive(Clone)]
@@ -49,22 +49,22 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn of(config: &Config, tls: Option<TlsAcceptor>) -> Self {
+    pub fn of(timeouts: &Timeouts, tls: Option<TlsAcceptor>) -> Self {
         Self {
             tls,
-            header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
-            keep_alive_timeout: Duration::from_secs(config.keep_alive_timeout_secs),
-            tls_handshake_timeout: Duration::from_secs(config.tls_handshake_timeout_secs),
+            header_read_timeout: timeouts.header_read,
+            keep_alive_timeout: timeouts.keep_alive,
+            tls_handshake_timeout: timeouts.tls_handshake,
         }
     }
 }
 
-/// The connection caps of `config`.
-pub fn slots(config: &Config) -> Arc<AddressSlots> {
+/// The connection caps of `limits`.
+pub fn slots(limits: &Limits) -> Arc<AddressSlots> {
     let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     AddressSlots::new(
-        size(config.max_connections),
-        size(config.max_connections_per_client),
+        size(limits.max_connections),
+        size(limits.max_connections_per_client),
     )
 }
 

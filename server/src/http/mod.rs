@@ -70,12 +70,12 @@ pub fn app(state: AppState) -> Router {
         .route("/api/sessions/{id}/events", get(watch::session_events))
         .route("/api/sessions/{id}/live.mjpeg", get(watch::live_mjpeg))
         .route("/api/events", get(watch::all_events));
-    let health = if state.config.protect_health {
+    let health = if state.settings.auth.protect_health {
         health.route_layer(scope(Scope::Watch))
     } else {
         health
     };
-    let metrics = if state.config.protect_metrics {
+    let metrics = if state.settings.auth.protect_metrics {
         metrics.route_layer(scope(Scope::Watch))
     } else {
         metrics
@@ -127,7 +127,7 @@ async fn stream(
         tracing::warn!("Refused a WebSocket from {remote}: {}", refused.message);
         return axum::response::IntoResponse::into_response(refused);
     }
-    let limit = app.config.max_message_bytes();
+    let limit = app.settings.limits.max_message_bytes();
     let tasks = app.tasks.clone();
     ws.max_message_size(limit)
         .max_frame_size(limit)
@@ -184,7 +184,7 @@ mod tests {
         config.watch_token = Some("watch".into());
         config.admin_token = Some("admin".into());
         config.protect_metrics = true;
-        let app = app(AppState::new(config).unwrap());
+        let app = app(AppState::new(config.settings().unwrap()).unwrap());
         let (get, post, delete) = (Method::GET, Method::POST, Method::DELETE);
         let open: &[(&Method, &str)] = &[(&get, "/"), (&get, "/app.js"), (&get, "/health")];
         for (method, path) in open {
@@ -253,7 +253,7 @@ mod tests {
     async fn scripts_are_compressed_and_event_streams_are_not() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
-        let app = app(AppState::new(config).unwrap());
+        let app = app(AppState::new(config.settings().unwrap()).unwrap());
         assert_eq!(encoding(&app, "/app.js").await.as_deref(), Some("gzip"));
         assert_eq!(encoding(&app, "/api/events").await, None);
     }

@@ -233,7 +233,7 @@ pub async fn frame_times(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let max = app.config.max_frame_times;
+    let max = app.settings.limits.max_frame_times;
     let (from, count) = match frame_range(query.as_deref(), max) {
         Ok(range) => range,
         Err((code, message)) => return error(StatusCode::BAD_REQUEST, code, message),
@@ -372,7 +372,7 @@ async fn serve(app: &AppState, id: &str, names: &[&str], headers: &HeaderMap) ->
 /// The `Cache-Control` of a result: `private` on a server with tokens (a shared cache must
 /// never hand what a token protects to someone without it), `public` otherwise.
 fn cache_control(app: &AppState, kind: Caching) -> &'static str {
-    match (app.tokens.any(), kind) {
+    match (app.settings.auth.tokens.any(), kind) {
         (true, Caching::Revalidate) => "private, no-cache",
         (false, Caching::Revalidate) => "public, no-cache",
         (true, Caching::Immutable) => "private, max-age=31536000, immutable",
@@ -483,7 +483,7 @@ fn store_error(app: &AppState, id: &str, err: StoreError) -> Response {
                  (see GET /api/sessions/{id} and its links)"
             ),
         ),
-        err => ApiError::storage(err, &app.config.data_dir).into_response(),
+        err => ApiError::storage(err, &app.settings.storage.data_dir).into_response(),
     }
 }
 

@@ -93,7 +93,7 @@ where
         text: String,
         next: SessionState,
     ) -> Step {
-        let limit = self.app.config.max_signal_bytes;
+        let limit = self.app.settings.limits.max_signal_bytes;
         if text.len() > limit {
             return Err(Refusal::new(
                 ErrorCode::MessageTooLarge,

@@ -11,7 +11,7 @@ use referee_protocol::{ErrorCode, FrameEncoding, FrameHeader, FRAME_HEADER_LEN};
 
 use super::frame_check;
 use super::Refusal;
-use crate::Config;
+use crate::settings::Limits;
 
 /// What a session's frames may be, from its announced size and the server's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,26 +19,26 @@ pub struct IntakeLimits {
     pub encoding: FrameEncoding,
     pub width: u32,
     pub height: u32,
-    /// The frames the client may have in flight (`Config::session_window`).
+    /// The frames the client may have in flight (`Limits::session_window`).
     pub window: u32,
     /// The server's `--max-frame-bytes`.
     pub max_frame_bytes: u32,
-    /// The largest payload of a frame of this size (`Config::session_max_frame_bytes`).
+    /// The largest payload of a frame of this size (`Limits::session_max_frame_bytes`).
     pub session_max_frame_bytes: u32,
     /// `--max-session-bytes`.
     pub max_session_bytes: u64,
 }
 
 impl IntakeLimits {
-    pub fn new(config: &Config, encoding: FrameEncoding, width: u32, height: u32) -> Self {
+    pub fn new(limits: &Limits, encoding: FrameEncoding, width: u32, height: u32) -> Self {
         Self {
             encoding,
             width,
             height,
-            window: config.session_window(width, height),
-            max_frame_bytes: config.max_frame_bytes,
-            session_max_frame_bytes: config.session_max_frame_bytes(width, height),
-            max_session_bytes: config.max_session_bytes,
+            window: limits.session_window(width, height),
+            max_frame_bytes: limits.max_frame_bytes,
+            session_max_frame_bytes: limits.session_max_frame_bytes(width, height),
+            max_session_bytes: limits.max_session_bytes,
         }
     }
 }

@@ -48,6 +48,7 @@ use crate::notify::events::EventKind;
 use crate::pipeline::PipelineEvent;
 use crate::session::lifecycle;
 use crate::session::live::LiveSession;
+use crate::settings::Limits;
 use crate::store::{FrameSink, SessionStore, StoreError};
 use crate::AppState;
 use frames::{FrameIntake, IntakeLimits};
@@ -124,12 +125,12 @@ where
 {
     tracing::debug!("Connection from {remote}");
     let now = Instant::now();
-    let start_deadline = now + Duration::from_secs(app.config.start_timeout_secs);
-    let heartbeat_every = Duration::from_secs(app.config.heartbeat_secs);
+    let start_deadline = now + app.settings.timeouts.start;
+    let heartbeat_every = app.settings.timeouts.heartbeat;
     let mut heartbeat = interval(heartbeat_every);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let shutdown = app.shutdown.clone();
-    let send_timeout = Duration::from_secs(app.config.send_timeout_secs);
+    let send_timeout = app.settings.timeouts.send;
     let mut conn = Connection {
         app,
         remote,
@@ -164,7 +165,7 @@ where
         if conn.peer.stalled {
             conn.end = format!(
                 "the client stopped reading (a message could not be sent within {} s)",
-                conn.app.config.send_timeout_secs
+                conn.app.settings.timeouts.send.as_secs()
             );
             break;
         }
@@ -337,7 +338,7 @@ where
             }
             Event::Incoming(Some(Err(err))) => {
                 if is_too_large(err) {
-                    let limit = self.app.config.max_message_bytes();
+                    let limit = self.app.settings.limits.max_message_bytes();
                     return Err(Refusal::new(
                         ErrorCode::MessageTooLarge,
                         format!("a message is larger than the server's limit of {limit} bytes"),
@@ -361,7 +362,7 @@ where
                 GO_ON
             }
             Event::StartTimeout => {
-                let secs = self.app.config.start_timeout_secs;
+                let secs = self.app.settings.timeouts.start.as_secs();
                 Err(Refusal::new(
                     ErrorCode::Timeout,
                     format!(
@@ -390,7 +391,7 @@ where
     }
 
     async fn on_heartbeat(&mut self) -> Step {
-        let every = Duration::from_secs(self.app.config.heartbeat_secs);
+        let every = self.app.settings.timeouts.heartbeat;
         if self.last_heard.elapsed() > every * MISSED_HEARTBEATS {
             self.peer.open = false;
             self.end = format!(
@@ -399,7 +400,7 @@ where
             );
             return Ok(ControlFlow::Break(()));
         }
-        let idle = Duration::from_secs(self.app.config.idle_timeout_secs);
+        let idle = self.app.settings.timeouts.idle;
         let state = self.state();
         let waiting_for_client = matches!(
             state,
@@ -435,7 +436,7 @@ where
             ErrorCode::SessionTakenOver => tracing::info!("Session {id}: {logged}"),
             _ => tracing::warn!("Session {id}: refused: {code}: {logged}"),
         }
-        let message = crate::store::without_data_dir(&message, &self.app.config.data_dir);
+        let message = crate::store::without_data_dir(&message, &self.app.settings.storage.data_dir);
         self.peer
             .send(&ControlMessage::error(code, message, true))
             .await;
@@ -445,14 +446,14 @@ where
     }
 
     async fn on_text(&mut self, text: &str) -> Step {
-        let limit = self.app.config.max_text_bytes();
+        let limit = self.app.settings.limits.max_text_bytes();
         if text.len() > limit {
             return Err(Refusal::new(
                 ErrorCode::MessageTooLarge,
                 format!(
                     "a {}-byte text message is larger than the server's limit of {limit} bytes (signal files may be up to {} bytes)",
                     text.len(),
-                    self.app.config.max_signal_bytes
+                    self.app.settings.limits.max_signal_bytes
                 ),
             ));
         }
@@ -532,7 +533,7 @@ where
 
     /// Counts a session against this client's limit, or refuses it.
     fn client_slot(&self) -> Result<ClientSlot, Refusal> {
-        let limit = self.app.config.max_sessions_per_client;
+        let limit = self.app.settings.limits.max_sessions_per_client;
         ClientSlot::take(&self.app.clients, self.remote.ip(), limit).ok_or_else(|| {
             Refusal::new(
                 ErrorCode::ServerBusy,
@@ -557,9 +558,9 @@ where
         let (attachment, taken_over) = live.attach(self.remote.ip()).await;
         tracing::Span::current().record("session", tracing::field::display(live.id()));
         let meta = live.snapshot();
-        let config = &self.app.config;
-        let limits = IntakeLimits::new(config, meta.encoding, meta.width, meta.height);
-        let writer = sink.map(|sink| start_writer(config, &limits, sink, stored.clone()));
+        let settings = &self.app.settings;
+        let limits = IntakeLimits::new(&settings.limits, meta.encoding, meta.width, meta.height);
+        let writer = sink.map(|sink| start_writer(&settings.limits, &limits, sink, stored.clone()));
         Box::new(Session {
             state,
             _attachment: attachment,
@@ -569,7 +570,7 @@ where
             events: None,
             intake: FrameIntake::new(limits, stored.bytes),
             acked: stored.frames,
-            disk: DiskCheck::new(&config.data_dir, config.min_free_disk_bytes),
+            disk: DiskCheck::of(settings),
             arrivals: Default::default(),
             last_frames_event: Instant::now(),
             last_count_saved: Instant::now(),
@@ -606,17 +607,18 @@ where
         match session.state {
             SessionState::Receiving { .. } | SessionState::AwaitingSignal { .. } => {
                 let reason = format!("{} in state {}", self.end, session.state.name());
-                let grace = self.app.config.resume_grace_secs;
+                let grace = self.app.settings.sweeper.resume_grace;
                 let meta = session.live.update(|m| {
                     if let Some(s) = &stored {
                         m.frames_stored = s.frames;
                         m.bytes_stored = s.bytes;
                     }
-                    lifecycle::detach(m, reason.clone(), Duration::from_secs(grace));
+                    lifecycle::detach(m, reason.clone(), grace);
                 });
                 tracing::info!(
-                    "Session {id}: {reason}; {} frames stored and kept, session detached (resumable for {grace} s)",
-                    meta.frames_stored
+                    "Session {id}: {reason}; {} frames stored and kept, session detached (resumable for {} s)",
+                    meta.frames_stored,
+                    grace.as_secs()
                 );
                 self.app.events.publish(EventKind::Detached, &meta);
                 crate::session::resave::save_or_retry(&self.app, Arc::clone(&session.live)).await;
@@ -635,12 +637,12 @@ where
 
 /// Starts the frame writer of a session with its window and byte budget.
 fn start_writer(
-    config: &crate::Config,
+    server: &Limits,
     limits: &IntakeLimits,
     sink: Box<dyn FrameSink>,
     stored: Stored,
 ) -> FrameWriter {
-    let budget = config.session_queue_bytes(limits.width, limits.height);
+    let budget = server.session_queue_bytes(limits.width, limits.height);
     FrameWriter::start(sink, limits.window, budget, stored)
 }
 

@@ -46,7 +46,7 @@ where
                 format!("the resume token for session {id} is wrong: only the client that started a session can resume it"),
             ));
         }
-        crate::frame_size::check_resume(&stored, self.app.config.max_frame_pixels)
+        crate::frame_size::check_resume(&stored, self.app.settings.limits.max_frame_pixels)
             .map_err(|why| Refusal::new(ErrorCode::FrameTooLargePixels, why))?;
         // Another video or signal file is refused before anything changes: the session
         // stays resumable with the right ones.
@@ -133,8 +133,8 @@ where
                 frames_stored: frames,
                 window: limits.window,
                 max_frame_bytes: limits.session_max_frame_bytes,
-                max_signal_bytes: Some(self.app.config.max_signal_bytes as u64),
-                max_frame_pixels: Some(self.app.config.max_frame_pixels),
+                max_signal_bytes: Some(self.app.settings.limits.max_signal_bytes as u64),
+                max_frame_pixels: Some(self.app.settings.limits.max_frame_pixels),
             })
             .await;
         match resumed {
@@ -214,7 +214,7 @@ where
                 ErrorCode::ResumeExpired,
                 format!(
                     "session {id} was abandoned: it was detached for longer than the server's {} s grace period; its frames are kept until {}; start a new session",
-                    self.app.config.resume_grace_secs,
+                    self.app.settings.sweeper.resume_grace.as_secs(),
                     meta.expires_at.map_or_else(|| "expiry".into(), rfc3339)
                 ),
             )),
@@ -268,7 +268,7 @@ where
         };
         let limits = *session.intake.limits();
         session.writer = Some(start_writer(
-            &self.app.config,
+            &self.app.settings.limits,
             &limits,
             sink,
             stored.clone(),

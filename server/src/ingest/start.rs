@@ -35,7 +35,7 @@ where
         else {
             return GO_ON;
         };
-        crate::frame_size::check(width, height, self.app.config.max_frame_pixels)
+        crate::frame_size::check(width, height, self.app.settings.limits.max_frame_pixels)
             .map_err(|why| Refusal::new(ErrorCode::FrameTooLargePixels, why))?;
         let reserved = match reserved_id {
             Some(id) => Some(self.reserved(&id).await?),
@@ -47,7 +47,7 @@ where
             m.status == SessionStatus::Created || self.app.live.handle(&m.id).is_some()
         });
         let refused = if counted {
-            limits::refuse_below_disk_floor(&self.app.config)
+            limits::refuse_below_disk_floor(&self.app.settings)
         } else {
             limits::refuse_new_session(&self.app)
         };
@@ -126,9 +126,9 @@ where
                 window: limits.window,
                 max_frame_bytes: limits.session_max_frame_bytes,
                 resume_token,
-                resume_grace_s: self.app.config.resume_grace_secs,
-                max_signal_bytes: Some(self.app.config.max_signal_bytes as u64),
-                max_frame_pixels: Some(self.app.config.max_frame_pixels),
+                resume_grace_s: self.app.settings.sweeper.resume_grace.as_secs(),
+                max_signal_bytes: Some(self.app.settings.limits.max_signal_bytes as u64),
+                max_frame_pixels: Some(self.app.settings.limits.max_frame_pixels),
             })
             .await;
         GO_ON

@@ -90,7 +90,7 @@ async fn serve(messages: Vec<Message>) -> (String, AppState, tempfile::TempDir) 
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
     config.min_free_disk_bytes = 0;
-    let app = AppState::new(config).unwrap();
+    let app = AppState::new(config.settings().unwrap()).unwrap();
     let logs = Logs::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -198,7 +198,7 @@ async fn a_client_that_stops_reading_is_taken_for_gone_and_its_session_detached(
     config.send_timeout_secs = 1;
     // Neither a missed heartbeat nor the idle timeout may end the connection first.
     config.heartbeat_secs = 3600;
-    let app = AppState::new(config).unwrap();
+    let app = AppState::new(config.settings().unwrap()).unwrap();
     let got = Arc::new(Mutex::new(Vec::new()));
     // It reads SESSION_STARTED and one ACK, then nothing; it keeps the connection open.
     let sink = StopsReading {

@@ -2,17 +2,15 @@
 //! sessions past their expiry are deleted, and so are sessions created ahead that nobody
 //! streamed into before theirs.
 
-use std::time::Duration;
-
 use time::OffsetDateTime;
 
 use crate::notify::events::EventKind;
 use crate::store::{has_passed, rfc3339, SessionStatus, SessionStore};
 use crate::AppState;
 
-/// Sweeps every `cleanup_interval_secs` until the server shuts down.
+/// Sweeps every `--cleanup-interval-secs` until the server shuts down.
 pub async fn run(app: AppState) {
-    let mut every = tokio::time::interval(Duration::from_secs(app.config.cleanup_interval_secs));
+    let mut every = tokio::time::interval(app.settings.sweeper.interval);
     loop {
         tokio::select! {
             _ = every.tick() => {}
@@ -33,7 +31,7 @@ pub async fn run(app: AppState) {
 /// are left alone.
 pub fn sweep(store: &dyn SessionStore, app: &AppState) {
     let (live, events) = (&app.live, &app.events);
-    let expiry = Duration::from_secs(app.config.abandoned_expiry_secs);
+    let expiry = app.settings.sweeper.abandoned_expiry;
     let sessions = match store.list() {
         Ok(sessions) => sessions,
         Err(err) => {

@@ -28,16 +28,7 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
     let workers = Arc::clone(&app.processing);
     let publisher = Arc::clone(&live);
     let (bus, metrics) = (app.events.clone(), Arc::clone(&app.metrics));
-    let options = pipeline::Options {
-        video_preset: app.config.video_preset.clone(),
-        max_frame_pixels: app.config.max_frame_pixels,
-        bout_target: app.config.bout_target,
-        clips: pipeline::ClipOptions {
-            pre_roll_s: app.config.clip_pre_roll_secs,
-            post_roll_s: app.config.clip_post_roll_secs,
-            max_clips: usize::try_from(app.config.max_clips).unwrap_or(usize::MAX),
-        },
-    };
+    let options = app.settings.processing.options.clone();
     // Every log line of processing, in its tasks and its blocking thread, names the session.
     let span = tracing::info_span!("processing", session = %live.id());
     let blocking_span = span.clone();
@@ -230,7 +221,7 @@ pub(crate) mod tests {
         let config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
         let mut store = HookedStore::new(LocalStore::open(dir.path()).unwrap());
         store.before_scratch_dir = Box::new(|_| panic!("a bug in processing"));
-        let app = AppState::with_store(config, Arc::new(store)).unwrap();
+        let app = AppState::with_store(config.settings().unwrap(), Arc::new(store)).unwrap();
         let meta = SessionMeta::new("s1".into(), "s1".into(), SessionStatus::AwaitingSignal);
         app.store.blocking().create(&meta).unwrap();
         let (live, _) = app.live.insert(meta);

@@ -201,7 +201,7 @@ async fn recover_one(app: &AppState, mut meta: SessionMeta) -> Result<(), StoreE
         meta.ended_at = None;
     }
     if was != SessionStatus::Detached || lost_after_end {
-        let grace = Duration::from_secs(app.config.resume_grace_secs);
+        let grace = app.settings.sweeper.resume_grace;
         let why = format!("the server stopped while the session was {}", was.as_str());
         lifecycle::detach(&mut meta, why, grace);
     }
@@ -286,7 +286,7 @@ mod tests {
             held.pass();
         });
         let config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
-        let app = AppState::with_store(config, Arc::new(store)).unwrap();
+        let app = AppState::with_store(config.settings().unwrap(), Arc::new(store)).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -124,7 +124,7 @@ pub async fn create(
         return ApiError::new(StatusCode::BAD_REQUEST, "invalid_name", why).into_response();
     }
     let refused = limits::refuse_new_session(&app).or_else(|| {
-        let limit = app.config.max_sessions_per_client;
+        let limit = app.settings.limits.max_sessions_per_client;
         (app.reservations.count_for(remote.ip()) >= limit).then(|| {
             (
                 ErrorCode::ServerBusy,
@@ -143,7 +143,7 @@ pub async fn create(
     let id = session_id::generate(&name, now);
     let mut meta = SessionMeta::new(id, name, SessionStatus::Created);
     meta.created_ahead = true;
-    let expiry = std::time::Duration::from_secs(app.config.created_expiry_secs);
+    let expiry = app.settings.sweeper.created_expiry;
     meta.expires_at = Some(now + expiry);
     app.reservations.add(&meta.id, Some(remote.ip()));
     match app.store.create(meta.clone()).await {
@@ -165,7 +165,7 @@ pub async fn create(
         }
         Err(err) => {
             app.reservations.remove(&meta.id);
-            ApiError::storage(err, &app.config.data_dir).into_response()
+            ApiError::storage(err, &app.settings.storage.data_dir).into_response()
         }
     }
 }

@@ -74,7 +74,7 @@ impl Senders {
             .iter()
             .map(|url| {
                 let queue = Arc::new(Queue {
-                    max: usize::try_from(app.config.webhook_queue_max).unwrap_or(usize::MAX),
+                    max: app.settings.webhooks.queue_max,
                     events: Mutex::new(VecDeque::new()),
                     added: Notify::new(),
                 });
@@ -123,7 +123,7 @@ impl Senders {
 /// Sends the events queued for `url`, one at a time, in order, retrying each with backoff,
 /// and records each outcome in the outbox.
 async fn deliver_to(app: AppState, outbox: Outbox, url: String, queue: Arc<Queue>) {
-    let attempts = app.config.webhook_attempts;
+    let attempts = app.settings.webhooks.attempts;
     loop {
         let event = tokio::select! {
             event = queue.pop() => event,
@@ -183,10 +183,11 @@ async fn send(app: &AppState, url: &str, event: &WebhookEvent, body: &[u8]) -> R
     let key = event.idempotency_key.clone();
     let kind = event.event.clone();
     let signature = app
-        .config
-        .webhook_secret
-        .as_deref()
-        .map(|secret| signature(secret, &body));
+        .settings
+        .webhooks
+        .secret
+        .as_ref()
+        .map(|secret| signature(secret.expose(), &body));
     tokio::task::spawn_blocking(move || {
         // A redirect is not followed: it would send the signed event where the
         // configuration did not say.

@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 use crate::store::{SessionMeta, SessionStatus};
 use crate::AppState;
 use deliver::Senders;
+pub use outbox::History;
 use outbox::{Entry, Outbox};
 
 /// The webhook event `kind` of the session `meta`, now.
@@ -62,20 +63,17 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 
 /// Starts the webhook senders, if any webhook URL is configured.
 pub async fn start(app: &AppState) {
-    if app.config.webhook.is_empty() {
+    let (webhooks, data_dir) = (&app.settings.webhooks, &app.settings.storage.data_dir);
+    if webhooks.urls.is_empty() {
         return;
     }
-    let history = outbox::History {
-        files: app.config.webhook_history_files,
-        max_age: std::time::Duration::from_secs(app.config.webhook_history_days * 24 * 3600),
-    };
-    let outbox = match Outbox::open(&app.config.data_dir, &app.config.webhook, history) {
+    let outbox = match Outbox::open(data_dir, &webhooks.urls, webhooks.history) {
         Ok(outbox) => outbox,
         Err(err) => {
             tracing::error!(
                 "webhooks are off: cannot create their outbox in {}: {err}; check that the \
                  data directory is writable",
-                app.config.data_dir.join("webhooks").display()
+                data_dir.join("webhooks").display()
             );
             return;
         }
