@@ -522,6 +522,12 @@ where
             Err(err @ StoreError::Leased { .. }) => {
                 Err(Refusal::new(ErrorCode::ServerBusy, err.to_string()))
             }
+            Err(err @ StoreError::Remote { .. }) => Err(Refusal::new(
+                ErrorCode::StorageFailed,
+                format!(
+                    "{what}: {err}; try again once the server's object storage and registry answer"
+                ),
+            )),
             Err(err) => Err(Refusal::new(
                 ErrorCode::StorageFailed,
                 format!(

@@ -32,6 +32,18 @@ use super::{
 /// The registry's tables, created or brought up to date at start (`server/migrations/`).
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!();
 
+/// The one rule of who may write a session's row: no server holds a valid lease on it but
+/// the node bound as `$node` (SQL, for a `WHERE`).
+macro_rules! writable_by {
+    ($node:literal) => {
+        concat!(
+            "(lease_node IS NULL OR lease_node = ",
+            $node,
+            " OR lease_until < now())"
+        )
+    };
+}
+
 /// Connections to the registry's database each server keeps at most.
 const POOL_SIZE: u32 = 16;
 
@@ -116,12 +128,12 @@ impl Registry {
         let (pool, key, node) = (self.pool.clone(), id.to_string(), self.node.clone());
         let (secs, frames) = (self.lease.as_secs_f64(), to_i64(frames));
         let taken = self.run(id, "cannot take the lease of", async move {
-            sqlx::query(
+            sqlx::query(concat!(
                 "UPDATE sessions SET lease_node = $2, lease_id = $3, \
                  lease_until = now() + make_interval(secs => $4), acked_frames = $5, \
-                 updated_at = now() \
-                 WHERE id = $1 AND (lease_node IS NULL OR lease_node = $2 OR lease_until < now())",
-            )
+                 updated_at = now() WHERE id = $1 AND ",
+                writable_by!("$2")
+            ))
             .bind(key)
             .bind(node)
             .bind(lease_id)
@@ -223,6 +235,18 @@ impl Registry {
         Ok(all.len())
     }
 
+    /// Removes session `id`'s row.
+    fn remove(&self, id: &str) -> Result<(), StoreError> {
+        let (pool, key) = (self.pool.clone(), id.to_string());
+        self.run(id, "cannot remove", async move {
+            sqlx::query("DELETE FROM sessions WHERE id = $1")
+                .bind(key)
+                .execute(&pool)
+                .await
+        })
+        .map(drop)
+    }
+
     /// Adds session `meta`'s record; false if the id exists.
     fn insert(&self, meta: &SessionMeta) -> Result<bool, StoreError> {
         let (pool, record) = (self.pool.clone(), meta.clone());
@@ -272,13 +296,7 @@ impl SessionStore for RegistryStore {
         }
         if let Err(err) = self.inner.create(meta) {
             // The id is free again for a retry; the store's error is the one that matters.
-            let (pool, key) = (self.registry.pool.clone(), meta.id.clone());
-            let _ = self.registry.run(&meta.id, "cannot remove", async move {
-                sqlx::query("DELETE FROM sessions WHERE id = $1")
-                    .bind(key)
-                    .execute(&pool)
-                    .await
-            });
+            let _ = self.registry.remove(&meta.id);
             return Err(err);
         }
         Ok(())
@@ -288,10 +306,10 @@ impl SessionStore for RegistryStore {
         let (pool, record) = (self.registry.pool.clone(), meta.clone());
         let node = self.registry.node.clone();
         let saved = self.registry.run(&meta.id, "cannot save", async move {
-            sqlx::query(
-                "UPDATE sessions SET record = $2, updated_at = now() WHERE id = $1 \
-                 AND (lease_node IS NULL OR lease_node = $3 OR lease_until < now())",
-            )
+            sqlx::query(concat!(
+                "UPDATE sessions SET record = $2, updated_at = now() WHERE id = $1 AND ",
+                writable_by!("$3")
+            ))
             .bind(record.id.clone())
             .bind(Json(record))
             .bind(node)
@@ -381,15 +399,7 @@ impl SessionStore for RegistryStore {
 
     fn delete(&self, id: &str) -> Result<(), StoreError> {
         self.inner.delete(id)?;
-        let (pool, key) = (self.registry.pool.clone(), id.to_string());
-        self.registry
-            .run(id, "cannot remove", async move {
-                sqlx::query("DELETE FROM sessions WHERE id = $1")
-                    .bind(key)
-                    .execute(&pool)
-                    .await
-            })
-            .map(drop)
+        self.registry.remove(id)
     }
 
     fn put_result_file(&self, id: &str, name: &str, from: &Path) -> Result<(), StoreError> {
