@@ -8,8 +8,8 @@
 //!   results, the dashboard and `/metrics`.
 //! - [`ingest`]: the WebSocket endpoint; one task per connection drives one session (its
 //!   start, resume, frames and end, the frame checks and the session's frame writer).
-//! - [`store`]: the storage interface, its local-disk and object-store implementations, and
-//!   [`store::Store`], the store for async code.
+//! - [`store`]: the storage interface, its local-disk and object-store implementations, the
+//!   registry of several servers (PostgreSQL), and [`store::Store`], the store for async code.
 //! - [`session`]: live sessions, sessions created ahead, processing after an upload,
 //!   recovery after a stop, the sweeper.
 //! - [`pipeline`]: the processing stages (video reconstruction, analysis).
