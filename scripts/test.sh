@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh --tests
+# What the build and the tests have to work with: a full disk fails them midway.
+df -h . "${TMPDIR:-/tmp}" | sed 's/^/disk: /'
 # The end-to-end tests run the client binary: build every binary first.
 cargo build --workspace --bins
 cargo test --workspace "$@"
