@@ -14,12 +14,15 @@
 //!   recovery after a stop, the sweeper.
 //! - [`pipeline`]: the processing stages (video reconstruction, analysis).
 //! - [`notify`]: the event bus and who follows it (Server-Sent Events, webhooks).
+//! - [`cluster`]: what the servers of one registry share: the processing queue, the event
+//!   relay, the tasks one of them runs, who delivers each webhook.
 //! - beside them: [`config`] (flags, environment, the TOML file) and [`settings`] (what
 //!   they make, checked, in sections), [`limits`] (per client, the free-disk floor),
 //!   [`frame_size`] (a frame's pixels), [`metrics`].
 //!
 //! This file holds what they share ([`AppState`]) and [`serve`], which starts them.
 
+pub mod cluster;
 pub mod config;
 pub mod frame_size;
 pub mod http;
@@ -35,6 +38,7 @@ pub mod store;
 use std::future::Future;
 use std::sync::Arc;
 
+use cluster::Cluster;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -87,6 +91,8 @@ pub struct AppState {
     pub connections: Arc<slots::AddressSlots>,
     /// Live watchers (event streams, live views), in total and per client address.
     pub watchers: Arc<slots::AddressSlots>,
+    /// What this server shares with the others on its registry, if it has one.
+    pub cluster: Option<Cluster>,
 }
 
 impl AppState {
@@ -119,8 +125,10 @@ impl AppState {
             tracing::info!("{imported} sessions of the store added to the empty registry");
         }
         tracing::info!("registry connected; this server is {}", registry.node());
+        let cluster = Cluster::of(&registry, wanted.timeout);
         // The registry is every server's index: no copy of it in memory.
-        Self::over(settings, Arc::new(RegistryStore::new(registry, store)))
+        let store = Arc::new(RegistryStore::new(registry, store));
+        Self::over(settings, store, Some(cluster))
     }
 
     /// State over `store`, its records indexed in memory (this server is their only writer).
@@ -129,10 +137,14 @@ impl AppState {
         store: Arc<dyn SessionStore>,
     ) -> Result<Self, StartError> {
         let indexed = Arc::new(session_index::IndexedStore::load(store)?);
-        Self::over(settings, indexed)
+        Self::over(settings, indexed, None)
     }
 
-    fn over(settings: Settings, store: Arc<dyn SessionStore>) -> Result<Self, StartError> {
+    fn over(
+        settings: Settings,
+        store: Arc<dyn SessionStore>,
+        cluster: Option<Cluster>,
+    ) -> Result<Self, StartError> {
         let store = Store::new(store);
         let limits = &settings.limits;
         Ok(Self {
@@ -149,6 +161,7 @@ impl AppState {
             events: events::EventBus::default(),
             metrics: Arc::new(metrics::Metrics::default()),
             recovering: Arc::new(recovery::Pending::default()),
+            cluster,
         })
     }
 }
@@ -163,12 +176,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     reserve::load(&state).await;
+    if let Some(cluster) = &state.cluster {
+        cluster::relay::start(&state, cluster).await;
+    }
     // Recovery runs in the background: /health and new sessions are served at once, a resume
-    // waits for its session. The sweeper starts once every session is recovered.
+    // waits for its session. The sweeper, and in a cluster the takeover of other servers'
+    // processing, start once every session is recovered.
     let recovering = recovery::start(&state);
     let sweeper = state.clone();
     tokio::spawn(async move {
         let _ = recovering.await;
+        if let Some(cluster) = sweeper.cluster.clone() {
+            tokio::spawn(cluster::jobs::take_over(sweeper.clone(), cluster));
+        }
         cleanup::run(sweeper).await;
     });
     webhooks::start(&state).await;

@@ -1,29 +1,63 @@
 //! Several servers on one registry (`--registry postgres://...`, a real PostgreSQL) and one
-//! bucket (a real S3 server): each sees and serves the sessions of the others, and a server
-//! that died while receiving is taken over once its lease has ended, with nothing lost.
+//! bucket (a real S3 server): each sees and serves the sessions of the others, a server that
+//! died while receiving or processing is taken over once its lease has ended, with nothing
+//! lost, every server's event stream shows every session, and each webhook event is
+//! delivered once.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use referee_tests::postgres::Postgres;
 use referee_tests::s3::SeaweedFs;
 use referee_tests::server_process::ServerProcess;
-use referee_tests::{http_request, make_video, TestServer};
+use referee_tests::{http_request, make_video, run_client, SseStream, TestServer};
 
 use crate::object_store::{assert_stored_exactly, open_store};
+use crate::webhooks::{keys, receiver_with, settled, wait_for};
 
-/// The acknowledged count and the lease holder of session `id`, as the registry has them.
-fn registry_row(postgres: &Postgres, url: &str, id: &str) -> String {
+/// The answer of `sql` in the registry at `url`, as psql prints it unaligned.
+fn registry_query(postgres: &Postgres, url: &str, sql: &str) -> String {
     let database = url.rsplit('/').next().unwrap();
-    let out = postgres.psql(
-        database,
-        &format!(
-            "SELECT acked_frames, coalesce(lease_node, '-'), record->>'status' FROM sessions WHERE id = '{id}'"
-        ),
-    );
+    let out = postgres.psql(database, sql);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Settings of a server on `registry` and `store`, with a lease of `lease` seconds.
+fn on_cluster(
+    registry: &str,
+    store: &str,
+    lease: u64,
+) -> impl Fn(&mut referee_server::config::Config) {
+    let (registry, store) = (registry.to_string(), store.to_string());
+    move |c| {
+        c.store = Some(store.clone());
+        c.registry = Some(registry.clone());
+        c.store_timeout_secs = 2;
+        c.lease_secs = lease;
+    }
+}
+
+/// A server process on `registry` and `store` with a lease of 5 s, to be killed.
+fn cluster_process(data: &std::path::Path, registry: &str, store: &str) -> ServerProcess {
+    let args = ["--store", store, "--registry", registry];
+    let short = ["--store-timeout-secs", "2", "--lease-secs", "5"];
+    ServerProcess::start(data, &[&args[..], &short[..]].concat())
+}
+
+/// The acknowledged count and the lease holder of session `id`, as the registry has them.
+fn registry_row(postgres: &Postgres, url: &str, id: &str) -> String {
+    registry_query(
+        postgres,
+        url,
+        &format!(
+            "SELECT acked_frames, coalesce(lease_node, '-'), record->>'status' FROM sessions WHERE id = '{id}'"
+        ),
+    )
 }
 
 #[test]
@@ -33,14 +67,9 @@ fn a_session_streamed_into_one_server_is_seen_and_served_by_another() {
     };
     let registry = postgres.new_database("seen");
     let store = s3.store_url("registry-seen");
-    let setup = |c: &mut referee_server::config::Config| {
-        c.store = Some(store.clone());
-        c.registry = Some(registry.clone());
-        c.store_timeout_secs = 5;
-        c.lease_secs = 15;
-    };
-    let a = TestServer::start_with(setup);
-    let b = TestServer::start_with(setup);
+    let setup = on_cluster(&registry, &store, 15);
+    let a = TestServer::start_with(&setup);
+    let b = TestServer::start_with(&setup);
     let work = tempfile::tempdir().unwrap();
     let video = make_video(work.path(), "bout.avi", 60, 30.0, 320, 240);
     let signal = work.path().join("bout.txt");
@@ -87,19 +116,7 @@ fn a_server_killed_while_receiving_is_taken_over_after_its_lease_and_nothing_is_
     let data = tempfile::tempdir().unwrap();
     // The server started again is another process: another node, which must wait for the
     // lease of the one killed to end before it may take the upload over.
-    let mut server = ServerProcess::start(
-        data.path(),
-        &[
-            "--store",
-            &store,
-            "--registry",
-            &registry,
-            "--store-timeout-secs",
-            "2",
-            "--lease-secs",
-            "5",
-        ],
-    );
+    let mut server = cluster_process(data.path(), &registry, &store);
     let work = tempfile::tempdir().unwrap();
     let video = make_video(work.path(), "bout.avi", 300, 30.0, 320, 240);
     let id = server.stream_across_a_kill(&video);
@@ -109,5 +126,126 @@ fn a_server_killed_while_receiving_is_taken_over_after_its_lease_and_nothing_is_
         registry_row(postgres, &registry, &id).starts_with("300|-|"),
         "{}",
         registry_row(postgres, &registry, &id)
+    );
+}
+
+#[test]
+fn a_watcher_on_one_server_sees_a_session_streamed_into_another_complete() {
+    let (Some(postgres), Some(s3)) = (Postgres::shared(), SeaweedFs::shared()) else {
+        return;
+    };
+    let registry = postgres.new_database("relay");
+    let store = s3.store_url("registry-relay");
+    let setup = on_cluster(&registry, &store, 15);
+    let a = TestServer::start_with(&setup);
+    let b = TestServer::start_with(&setup);
+    // B listens to the registry's notifications before it answers HTTP.
+    let watching = SseStream::open(b.addr, "/api/events", Duration::from_secs(60));
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "bout.avi", 30, 30.0, 160, 120);
+    let run = run_client(&[&a.http_url(), "--video", video.to_str().unwrap()]);
+    run.assert_success();
+    let id = run.session_id();
+
+    let seen = watching.until(&["complete"]);
+    let (name, complete) = seen.last().unwrap();
+    assert_eq!(name, "complete", "{seen:?}");
+    assert_eq!(complete["session_id"], id.as_str());
+    assert_eq!(complete["frames_stored"], 30);
+    // Its upload was seen too, not only its end.
+    assert!(seen.iter().any(|(name, _)| name == "created"), "{seen:?}");
+}
+
+#[test]
+fn a_server_killed_while_processing_is_finished_by_another() {
+    let (Some(postgres), Some(s3)) = (Postgres::shared(), SeaweedFs::shared()) else {
+        return;
+    };
+    let registry = postgres.new_database("processing");
+    let store = s3.store_url("registry-processing");
+    let data = tempfile::tempdir().unwrap();
+    let mut a = cluster_process(data.path(), &registry, &store);
+    let b = TestServer::start_with(on_cluster(&registry, &store, 5));
+    let work = tempfile::tempdir().unwrap();
+    // Long enough to process that it is still processing when A is killed.
+    let video = make_video(work.path(), "bout.avi", 300, 30.0, 480, 360);
+    let signal = work.path().join("bout.txt");
+    std::fs::write(&signal, "2.0 touch_left\n5.0 touch_right\n8.0 touch_left\n").unwrap();
+    let mut client = Command::new(referee_tests::workspace_binary("referee-client"))
+        .arg(a.http_url())
+        .arg("--video")
+        .arg(&video)
+        .arg("--signal")
+        .arg(&signal)
+        .env("REFEREE_STATE_DIR", referee_tests::test_state_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let id = loop {
+        let newest = a
+            .get("/api/sessions")
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .map(|list| list["sessions"][0].clone())
+            .unwrap_or_default();
+        if newest["status"] == "processing" {
+            break newest["id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "never processing: {newest}");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    a.kill();
+    let _ = client.kill();
+    let _ = client.wait();
+    let left = registry_row(postgres, &registry, &id);
+    assert!(
+        left.ends_with("|processing"),
+        "A finished before it was killed: {left}"
+    );
+
+    // B takes the job over once A's lease has run out, and finishes it.
+    let done = b.wait_for_status(&id, "complete");
+    assert_eq!(done["frames_stored"], 300, "{done}");
+    let video_served = http_request(b.addr, "GET", &format!("/api/sessions/{id}/video.mp4"), &[]);
+    assert_eq!(video_served.status, 200);
+    let (objects, _runtime, _local) = open_store(&store);
+    assert_stored_exactly(&objects, &id, &video);
+    assert_eq!(
+        registry_query(postgres, &registry, "SELECT count(*) FROM jobs"),
+        "0"
+    );
+}
+
+#[test]
+fn each_webhook_event_is_delivered_once_by_the_servers_together() {
+    let (Some(postgres), Some(s3)) = (Postgres::shared(), SeaweedFs::shared()) else {
+        return;
+    };
+    let registry = postgres.new_database("webhooks");
+    let store = s3.store_url("registry-webhooks");
+    let (url, seen) = receiver_with(|_| false);
+    let cluster = on_cluster(&registry, &store, 15);
+    let setup = |c: &mut referee_server::config::Config| {
+        cluster(c);
+        c.webhook = vec![url.clone()];
+    };
+    let a = TestServer::start_with(setup);
+    let b = TestServer::start_with(setup);
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "bout.avi", 10, 30.0, 160, 120);
+    let run = run_client(&[&a.http_url(), "--video", video.to_str().unwrap()]);
+    run.assert_success();
+    let id = run.session_id();
+    wait_for(&seen, 2);
+    // A server that joins later catches up on the sessions it does not know: these events
+    // are A's, already delivered.
+    let c = TestServer::start_with(setup);
+    for server in [&a, &b, &c] {
+        settled(server);
+    }
+    assert_eq!(
+        keys(&seen.lock().unwrap(), 200),
+        vec![format!("{id}.created"), format!("{id}.completed")]
     );
 }

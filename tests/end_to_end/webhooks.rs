@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use referee_tests::{make_video, run_client, TestServer};
 
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     answered: u16,
@@ -32,7 +32,7 @@ fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
 
 /// A webhook receiver that answers 500 when `failing` says so (given the requests so far),
 /// else 200.
-fn receiver_with(
+pub(crate) fn receiver_with(
     failing: impl Fn(&[Received]) -> bool + Send + 'static,
 ) -> (String, Arc<Mutex<Vec<Received>>>) {
     receiver_answering(move |log| (if failing(log) { 500 } else { 200 }, String::new()))
@@ -88,7 +88,7 @@ fn receiver_answering(
     (url, seen)
 }
 
-fn wait_for(seen: &Arc<Mutex<Vec<Received>>>, ok: usize) -> Vec<Received> {
+pub(crate) fn wait_for(seen: &Arc<Mutex<Vec<Received>>>, ok: usize) -> Vec<Received> {
     wait_until(seen, |got| {
         got.iter().filter(|r| r.answered == 200).count() >= ok
     })
@@ -112,7 +112,7 @@ fn wait_until(
 /// Waits until the server has sent everything it will: it answers HTTP (so its start-up
 /// catch-up of the outbox is done and dispatched) and its outbox is empty (every event
 /// delivered to every URL, or set aside). A repeat would have reached the receiver by then.
-fn settled(server: &TestServer) {
+pub(crate) fn settled(server: &TestServer) {
     let (status, _) = server.get_json("/health");
     assert_eq!(status, 200);
     let outbox = server.data_dir.path().join("webhooks/outbox");
@@ -136,7 +136,7 @@ fn settled(server: &TestServer) {
 }
 
 /// The idempotency keys of the requests `got` that were answered `status`.
-fn keys(got: &[Received], status: u16) -> Vec<String> {
+pub(crate) fn keys(got: &[Received], status: u16) -> Vec<String> {
     got.iter()
         .filter(|r| r.answered == status)
         .filter_map(|r| r.header("Idempotency-Key").map(String::from))

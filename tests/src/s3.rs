@@ -99,6 +99,16 @@ impl SeaweedFs {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+        // The first object written makes SeaweedFS allocate its volumes, which can take longer
+        // than the short store deadlines of the tests: done here, once, before any test.
+        let written = crate::http_send(
+            addr,
+            "PUT",
+            &format!("/{BUCKET}/warm-up"),
+            &[("Content-Length", "1")],
+            b"x",
+        );
+        assert_eq!(written.status, 200, "SeaweedFS refused its first object");
         SeaweedFs {
             endpoint: format!("http://{addr}"),
             dir,

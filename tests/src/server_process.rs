@@ -118,7 +118,8 @@ impl ServerProcess {
         crate::completed_id(&stdout)
     }
 
-    fn kill(&mut self) {
+    /// Kills the server: no shutdown, no flush.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

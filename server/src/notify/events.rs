@@ -29,39 +29,55 @@ pub fn event_of(kind: EventKind, meta: &SessionMeta) -> SessionEvent {
     }
 }
 
-/// Publishes session events to any number of subscribers.
+/// Publishes session events to any number of subscribers: this server's own, and, in a
+/// cluster, those of the other servers (`crate::cluster::relay`), for the event streams.
 #[derive(Debug, Clone)]
 pub struct EventBus {
-    tx: broadcast::Sender<SessionEvent>,
+    /// Every event, this server's and the other servers'.
+    all: broadcast::Sender<SessionEvent>,
+    /// This server's events only: webhooks and the relay to the other servers follow these.
+    own: broadcast::Sender<SessionEvent>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         Self {
-            tx: broadcast::channel(BACKLOG).0,
+            all: broadcast::channel(BACKLOG).0,
+            own: broadcast::channel(BACKLOG).0,
         }
     }
 }
 
 impl EventBus {
     pub fn publish(&self, event: EventKind, meta: &SessionMeta) {
-        // No subscriber is fine.
-        let _ = self.tx.send(event_of(event, meta));
+        self.send(event_of(event, meta));
     }
 
     /// Publishes that `clip` of session `meta` is stored.
     pub fn publish_clip(&self, meta: &SessionMeta, clip: Clip) {
         let mut event = event_of(EventKind::ClipReady, meta);
         event.clip = Some(clip);
-        let _ = self.tx.send(event);
+        self.send(event);
     }
 
+    fn send(&self, event: SessionEvent) {
+        // No subscriber is fine.
+        let _ = self.own.send(event.clone());
+        let _ = self.all.send(event);
+    }
+
+    /// Publishes an event of another server of the cluster, for this server's event streams.
+    pub fn publish_relayed(&self, event: SessionEvent) {
+        let _ = self.all.send(event);
+    }
+
+    /// Every event from now on, this server's and the other servers'.
     pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
-        self.tx.subscribe()
+        self.all.subscribe()
     }
 
-    /// How many subscribers (watchers, webhooks) are listening.
-    pub fn subscribers(&self) -> usize {
-        self.tx.receiver_count()
+    /// This server's own events from now on.
+    pub fn subscribe_own(&self) -> broadcast::Receiver<SessionEvent> {
+        self.own.subscribe()
     }
 }

@@ -16,6 +16,9 @@ pub async fn run(app: AppState) {
             _ = every.tick() => {}
             () = app.shutdown.cancelled() => return,
         }
+        if !leading(&app).await {
+            continue;
+        }
         let sweeping = app.clone();
         let swept = app.store.run("the cleanup sweep", move |store| {
             sweep(store, &sweeping);
@@ -25,6 +28,18 @@ pub async fn run(app: AppState) {
             tracing::error!("the cleanup sweep failed: {err}");
         }
     }
+}
+
+/// Whether this server sweeps now: always alone, one server of a cluster at a time (the
+/// others' sessions are in the same registry).
+async fn leading(app: &AppState) -> bool {
+    let Some(cluster) = &app.cluster else {
+        return true;
+    };
+    cluster.lead("sweeper").await.unwrap_or_else(|err| {
+        tracing::warn!("cleanup: not sweeping now: {err}");
+        false
+    })
 }
 
 /// One sweep (it blocks: `store` is the blocking store). Sessions attached to a connection

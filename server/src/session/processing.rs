@@ -8,6 +8,7 @@ use referee_protocol::{ControlMessage, Stage};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::cluster::jobs::Job;
 use crate::notify::events::EventKind;
 use crate::pipeline::{self, PipelineEvent};
 use crate::session::live::LiveSession;
@@ -21,6 +22,21 @@ const PROGRESS_QUEUE: usize = 32;
 /// see `recovery`) and runs the pipeline in the background. Listeners subscribed to `live`
 /// before this call see every event.
 pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<SignalTrack>) {
+    let job = match &app.cluster {
+        None => None,
+        Some(cluster) => match Job::claim(cluster, live.id()).await {
+            Ok(Some(job)) => Some(job),
+            Ok(None) => {
+                tracing::info!("Session {}: another server is processing it", live.id());
+                return;
+            }
+            Err(err) => {
+                // Processing twice stores the same results; not processing loses them.
+                tracing::warn!("Session {}: processing it anyway: {err}", live.id());
+                None
+            }
+        },
+    };
     let meta = live.update(super::lifecycle::process);
     persist(&app.store, meta).await;
     let (tx, mut rx) = mpsc::channel::<PipelineEvent>(PROGRESS_QUEUE);
@@ -103,6 +119,9 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
                     tracing::error!("Session {id}: cannot record that processing failed: {err}")
                 }
             }
+        }
+        if let Some(job) = job {
+            job.finish().await;
         }
     }
     .instrument(span.clone()));

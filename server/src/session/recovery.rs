@@ -126,13 +126,45 @@ async fn recover_sessions(app: &AppState) -> Result<(), StoreError> {
     futures_util::stream::iter(unfinished)
         .for_each_concurrent(PARALLEL, |meta| async move {
             let id = meta.id.clone();
-            if let Err(err) = recover_one(app, meta).await {
-                tracing::error!("Session {id}: cannot recover it: {err}");
+            if !processed_elsewhere(app, &meta).await {
+                recover(app, meta).await;
             }
             app.recovering.done(&id);
         })
         .await;
     Ok(())
+}
+
+/// Whether another server of the cluster is processing session `meta` (it holds its job):
+/// it is left to that server, which is running, not stopped as this one was.
+async fn processed_elsewhere(app: &AppState, meta: &SessionMeta) -> bool {
+    let Some(cluster) = &app.cluster else {
+        return false;
+    };
+    if meta.status != SessionStatus::Processing {
+        return false;
+    }
+    match cluster.claim_job(&meta.id).await {
+        Ok(claimed) => !claimed,
+        Err(err) => {
+            // Recovery takes the frames' lease, processing its job again: both say no then.
+            tracing::warn!("{err}");
+            false
+        }
+    }
+}
+
+/// Recovers session `meta` (see the module's documentation), saying why not if it cannot.
+/// A session another server of the cluster is receiving is left to it.
+pub async fn recover(app: &AppState, meta: SessionMeta) {
+    let id = meta.id.clone();
+    match recover_one(app, meta).await {
+        Ok(()) => {}
+        Err(StoreError::Leased { node, .. }) => {
+            tracing::info!("Session {id}: being received by server {node}, left to it");
+        }
+        Err(err) => tracing::error!("Session {id}: cannot recover it: {err}"),
+    }
 }
 
 async fn recover_one(app: &AppState, mut meta: SessionMeta) -> Result<(), StoreError> {

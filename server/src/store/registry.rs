@@ -16,6 +16,7 @@
 //! session's record either. Dropping the writer lets go of the lease.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,7 +53,8 @@ const POOL_SIZE: u32 = 16;
 pub struct Registry {
     pool: PgPool,
     bridge: Bridge,
-    /// This server, as other servers see it in a lease (`HOST/PID`).
+    /// This server, as other servers see it in a lease (`HOST/PID`, `HOST/PID.2` for a
+    /// second server in one process).
     node: String,
     /// How long a lease lasts unless renewed.
     lease: Duration,
@@ -93,10 +95,17 @@ impl Registry {
             .nodename()
             .to_string_lossy()
             .into_owned();
+        // Several servers in one process (tests) are several nodes too.
+        static IN_PROCESS: AtomicU32 = AtomicU32::new(0);
+        let mut node = format!("{host}/{}", std::process::id());
+        match IN_PROCESS.fetch_add(1, Ordering::Relaxed) {
+            0 => {}
+            n => node.push_str(&format!(".{}", n + 1)),
+        }
         Ok(Self {
             pool,
             bridge,
-            node: format!("{host}/{}", std::process::id()),
+            node,
             lease,
         })
     }
@@ -104,6 +113,16 @@ impl Registry {
     /// This server's name in the leases it holds.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// The registry's database, for what else the servers share (`crate::cluster`).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// How long a lease lasts unless renewed (`--lease-secs`).
+    pub fn lease(&self) -> Duration {
+        self.lease
     }
 
     /// Runs one query for session `id`.

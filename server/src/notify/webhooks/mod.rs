@@ -85,15 +85,21 @@ pub async fn start(app: &AppState) {
     // until the catch-up (older events) is dispatched.
     let (fresh_tx, mut fresh_rx) = mpsc::unbounded_channel::<Entry>();
     tokio::spawn(listen(
-        app.events.subscribe(),
+        app.events.subscribe_own(),
         outbox.clone(),
         fresh_tx,
         app.clone(),
     ));
+    let cluster = app.cluster.clone();
     let backlog = app
         .store
         .run("the webhook catch-up", move |store| {
-            Ok(catch_up(store, &outbox))
+            let runtime = tokio::runtime::Handle::current();
+            let ours = |key: &str| match &cluster {
+                None => true,
+                Some(cluster) => runtime.block_on(claimed(cluster, key)),
+            };
+            Ok(catch_up(store, &outbox, &ours))
         })
         .await;
     let backlog = backlog.unwrap_or_else(|err| {
@@ -110,9 +116,24 @@ pub async fn start(app: &AppState) {
     });
 }
 
+/// Whether this server delivers the webhook event `key`, of the servers of `cluster`: the
+/// first to claim it does. Should the registry not answer, it does not (the event is claimed
+/// again at the next start).
+async fn claimed(cluster: &crate::cluster::Cluster, key: &str) -> bool {
+    cluster.claim_webhook(key).await.unwrap_or_else(|err| {
+        tracing::error!("webhooks: {err}; the event is sent after the next start");
+        false
+    })
+}
+
 /// The events to send at startup, oldest first: the outbox's, and those of stored sessions
-/// that never reached it.
-fn catch_up(store: &dyn crate::store::SessionStore, outbox: &Outbox) -> Vec<Entry> {
+/// that never reached it and that this server delivers (`ours`: in a cluster, the one that
+/// claims an event first).
+fn catch_up(
+    store: &dyn crate::store::SessionStore,
+    outbox: &Outbox,
+    ours: &dyn Fn(&str) -> bool,
+) -> Vec<Entry> {
     let sessions = store.list().unwrap_or_else(|err| {
         tracing::error!("webhook catch-up: cannot list the sessions: {err}");
         Vec::new()
@@ -125,7 +146,11 @@ fn catch_up(store: &dyn crate::store::SessionStore, outbox: &Outbox) -> Vec<Entr
             _ => &["created"],
         };
         for kind in kinds {
-            match outbox.put(&webhook_event(kind, &meta)) {
+            let event = webhook_event(kind, &meta);
+            if outbox.knows(&event.idempotency_key) || !ours(&event.idempotency_key) {
+                continue;
+            }
+            match outbox.put(&event) {
                 Ok(Some(entry)) => queued.push(entry),
                 Ok(None) => {}
                 Err(err) => tracing::error!("webhook outbox: {err}"),
@@ -163,6 +188,11 @@ async fn listen(
             continue;
         };
         let webhook = webhook_event(kind, &meta);
+        if let Some(cluster) = &app.cluster {
+            if !claimed(cluster, &webhook.idempotency_key).await {
+                continue;
+            }
+        }
         let box_ = outbox.clone();
         let queued = tokio::task::spawn_blocking(move || box_.put(&webhook)).await;
         match queued {

@@ -152,6 +152,11 @@ impl Outbox {
             .any(|dir| self.path(dir, key).exists())
     }
 
+    /// Whether event `key` was queued before (in this run or an earlier one).
+    pub fn knows(&self, key: &str) -> bool {
+        self.lock().contains(key) || self.known(key)
+    }
+
     /// Writes the event to the outbox, durably, pending for every URL, and claims it for
     /// delivery; `None` if it was queued before (in this run or an earlier one).
     pub fn put(&self, event: &WebhookEvent) -> std::io::Result<Option<Entry>> {
