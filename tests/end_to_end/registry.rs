@@ -167,10 +167,14 @@ fn a_server_killed_while_processing_is_finished_by_another() {
     let mut a = cluster_process(data.path(), &registry, &store);
     let b = TestServer::start_with(on_cluster(&registry, &store, 5));
     let work = tempfile::tempdir().unwrap();
-    // Long enough to process that it is still processing when A is killed.
-    let video = make_video(work.path(), "bout.avi", 300, 30.0, 480, 360);
+    // Long enough to process (a clip for each of 19 touches) that it is still processing
+    // when A is killed.
+    let video = make_video(work.path(), "bout.avi", 300, 30.0, 640, 480);
     let signal = work.path().join("bout.txt");
-    std::fs::write(&signal, "2.0 touch_left\n5.0 touch_right\n8.0 touch_left\n").unwrap();
+    let touches: String = (1..20)
+        .map(|i| format!("{:.1} touch_left\n", f64::from(i) / 2.0))
+        .collect();
+    std::fs::write(&signal, touches).unwrap();
     let mut client = Command::new(referee_tests::workspace_binary("referee-client"))
         .arg(a.http_url())
         .arg("--video")
