@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages referee builds against: OpenCV (with its FFmpeg backend), the
-# FFmpeg libraries the server writes H.264 with, and clang/libclang for the bindings; with `--tests`, also what the tests drive
-# (headless Chromium and its chromedriver, and SeaweedFS as the S3 server of the object-store
-# tests). Does nothing when they are already there.
+# FFmpeg libraries the server writes H.264 with, and clang/libclang for the bindings; with
+# `--tests`, also what the tests drive (headless Chromium and its chromedriver, SeaweedFS as
+# the S3 server of the object-store tests, PostgreSQL and HAProxy for the cluster tests).
+# Does nothing when they are already there.
 set -euo pipefail
 
 need=()
@@ -19,6 +20,8 @@ if [ "${1:-}" = "--tests" ]; then
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
   # PostgreSQL's server: the registry tests start a throwaway cluster of their own.
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+  # HAProxy: the load balancer in front of several servers in the cluster tests.
+  [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 fi
 
 if [ "${1:-}" = "--tests" ] && ! command -v weed >/dev/null 2>&1; then

@@ -7,6 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use referee_tests::load_balancer::LoadBalancer;
 use referee_tests::postgres::Postgres;
 use referee_tests::s3::SeaweedFs;
 use referee_tests::server_process::ServerProcess;
@@ -252,4 +253,82 @@ fn each_webhook_event_is_delivered_once_by_the_servers_together() {
         keys(&seen.lock().unwrap(), 200),
         vec![format!("{id}.created"), format!("{id}.completed")]
     );
+}
+
+#[test]
+fn three_servers_behind_a_load_balancer_lose_nothing_when_the_one_receiving_is_killed() {
+    let (Some(postgres), Some(s3)) = (Postgres::shared(), SeaweedFs::shared()) else {
+        return;
+    };
+    let registry = postgres.new_database("balanced");
+    let store = s3.store_url("registry-balanced");
+    let data: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<ServerProcess> = data
+        .iter()
+        .map(|dir| cluster_process(dir.path(), &registry, &store))
+        .collect();
+    let addrs: Vec<_> = nodes.iter().map(|node| node.addr).collect();
+    let Some(balancer) = LoadBalancer::start(&addrs) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "bout.avi", 300, 30.0, 320, 240);
+    let client = Command::new(referee_tests::workspace_binary("referee-client"))
+        .arg(balancer.http_url())
+        .arg("--video")
+        .arg(&video)
+        // Paced, so that it is still uploading when its server is killed.
+        .args(["--verbose", "--retries", "30", "--max-fps", "150"])
+        .env("REFEREE_STATE_DIR", referee_tests::test_state_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // The server receiving it, as the registry names it, once 40 frames are in.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (id, holder) = loop {
+        let rows = registry_query(
+            postgres,
+            &registry,
+            "SELECT id, acked_frames, coalesce(lease_node, '-') FROM sessions",
+        );
+        let row: Vec<&str> = rows.split('|').collect();
+        if let [id, acked, node] = row[..] {
+            if acked.parse::<u64>().unwrap_or(0) >= 40 && node != "-" {
+                break (id.to_string(), node.to_string());
+            }
+        }
+        assert!(Instant::now() < deadline, "no upload under way: {rows}");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let receiving = nodes
+        .iter()
+        .position(|node| holder.ends_with(&format!("/{}", node.pid())))
+        .unwrap_or_else(|| panic!("{holder} is none of the three servers"));
+    nodes[receiving].kill();
+
+    // The client's reconnect goes through the balancer to another server, which takes the
+    // upload over once the lease of the one killed has run out.
+    let output = client.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("Resumed session"), "{stdout}");
+    assert_eq!(referee_tests::completed_id(&stdout), id);
+    let (objects, _runtime, _local) = open_store(&store);
+    assert_stored_exactly(&objects, &id, &video);
+    // Every server left answers for it, through the balancer and directly.
+    let (status, body) = referee_tests::http_get(balancer.addr, &format!("/api/sessions/{id}"));
+    assert_eq!(status, 200, "{body}");
+    for (i, node) in nodes.iter().enumerate().filter(|(i, _)| *i != receiving) {
+        let (status, body) = node.get(&format!("/api/sessions/{id}")).unwrap();
+        assert!(
+            status == 200 && body.contains("\"complete\""),
+            "server {i}: {status} {body}"
+        );
+    }
 }

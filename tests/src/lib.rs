@@ -2,6 +2,7 @@
 //! real client binary, a raw WebSocket peer for misbehaving clients, and a minimal HTTP GET.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod load_balancer;
 pub mod postgres;
 pub mod proxy;
 pub mod s3;

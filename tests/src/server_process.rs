@@ -53,6 +53,11 @@ impl ServerProcess {
         }
     }
 
+    /// The server's process id (its node name in a registry is `HOST/PID`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn http_url(&self) -> String {
         format!("http://{}", self.addr)
     }
