@@ -332,3 +332,95 @@ fn three_servers_behind_a_load_balancer_lose_nothing_when_the_one_receiving_is_k
         );
     }
 }
+
+/// Copies session `id` of the data directory `data` into the bucket of `s3` under `prefix`,
+/// as `docs/operations.md` tells operators to ("Moving a single server into a cluster").
+fn copy_into_bucket(s3: &SeaweedFs, data: &std::path::Path, prefix: &str, id: &str) {
+    let dir = data.join("sessions").join(id);
+    let endpoint: std::net::SocketAddr = s3.endpoint.trim_start_matches("http://").parse().unwrap();
+    let put = |from: &std::path::Path, to: &str| {
+        let bytes = std::fs::read(from).unwrap();
+        let path = format!("/{}/{prefix}/sessions/{id}/{to}", referee_tests::s3::BUCKET);
+        let length = bytes.len().to_string();
+        let sent = referee_tests::http_send(
+            endpoint,
+            "PUT",
+            &path,
+            &[("Content-Length", length.as_str())],
+            &bytes,
+        );
+        assert_eq!(sent.status, 200, "PUT {path}");
+    };
+    let first = "frames/00000000000000000000";
+    for entry in walk(&dir) {
+        let name = entry
+            .strip_prefix(&dir)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        match name.as_str() {
+            "session.json" | "signal.txt" => put(&entry, &name),
+            "frames.log" => put(&entry, &format!("{first}.dat")),
+            "frames.idx" => put(&entry, &format!("{first}.idx")),
+            _ if name.starts_with("tmp/") => {}
+            _ => put(&entry, &format!("results/{name}")),
+        }
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn a_single_servers_sessions_copied_into_the_bucket_are_served_by_the_cluster() {
+    let (Some(postgres), Some(s3)) = (Postgres::shared(), SeaweedFs::shared()) else {
+        return;
+    };
+    let single = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "bout.avi", 40, 30.0, 320, 240);
+    let signal = work.path().join("bout.txt");
+    std::fs::write(&signal, "0.5 touch_left\n").unwrap();
+    let id = single.stream_files(&video, &signal, &[]).session_id();
+    single.wait_for_status(&id, "complete");
+    let frame_path = format!("/api/sessions/{id}/frames/20.jpg");
+    let frame = http_request(single.addr, "GET", &frame_path, &[]);
+    let clips = single.get_json(&format!("/api/sessions/{id}")).1["clips"].clone();
+    let mut single = single;
+    single.stop();
+
+    copy_into_bucket(s3, single.data_dir.path(), "registry-moved", &id);
+    let registry = postgres.new_database("moved");
+    let store = s3.store_url("registry-moved");
+    let cluster = TestServer::start_with(on_cluster(&registry, &store, 15));
+    let (status, seen) = cluster.get_json(&format!("/api/sessions/{id}"));
+    assert_eq!(
+        (status, &seen["status"]),
+        (200, &"complete".into()),
+        "{seen}"
+    );
+    assert_eq!(seen["clips"], clips);
+    let (objects, _runtime, _local) = open_store(&store);
+    assert_stored_exactly(&objects, &id, &video);
+    let moved = http_request(cluster.addr, "GET", &frame_path, &[]);
+    assert_eq!((moved.status, &moved.body), (200, &frame.body));
+    let served = http_request(
+        cluster.addr,
+        "GET",
+        &format!("/api/sessions/{id}/video.mp4"),
+        &[],
+    );
+    assert_eq!(served.status, 200);
+}
