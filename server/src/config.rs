@@ -59,7 +59,7 @@ pub struct Config {
     /// Seconds a server's lease on an upload lasts unless renewed (with --registry): another
     /// server takes over a session this long after its server died. More than twice
     /// --store-timeout-secs, so that a batch started under a lease is stored before it ends.
-    #[arg(long, env = "REFEREE_LEASE", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    #[arg(long, env = "REFEREE_LEASE", default_value_t = 90, value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub lease_secs: u64,
 
     /// Frames a client may have sent but not yet seen acknowledged. Bounds the memory each

@@ -385,6 +385,20 @@ mod tests {
     }
 
     #[test]
+    fn a_registry_with_the_default_lease_and_store_deadline_starts() {
+        let mut config = defaults();
+        config.registry = Some("postgres://referee@db/referee".into());
+        let settings = config.clone().settings().unwrap();
+        let registry = settings.storage.registry.unwrap();
+        assert!(registry.lease > 2 * registry.timeout, "{registry:?}");
+        config.lease_secs = 2 * config.store_timeout_secs;
+        assert!(matches!(
+            config.settings(),
+            Err(ConfigError::LeaseTooShort { .. })
+        ));
+    }
+
+    #[test]
     fn the_window_grows_with_smaller_frames_within_bounds() {
         let mut limits = defaults().settings().unwrap().limits;
         // 1280x720 at 2 bits per pixel is 230400 bytes: 32 MiB holds 145 of them.

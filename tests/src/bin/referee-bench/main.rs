@@ -32,13 +32,17 @@
 //! - **clips**: a 720p bout (`--bout-secs`, default 600) with a touch every 20 s, streamed
 //!   and signalled: the time from SIGNAL sent to the first clip (its PROGRESS and its SSE
 //!   `clip_ready`) and each clip's time. Run only with `--only clips`.
+//! - **cluster**: 6 concurrent uploads of pre-encoded 720p frames through HAProxy into one
+//!   server on the local store, one on the S3 store with the registry, and three on them (the
+//!   tests' SeaweedFS and PostgreSQL): frames/s, ACK latency, the ratios. Run only with
+//!   `--only cluster`.
 //!
 //! Test videos are made with `referee_sample_data::write_video` and kept in
 //! `target/bench/videos`; sessions are written to `target/bench/data` (the disk measured) and
 //! deleted after each run.
 //!
 //! One module per section (`limits`, `e2e`, `ingest`, `processing`, `hostile`, `player`,
-//! `clips`),
+//! `clips`, `cluster`),
 //! beside `args` (the flags), `video` (the test videos), `server` (a release server and its
 //! CPU and memory), `upload` (the protocol player) and `report` (the conditions, the results
 //! as written, the targets and the table). They share this file's imports (`use super::*`).
@@ -47,6 +51,7 @@
 
 mod args;
 mod clips;
+mod cluster;
 mod e2e;
 mod hostile;
 mod ingest;
@@ -97,8 +102,8 @@ const USAGE: &str =
   --json PATH      where to write the results (default: target/bench/results.json)
   --work DIR       test videos and session data (default: target/bench); its disk is measured
   --frames N       frames per test video (default 600, 300 with --quick)
-  --only SECTIONS  comma-separated: limits, e2e, ingest, processing, hostile, player, clips
-                   (default: all but hostile, player and clips)
+  --only SECTIONS  comma-separated: limits, e2e, ingest, processing, hostile, player, clips,
+                   cluster (default: all but hostile, player, clips and cluster)
   --bout-secs N    seconds of the bout the clips section streams (default 600)
   --repeat N       runs of each measurement; the median is shown (default 3, 1 with --quick)
   --server-arg ARG pass ARG to every referee-server started (repeat for more), e.g.
@@ -188,6 +193,7 @@ fn run(args: &[String]) -> Result<()> {
         hostile: None,
         player: None,
         clips: None,
+        cluster: None,
     };
     let wants = |s: &str| options.sections.iter().any(|x| x == s);
     if wants("limits") {
@@ -228,6 +234,10 @@ fn run(args: &[String]) -> Result<()> {
     if wants("clips") {
         warm_up(&data)?;
         results.clips = Some(clips::section(&bench, &data, &videos, options.bout_secs)?);
+    }
+    if wants("cluster") {
+        warm_up(&data)?;
+        results.cluster = Some(cluster::section(&bench, &data, &videos, options.quick)?);
     }
     results.conditions.loadavg_at_end = Some(
         fs::read_to_string("/proc/loadavg")

@@ -95,6 +95,8 @@ pub(crate) struct Results {
     pub(crate) player: Option<player::PlayerResults>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) clips: Option<clips::ClipsResults>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cluster: Option<Vec<Value>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -308,6 +310,7 @@ pub(crate) fn print_table(results: &Value) {
     hostile::print(&results["hostile"]);
     player::print(&results["player"]);
     clips::print(&results["clips"]);
+    cluster::print(&results["cluster"]);
     if let Some(rows) = results["targets"].as_array() {
         println!("\nTargets");
         for r in rows {
