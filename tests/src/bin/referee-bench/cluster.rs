@@ -29,6 +29,9 @@ pub(crate) struct ClusterRow {
     pub(crate) ack_p99_ms: f64,
     /// CPU seconds of every server together.
     pub(crate) servers_cpu_s: f64,
+    /// CPU seconds of the object store (SeaweedFS) and the database (PostgreSQL) meanwhile.
+    pub(crate) weed_cpu_s: f64,
+    pub(crate) postgres_cpu_s: f64,
     /// How the sessions were spread over the servers (sessions received by each).
     pub(crate) sessions_per_server: Vec<usize>,
 }
@@ -94,6 +97,7 @@ fn upload(
     let barrier = Arc::new(Barrier::new(SESSIONS + 1));
     let url = format!("ws://{}/stream", balancer.addr);
     let size = (video.width, video.height);
+    let engines_before = (cpu_of("weed"), cpu_of("postgres"));
     let outcome = runtime.block_on(async {
         let tasks = spawn_uploads(&url, "cluster", SESSIONS, payloads, frames, size, &barrier);
         barrier.wait().await;
@@ -105,6 +109,8 @@ fn upload(
         Ok::<_, anyhow::Error>((started, played))
     });
     let servers_cpu_s = servers.iter().map(Server::cpu_used).sum();
+    let weed_cpu_s = cpu_of("weed") - engines_before.0;
+    let postgres_cpu_s = cpu_of("postgres") - engines_before.1;
     // Where each session went: each server's count of the sessions it created.
     let sessions_per_server = servers.iter().map(sessions_created).collect();
     drop(balancer);
@@ -129,8 +135,25 @@ fn upload(
         ack_p50_ms: percentile(&latencies, 0.5),
         ack_p99_ms: percentile(&latencies, 0.99),
         servers_cpu_s,
+        weed_cpu_s,
+        postgres_cpu_s,
         sessions_per_server,
     })
+}
+
+/// CPU seconds used so far by every process named `name`.
+fn cpu_of(name: &str) -> f64 {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return f64::NAN;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == name)
+        })
+        .filter_map(cpu_seconds)
+        .sum()
 }
 
 /// `referee_sessions_created_total` of `server`'s `/metrics`.
@@ -148,14 +171,17 @@ pub(crate) fn print(rows: &Value) {
         return;
     };
     let f = |v: &Value, key: &str| v[key].as_f64().unwrap_or(f64::NAN);
-    println!("\ncluster: {SESSIONS} uploads of 720p frames at once, through HAProxy");
     println!(
-        "  {:<7} {:>7} {:>8} {:>8} {:>9} {:>9} {:>10}  sessions per server",
-        "store", "servers", "FPS", "MB/s", "ACK p50", "ACK p99", "server CPU"
+        "\ncluster: {SESSIONS} uploads of 720p frames at once, through HAProxy (CPU seconds of \
+         the servers, SeaweedFS and PostgreSQL)"
+    );
+    println!(
+        "  {:<7} {:>7} {:>8} {:>8} {:>9} {:>9} {:>10} {:>9} {:>9}  sessions per server",
+        "store", "servers", "FPS", "MB/s", "ACK p50", "ACK p99", "servers", "weed", "postgres"
     );
     for r in rows {
         println!(
-            "  {:<7} {:>7} {:>8.0} {:>8.1} {:>7.1}ms {:>7.1}ms {:>9.1}s  {}",
+            "  {:<7} {:>7} {:>8.0} {:>8.1} {:>7.1}ms {:>7.1}ms {:>9.1}s {:>8.1}s {:>8.1}s  {}",
             r["store"].as_str().unwrap_or(""),
             r["servers"],
             f(r, "fps"),
@@ -163,6 +189,8 @@ pub(crate) fn print(rows: &Value) {
             f(r, "ack_p50_ms"),
             f(r, "ack_p99_ms"),
             f(r, "servers_cpu_s"),
+            f(r, "weed_cpu_s"),
+            f(r, "postgres_cpu_s"),
             r["sessions_per_server"]
         );
     }
