@@ -424,3 +424,45 @@ fn a_single_servers_sessions_copied_into_the_bucket_are_served_by_the_cluster() 
     );
     assert_eq!(served.status, 200);
 }
+
+#[test]
+fn an_upload_whose_server_and_client_both_stopped_is_detached_by_another_server() {
+    let (Some(postgres), Some(s3)) = (Postgres::shared(), SeaweedFs::shared()) else {
+        return;
+    };
+    let registry = postgres.new_database("orphan");
+    let store = s3.store_url("registry-orphan");
+    let data = tempfile::tempdir().unwrap();
+    let mut a = cluster_process(data.path(), &registry, &store);
+    let cluster = on_cluster(&registry, &store, 5);
+    let b = TestServer::start_with(|c| {
+        cluster(c);
+        c.cleanup_interval_secs = 1;
+    });
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "bout.avi", 300, 30.0, 320, 240);
+    let mut client = Command::new(referee_tests::workspace_binary("referee-client"))
+        .arg(a.http_url())
+        .arg("--video")
+        .arg(&video)
+        .args(["--max-fps", "60"])
+        .env("REFEREE_STATE_DIR", referee_tests::test_state_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    a.wait_for_frames(40);
+    let _ = client.kill();
+    let _ = client.wait();
+    a.kill();
+    let (_, list) = b.get_json("/api/sessions");
+    let id = list["sessions"][0]["id"].as_str().unwrap().to_string();
+
+    // Once A's lease has ended, B's sweeper recovers the upload: resumable, its frames kept.
+    let detached = b.wait_for_status(&id, "detached");
+    assert!(
+        detached["frames_stored"].as_u64().unwrap() >= 40,
+        "{detached}"
+    );
+    assert!(detached["resumable_until"].is_string(), "{detached}");
+}

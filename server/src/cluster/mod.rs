@@ -73,6 +73,11 @@ impl Cluster {
         &self.node
     }
 
+    /// How long a lease lasts unless renewed.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
     /// How often a lease is renewed (and an expired one looked for): a quarter of it, so
     /// that a slow round trip or two do not lose it.
     pub fn heartbeat(&self) -> Duration {

@@ -1,6 +1,7 @@
 //! The sweeper: detached sessions past their grace period become `abandoned`, abandoned
 //! sessions past their expiry are deleted, and so are sessions created ahead that nobody
-//! streamed into before theirs.
+//! streamed into before theirs. In a cluster, one server sweeps at a time, and uploads left
+//! by a server that stopped are recovered.
 
 use time::OffsetDateTime;
 
@@ -26,6 +27,33 @@ pub async fn run(app: AppState) {
         });
         if let Err(err) = swept.await {
             tracing::error!("the cleanup sweep failed: {err}");
+        }
+        if let Some(cluster) = &app.cluster {
+            adopt_orphans(&app, cluster.lease()).await;
+        }
+    }
+}
+
+/// In a cluster: uploads whose server stopped, and whose client did not resume elsewhere,
+/// are recovered as that server's restart would (detached, then swept as any other); those
+/// whose server's lease is still valid are left to it.
+async fn adopt_orphans(app: &AppState, lease: std::time::Duration) {
+    // Not one just made, whose server is still to take its lease.
+    let quiet_since = OffsetDateTime::now_utc() - lease;
+    let sessions = match app.store.list().await {
+        Ok(sessions) => sessions,
+        Err(err) => {
+            tracing::warn!("cleanup: cannot list sessions: {err}");
+            return;
+        }
+    };
+    for meta in sessions {
+        let receiving = matches!(
+            meta.status,
+            SessionStatus::Receiving | SessionStatus::AwaitingSignal
+        );
+        if receiving && meta.updated_at < quiet_since && app.live.handle(&meta.id).is_none() {
+            super::recovery::adopt(app, meta).await;
         }
     }
 }

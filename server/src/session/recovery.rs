@@ -167,6 +167,16 @@ pub async fn recover(app: &AppState, meta: SessionMeta) {
     }
 }
 
+/// Recovers session `meta`, an upload of another server of the cluster, if that server's
+/// lease on it has ended (it stopped); says nothing while the lease is valid.
+pub async fn adopt(app: &AppState, meta: SessionMeta) {
+    let id = meta.id.clone();
+    match recover_one(app, meta).await {
+        Ok(()) | Err(StoreError::Leased { .. }) => {}
+        Err(err) => tracing::warn!("Session {id}: its server stopped; cannot recover it: {err}"),
+    }
+}
+
 async fn recover_one(app: &AppState, mut meta: SessionMeta) -> Result<(), StoreError> {
     let id = meta.id.clone();
     let (recovered, signal) = app

@@ -67,8 +67,16 @@ pub(crate) fn section(
                     postgres.new_database(&name.replace('-', "_")),
                 ],
             };
-            upload(bench, &data.join(&name), video, &payloads, servers, frames, &shared)
-                .map(|row| ClusterRow { store, ..row })
+            upload(
+                bench,
+                &data.join(&name),
+                video,
+                &payloads,
+                servers,
+                frames,
+                &shared,
+            )
+            .map(|row| ClusterRow { store, ..row })
         })?);
     }
     Ok(rows)
