@@ -22,20 +22,9 @@ const PROGRESS_QUEUE: usize = 32;
 /// see `recovery`) and runs the pipeline in the background. Listeners subscribed to `live`
 /// before this call see every event.
 pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<SignalTrack>) {
-    let job = match &app.cluster {
-        None => None,
-        Some(cluster) => match Job::claim(cluster, live.id()).await {
-            Ok(Some(job)) => Some(job),
-            Ok(None) => {
-                tracing::info!("Session {}: another server is processing it", live.id());
-                return;
-            }
-            Err(err) => {
-                // Processing twice stores the same results; not processing loses them.
-                tracing::warn!("Session {}: processing it anyway: {err}", live.id());
-                None
-            }
-        },
+    let Ok(job) = claim(app, live.id()).await else {
+        tracing::info!("Session {}: another server is processing it", live.id());
+        return;
     };
     let meta = live.update(super::lifecycle::process);
     persist(&app.store, meta).await;
@@ -125,6 +114,26 @@ pub async fn start(app: &AppState, live: Arc<LiveSession>, signal: Option<Signal
         }
     }
     .instrument(span.clone()));
+}
+
+/// Another server of the cluster is processing the session.
+struct Elsewhere;
+
+/// In a cluster, this server's hold on session `id`'s processing (none alone, or when the
+/// registry does not answer: processing twice stores the same results, not processing loses
+/// them).
+async fn claim(app: &AppState, id: &str) -> Result<Option<Job>, Elsewhere> {
+    let Some(cluster) = &app.cluster else {
+        return Ok(None);
+    };
+    match Job::claim(cluster, id).await {
+        Ok(Some(job)) => Ok(Some(job)),
+        Ok(None) => Err(Elsewhere),
+        Err(err) => {
+            tracing::warn!("Session {id}: processing it anyway: {err}");
+            Ok(None)
+        }
+    }
 }
 
 /// The COMPLETE message of a processed session.
