@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::notify::events::{event_of, EventKind, SessionEvent};
 use crate::store::{SessionMeta, SessionStatus};
 use crate::AppState;
+use referee_protocol::api::ApiErrorBody;
 
 /// How long a watcher waits for a session that does not exist yet, unless it says otherwise.
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
@@ -35,6 +36,21 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// Frames a live MJPEG watcher gets per second at most.
 const MJPEG_FPS: u64 = 5;
+
+/// One Server-Sent Event of a watch stream as an SSE reader gives it (how OpenAPI 3.2
+/// describes each item of `text/event-stream`), for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct WatchEvent {
+    /// What happened: a session event's name (`created`, `started`, `frames`, `ended`,
+    /// `progress`, `clip_ready`, `complete`, `failed`, `detached`, `resumed`, `abandoned`,
+    /// `deleted`, `state` first to a late watcher), `not_found` (no such session appeared
+    /// within `timeout`) or `lagged` (this watcher fell behind and skipped events).
+    event: String,
+    /// A session event's `SessionEvent` JSON; a sentence for `not_found` and `lagged`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
 
 #[derive(Debug, Deserialize)]
 pub struct WatchQuery {
@@ -190,6 +206,20 @@ fn until_shutdown<S: Stream>(
 }
 
 /// `GET /api/sessions/{id}/events`: the session's events as Server-Sent Events.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/events",
+    tag = "events",
+    summary = "A session's events, as Server-Sent Events",
+    description = "A watcher may come before the session exists (it waits up to `timeout`) or late (it gets the current state first, as `state`); the stream ends after the session's last event (`complete`, `failed`, `deleted`).",
+    params(("id" = String, Path, description = "The session's id"), ("timeout" = Option<u64>, Query, description = "Seconds to wait for a session that does not exist yet (300 by default, 3600 at most)")),
+    responses(
+        (status = 200, description = "The event stream", body = WatchEvent, content_type = "text/event-stream"),
+        (status = 400, description = "`timeout` is not a whole number (`invalid_request`)", body = ApiErrorBody),
+        (status = 429, description = "This client address has `--max-watchers-per-client` watchers open (`too_many_watchers`)", body = ApiErrorBody),
+        (status = 503, description = "The server has `--max-watchers` watchers open (`too_many_watchers`)", body = ApiErrorBody),
+    ),
+)]
 pub async fn session_events(
     State(app): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -225,6 +255,17 @@ pub async fn session_events(
 }
 
 /// `GET /api/events`: every session's events, new sessions included.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "events",
+    summary = "Every session's events, new sessions included, as Server-Sent Events",
+    responses(
+        (status = 200, description = "The event stream, until the server shuts down", body = WatchEvent, content_type = "text/event-stream"),
+        (status = 429, description = "This client address has `--max-watchers-per-client` watchers open (`too_many_watchers`)", body = ApiErrorBody),
+        (status = 503, description = "The server has `--max-watchers` watchers open (`too_many_watchers`)", body = ApiErrorBody),
+    ),
+)]
 pub async fn all_events(
     State(app): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -289,6 +330,20 @@ async fn next_view(app: &AppState, id: &str, shown: Option<u64>, deadline: Insta
 
 /// `GET /api/sessions/{id}/live.mjpeg`: the latest frame, again whenever a newer one arrives,
 /// at most a few times a second, as `multipart/x-mixed-replace`.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/live.mjpeg",
+    tag = "events",
+    summary = "The latest frame, again whenever a newer one arrives, for an `<img>`",
+    description = "At most 5 frames a second, each a `--frame` part (`image/jpeg`). Ends once a finished session's last frame is shown, or when no such session appeared within `timeout`; a session created ahead of its upload is waited for.",
+    params(("id" = String, Path, description = "The session's id"), ("timeout" = Option<u64>, Query, description = "Seconds to wait for a session that does not exist yet (300 by default, 3600 at most)")),
+    responses(
+        (status = 200, description = "The frames", body = Vec<u8>, content_type = "multipart/x-mixed-replace"),
+        (status = 400, description = "`timeout` is not a whole number (`invalid_request`)", body = ApiErrorBody),
+        (status = 429, description = "This client address has `--max-watchers-per-client` watchers open (`too_many_watchers`)", body = ApiErrorBody),
+        (status = 503, description = "The server has `--max-watchers` watchers open (`too_many_watchers`)", body = ApiErrorBody),
+    ),
+)]
 pub async fn live_mjpeg(
     State(app): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
