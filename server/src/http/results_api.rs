@@ -57,7 +57,7 @@ enum FileAnswers {
     /// (`result_not_found`).
     #[response(status = 404)]
     NotFound(ApiErrorBody),
-    /// The file cannot satisfy the `Range`.
+    /// The file cannot satisfy the `Range` (`range_not_satisfiable`).
     #[response(
         status = 416,
         headers(("Content-Range" = String, description = "`bytes */LENGTH`"))
@@ -631,12 +631,25 @@ async fn stream_file(
                 .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
             (start, end - start + 1)
         }
+        // Its own JSON error, not the file's Content-Type on an empty body.
         ByteRange::Unsatisfiable => {
-            return response
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
-                .body(Body::empty())
-                .unwrap_or_else(internal);
+            let refused = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!(
+                    "the file has {len} bytes and the Range {:?} asks for none of them: ask for \
+                     bytes=START-END within them, or send no Range for the whole file",
+                    range_header.unwrap_or_default()
+                ),
+            );
+            return (
+                [
+                    (header::CONTENT_RANGE, format!("bytes */{len}")),
+                    (header::ACCEPT_RANGES, "bytes".to_string()),
+                ],
+                refused,
+            )
+                .into_response();
         }
     };
     let mut file = tokio::fs::File::from_std(result.file);

@@ -54,7 +54,8 @@ struct WatchEvent {
 
 #[derive(Debug, Deserialize)]
 pub struct WatchQuery {
-    /// Seconds to wait for a session that does not exist yet.
+    /// Seconds to wait for a session that does not exist yet (or, for the live view, for
+    /// the upload of a session created ahead).
     timeout: Option<u64>,
 }
 
@@ -316,8 +317,16 @@ async fn next_view(app: &AppState, id: &str, shown: Option<u64>, deadline: Insta
         meta.status,
         SessionStatus::Created | SessionStatus::Receiving | SessionStatus::AwaitingSignal
     );
+    // A session created ahead that nobody streams into is waited for as one that does not
+    // exist yet, until the deadline (as its event stream is), not for as long as anyone
+    // watches (schemathesis found the answer that never ended).
+    let unstarted = meta.status == SessionStatus::Created && Instant::now() > deadline;
     let Some(index) = meta.frames_stored.checked_sub(1) else {
-        return if finished { View::End } else { View::Wait };
+        return if finished || unstarted {
+            View::End
+        } else {
+            View::Wait
+        };
     };
     if shown == Some(index) {
         return if finished { View::End } else { View::Wait };
@@ -335,7 +344,7 @@ async fn next_view(app: &AppState, id: &str, shown: Option<u64>, deadline: Insta
     path = "/api/sessions/{id}/live.mjpeg",
     tag = "events",
     summary = "The latest frame, again whenever a newer one arrives, for an `<img>`",
-    description = "At most 5 frames a second, each a `--frame` part (`image/jpeg`). Ends once a finished session's last frame is shown, or when no such session appeared within `timeout`; a session created ahead of its upload is waited for.",
+    description = "At most 5 frames a second, each a `--frame` part (`image/jpeg`). Ends once a finished session's last frame is shown, or when no such session appeared within `timeout` (nor an upload into a session created ahead of it).",
     params(("id" = String, Path, description = "The session's id"), ("timeout" = Option<u64>, Query, description = "Seconds to wait for a session that does not exist yet (300 by default, 3600 at most)")),
     responses(
         (status = 200, description = "The frames", body = Vec<u8>, content_type = "multipart/x-mixed-replace"),
