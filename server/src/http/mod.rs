@@ -5,7 +5,7 @@
 //!   (video with byte ranges through [`byte_range`], reports, thumbnails, frames) and DELETE;
 //!   [`dashboard`] the web dashboard at `/` (`server/web/`); [`ops`] `/metrics`.
 //! - [`auth`] scoped bearer tokens and allowed origins; [`api_error`] the `{code, message}`
-//!   JSON of every error.
+//!   JSON of every error; [`openapi`] the OpenAPI document of the routes (`/api/openapi.json`).
 //! - [`connections`] accepting connections (plain or TLS, deadlines, caps through [`slots`]);
 //!   [`open_files`] raises the open-file limit at start.
 
@@ -16,6 +16,7 @@ pub mod byte_range;
 pub mod connections;
 pub mod dashboard;
 pub mod open_files;
+pub mod openapi;
 pub mod ops;
 pub mod results_api;
 pub mod slots;
@@ -26,80 +27,98 @@ use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{Extensions, HeaderMap, StatusCode, Version};
 use axum::middleware::from_fn_with_state;
 use axum::response::Response;
-use axum::routing::{delete, get, post};
-use axum::Router;
+use axum::routing::get;
+use axum::{Extension, Router};
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::notify::watch;
 use crate::session::reserve;
 use crate::{ingest, AppState};
 use auth::Scope;
 
-/// The HTTP and WebSocket routes, grouped by the scope a token needs for them (on a server
-/// with tokens): a new route goes in the group of its scope.
+/// The HTTP and WebSocket routes: the dashboard's files, and [`routes`] with the OpenAPI
+/// document made from them (`GET /api/openapi.json`).
 pub fn app(state: AppState) -> Router {
-    let scope = |needs| from_fn_with_state(auth::Guard::new(&state, needs), auth::require);
-    // The dashboard's files hold no data: always open.
-    let open = dashboard::routes();
-    // Open unless --protect-health / --protect-metrics.
-    let health = Router::new().route("/health", get(api::health));
-    let metrics = Router::new().route("/metrics", get(ops::metrics));
-    let watch = Router::new()
-        .route("/api/sessions", get(api::list_sessions))
-        .route("/api/sessions/{id}", get(api::get_session))
-        .route("/api/sessions/{id}/video", get(results_api::video))
-        .route("/api/sessions/{id}/video.mp4", get(results_api::video_mp4))
-        .route("/api/sessions/{id}/video.avi", get(results_api::video_avi))
-        .route(
-            "/api/sessions/{id}/report.json",
-            get(results_api::report_json),
-        )
-        .route(
-            "/api/sessions/{id}/report.html",
-            get(results_api::report_html),
-        )
-        .route(
-            "/api/sessions/{id}/thumbnails/{name}",
-            get(results_api::thumbnail),
-        )
-        .route("/api/sessions/{id}/clips/{name}", get(results_api::clip))
-        .route("/api/sessions/{id}/frames", get(results_api::frame_times))
-        .route("/api/sessions/{id}/frames/{file}", get(results_api::frame))
-        .route("/api/sessions/{id}/events", get(watch::session_events))
-        .route("/api/sessions/{id}/live.mjpeg", get(watch::live_mjpeg))
-        .route("/api/events", get(watch::all_events));
-    let health = if state.settings.auth.protect_health {
-        health.route_layer(scope(Scope::Watch))
-    } else {
-        health
-    };
-    let metrics = if state.settings.auth.protect_metrics {
-        metrics.route_layer(scope(Scope::Watch))
-    } else {
-        metrics
-    };
-    let watch = watch.route_layer(scope(Scope::Watch));
-    let ingest = Router::new()
-        .route(referee_protocol::STREAM_PATH, get(stream))
-        .route("/api/sessions", post(reserve::create))
-        .route_layer(scope(Scope::Ingest));
-    let admin = Router::new()
-        .route("/api/sessions/{id}", delete(results_api::delete_session))
-        .route_layer(scope(Scope::Admin));
+    let (routes, document) = routes(&state).split_for_parts();
     Router::new()
-        .merge(open)
-        .merge(health)
-        .merge(metrics)
-        .merge(watch)
-        .merge(ingest)
-        .merge(admin)
+        // The dashboard's files hold no data: always open.
+        .merge(dashboard::routes())
+        .merge(routes)
+        .layer(Extension(openapi::Document::new(document)))
         .fallback(api_error::not_found)
         .layer(axum::middleware::from_fn(api_error::json_errors))
         .layer(CompressionLayer::new().compress_when(compressible()))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Every route but the dashboard's files, grouped by the scope a token needs for them (on a
+/// server with tokens): a new route goes in the group of its scope. Each is registered with
+/// its `#[utoipa::path]` operation (`routes!`), so that the OpenAPI document lists exactly
+/// the routes served, each with the scope of its group ([`scoped`]); only the WebSocket of
+/// the ingest protocol, which OpenAPI cannot describe, is routed without one.
+pub(crate) fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let auth = &state.settings.auth;
+    // The document describes routes, not sessions: open, like the dashboard's files.
+    let open = OpenApiRouter::new().routes(routes!(openapi::document));
+    // Open unless --protect-health / --protect-metrics.
+    let health = OpenApiRouter::new().routes(routes!(api::health));
+    let metrics = OpenApiRouter::new().routes(routes!(ops::metrics));
+    let watch = OpenApiRouter::new()
+        .routes(routes!(api::list_sessions))
+        .routes(routes!(api::get_session))
+        .routes(routes!(results_api::video))
+        .routes(routes!(results_api::video_mp4))
+        .routes(routes!(results_api::video_avi))
+        .routes(routes!(results_api::report_json))
+        .routes(routes!(results_api::report_html))
+        .routes(routes!(results_api::thumbnail))
+        .routes(routes!(results_api::clip))
+        .routes(routes!(results_api::frame_times))
+        .routes(routes!(results_api::frame))
+        .routes(routes!(watch::session_events))
+        .routes(routes!(watch::live_mjpeg))
+        .routes(routes!(watch::all_events));
+    let ingest = OpenApiRouter::new()
+        .route(referee_protocol::STREAM_PATH, get(stream))
+        .routes(routes!(reserve::create));
+    let admin = OpenApiRouter::new().routes(routes!(results_api::delete_session));
+    OpenApiRouter::with_openapi(openapi::base())
+        .merge(open)
+        .merge(scoped(
+            state,
+            health,
+            auth.protect_health.then_some(Scope::Watch),
+        ))
+        .merge(scoped(
+            state,
+            metrics,
+            auth.protect_metrics.then_some(Scope::Watch),
+        ))
+        .merge(scoped(state, watch, Some(Scope::Watch)))
+        .merge(scoped(state, ingest, Some(Scope::Ingest)))
+        .merge(scoped(state, admin, Some(Scope::Admin)))
+}
+
+/// `group` behind the token scope it needs (none: open), the guard ([`auth::require`]) in
+/// front of its routes and the same scope in its operations' security
+/// ([`openapi::require`]), so that the two cannot differ.
+fn scoped(
+    state: &AppState,
+    group: OpenApiRouter<AppState>,
+    needs: Option<Scope>,
+) -> OpenApiRouter<AppState> {
+    let Some(needs) = needs else {
+        return group;
+    };
+    let guard = from_fn_with_state(auth::Guard::new(state, needs), auth::require);
+    let mut group = group.route_layer(guard);
+    openapi::require(group.get_openapi_mut(), needs);
+    group
 }
 
 /// Which answers are compressed (gzip or Brotli, as the client accepts): JSON, HTML, scripts

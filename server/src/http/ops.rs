@@ -8,6 +8,15 @@ use axum::response::IntoResponse;
 
 use crate::AppState;
 
+/// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "server",
+    summary = "The server's metrics, in the OpenMetrics text format (which Prometheus scrapes)",
+    description = "Open unless the server runs with `--protect-metrics` (then watch scope). The metrics are listed in docs/operations.md.",
+    responses((status = 200, description = "The metrics", body = String, content_type = "application/openmetrics-text")),
+)]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     // Sessions by state: stored states, overlaid with the live ones.
     let mut states: BTreeMap<&'static str, u64> = BTreeMap::new();

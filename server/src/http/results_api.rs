@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use referee_protocol::api::{FrameTimes, SessionLinks};
+use referee_protocol::api::{ApiErrorBody, FrameTimes, SessionLinks};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
@@ -27,6 +27,47 @@ const CHUNK: usize = 64 * 1024;
 const REPORT_CSP: &str = "default-src 'none'; img-src 'self'; media-src 'self'; \
                           style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
 
+/// The request headers a result file answers to ([`stream_file`]), for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct FileHeaders {
+    /// `bytes=START-END`, `bytes=START-` or `bytes=-SUFFIX`: 206 with those bytes (an `END`
+    /// past the file is cut to it), 416 when the file cannot satisfy it; several ranges or
+    /// another unit get the whole file.
+    #[param(rename = "Range")]
+    range: Option<String>,
+    /// The range is honoured only if this is the file's current `ETag`.
+    #[param(rename = "If-Range")]
+    if_range: Option<String>,
+    /// 304 when one of these is the file's current `ETag` (or `*`).
+    #[param(rename = "If-None-Match")]
+    if_none_match: Option<String>,
+}
+
+/// What a result file answers besides its content ([`serve`], [`stream_file`]), for the
+/// OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum FileAnswers {
+    /// The file did not change (`If-None-Match`).
+    #[response(status = 304, headers(("ETag" = String)))]
+    NotModified,
+    /// No such session (`session_not_found`), or it has no such result yet
+    /// (`result_not_found`).
+    #[response(status = 404)]
+    NotFound(ApiErrorBody),
+    /// The file cannot satisfy the `Range` (`range_not_satisfiable`).
+    #[response(
+        status = 416,
+        headers(("Content-Range" = String, description = "`bytes */LENGTH`"))
+    )]
+    RangeNotSatisfiable(ApiErrorBody),
+    /// The store failed (`storage_failed`, `internal`).
+    #[response(status = 500)]
+    Failed(ApiErrorBody),
+}
+
 /// [`REPORT_CSP`] with the report page's own script allowed by its hash.
 fn report_csp() -> String {
     format!(
@@ -36,11 +77,35 @@ fn report_csp() -> String {
 }
 
 /// `GET /api/sessions/{id}/video`: the reconstructed video, whichever container it is in.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/video",
+    tag = "results",
+    summary = "The rebuilt video (H.264 MP4, or the MJPEG AVI fallback), with byte ranges",
+    params(("id" = String, Path, description = "The session's id"), FileHeaders),
+    responses(
+        (status = 200, description = "The whole video", content((Vec<u8> = "video/mp4"), (Vec<u8> = "video/x-msvideo"))),
+        (status = 206, description = "The bytes of the `Range`", headers(("Content-Range" = String, description = "`bytes START-END/LENGTH`")), content((Vec<u8> = "video/mp4"), (Vec<u8> = "video/x-msvideo"))),
+        FileAnswers,
+    ),
+)]
 pub async fn video(app: State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     serve(&app, &id, &VIDEO_FILES, &headers).await
 }
 
 /// `GET /api/sessions/{id}/video.mp4`: the video by its file name (as `report.html` links it).
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/video.mp4",
+    tag = "results",
+    summary = "The rebuilt H.264 MP4 by its file name, with byte ranges",
+    params(("id" = String, Path, description = "The session's id"), FileHeaders),
+    responses(
+        (status = 200, description = "The whole video", body = Vec<u8>, content_type = "video/mp4"),
+        (status = 206, description = "The bytes of the `Range`", headers(("Content-Range" = String, description = "`bytes START-END/LENGTH`")), content((Vec<u8> = "video/mp4"))),
+        FileAnswers,
+    ),
+)]
 pub async fn video_mp4(
     app: State<AppState>,
     Path(id): Path<String>,
@@ -50,6 +115,18 @@ pub async fn video_mp4(
 }
 
 /// `GET /api/sessions/{id}/video.avi`: the fallback video by its file name.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/video.avi",
+    tag = "results",
+    summary = "The MJPEG AVI fallback video by its file name, with byte ranges",
+    params(("id" = String, Path, description = "The session's id"), FileHeaders),
+    responses(
+        (status = 200, description = "The whole video", body = Vec<u8>, content_type = "video/x-msvideo"),
+        (status = 206, description = "The bytes of the `Range`", headers(("Content-Range" = String, description = "`bytes START-END/LENGTH`")), content((Vec<u8> = "video/x-msvideo"))),
+        FileAnswers,
+    ),
+)]
 pub async fn video_avi(
     app: State<AppState>,
     Path(id): Path<String>,
@@ -59,6 +136,18 @@ pub async fn video_avi(
 }
 
 /// `GET /api/sessions/{id}/report.json`.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/report.json",
+    tag = "results",
+    summary = "The report (schema in docs/report-format.md)",
+    params(("id" = String, Path, description = "The session's id"), FileHeaders),
+    responses(
+        (status = 200, description = "The report", body = Object, content_type = "application/json"),
+        (status = 206, description = "The bytes of the `Range`", headers(("Content-Range" = String, description = "`bytes START-END/LENGTH`")), content(("application/json"))),
+        FileAnswers,
+    ),
+)]
 pub async fn report_json(
     app: State<AppState>,
     Path(id): Path<String>,
@@ -70,6 +159,19 @@ pub async fn report_json(
 /// `GET /api/sessions/{id}/report.html`. Opened as `report.html?token=TOKEN` on a server
 /// with tokens, the page's thumbnails, video and links carry the token too, since a browser
 /// sends no `Authorization` header for them.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/report.html",
+    tag = "results",
+    summary = "The report page",
+    description = "Served with a `Content-Security-Policy` that lets it load only its own thumbnails and video and run only its own script. Opened as `report.html?token=TOKEN`, its relative links carry the token too (and it is served whole, without ranges).",
+    params(("id" = String, Path, description = "The session's id"), FileHeaders),
+    responses(
+        (status = 200, description = "The page", body = String, content_type = "text/html"),
+        (status = 206, description = "The bytes of the `Range`", headers(("Content-Range" = String, description = "`bytes START-END/LENGTH`")), content(("text/html"))),
+        FileAnswers,
+    ),
+)]
 pub async fn report_html(
     app: State<AppState>,
     Path(id): Path<String>,
@@ -162,6 +264,22 @@ fn add_token(page: &str, token: &str) -> String {
 }
 
 /// `GET /api/sessions/{id}/thumbnails/{name}`.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/thumbnails/{name}",
+    tag = "results",
+    summary = "A thumbnail of the report, e.g. `frame-000036.jpg`",
+    params(
+        ("id" = String, Path, description = "The session's id"),
+        ("name" = String, Path, description = "The thumbnail's file name, as in the session's `links.thumbnails`", pattern = r"^frame-[0-9]{6,}\.jpg$"),
+        FileHeaders,
+    ),
+    responses(
+        (status = 200, description = "The thumbnail", body = Vec<u8>, content_type = "image/jpeg"),
+        (status = 206, description = "The bytes of the `Range`", headers(("Content-Range" = String, description = "`bytes START-END/LENGTH`")), content(("image/jpeg"))),
+        FileAnswers,
+    ),
+)]
 pub async fn thumbnail(
     app: State<AppState>,
     Path((id, name)): Path<(String, String)>,
@@ -173,6 +291,23 @@ pub async fn thumbnail(
 
 /// `GET /api/sessions/{id}/clips/{name}`: a touch's clip (`clip-003-touch_left.mp4`), with
 /// byte ranges like the video. Served as soon as the clip is announced, during processing.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/clips/{name}",
+    tag = "results",
+    summary = "A touch's clip (H.264 MP4), with byte ranges",
+    description = "Served as soon as it is announced (the session's `clips`, a `clip_ready` event), during processing too. A name that is not one of the session's clips is 404 `result_not_found`.",
+    params(
+        ("id" = String, Path, description = "The session's id"),
+        ("name" = String, Path, description = "The clip's file name, e.g. `clip-002-touch_left.mp4`", pattern = r"^clip-[0-9]{3,}-[A-Za-z0-9_-]*\.mp4$"),
+        FileHeaders,
+    ),
+    responses(
+        (status = 200, description = "The whole clip", body = Vec<u8>, content_type = "video/mp4"),
+        (status = 206, description = "The bytes of the `Range`", headers(("Content-Range" = String, description = "`bytes START-END/LENGTH`")), content((Vec<u8> = "video/mp4"))),
+        FileAnswers,
+    ),
+)]
 pub async fn clip(
     app: State<AppState>,
     Path((id, name)): Path<(String, String)>,
@@ -184,6 +319,22 @@ pub async fn clip(
 }
 
 /// `GET /api/sessions/{id}/frames/{index}.jpg`: a stored frame, as the client sent it.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/frames/{file}",
+    tag = "results",
+    summary = "A stored frame, byte for byte as the client sent it",
+    description = "Works while the session is still being received. A stored frame never changes (`immutable`).",
+    params(
+        ("id" = String, Path, description = "The session's id"),
+        ("file" = String, Path, description = "`INDEX.jpg`, INDEX counting from 0", pattern = r"^[0-9]+\.jpg$"),
+    ),
+    responses(
+        (status = 200, description = "The frame", body = Vec<u8>, content_type = "image/jpeg"),
+        (status = 404, description = "No such session (`session_not_found`), or no such frame stored (`frame_not_found`)", body = ApiErrorBody),
+        (status = 500, description = "The store failed (`storage_failed`, `internal`)", body = ApiErrorBody),
+    ),
+)]
 pub async fn frame(
     State(app): State<AppState>,
     Path((id, file)): Path<(String, String)>,
@@ -228,6 +379,24 @@ pub async fn frame(
 /// `N + M - 1` (those of them stored), read from the frame log's index, and how many frames
 /// are stored now. The replay player places each frame in the bout by them. At most
 /// `--max-frame-times` per request (`count` defaults to it); works during the upload.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/frames",
+    tag = "results",
+    summary = "The timestamps of stored frames `from` to `from + count - 1`",
+    description = "Those of them stored, from the frame log's index, as the client sent them; works while the session is still being received.",
+    params(
+        ("id" = String, Path, description = "The session's id"),
+        ("from" = Option<u64>, Query, description = "The first frame (0 by default)"),
+        ("count" = Option<u64>, Query, description = "How many frames, at most `--max-frame-times` (10 000 by default), its default"),
+    ),
+    responses(
+        (status = 200, description = "The frames' times and how many frames are stored", body = FrameTimes),
+        (status = 400, description = "`from` or `count` is not a whole number (`invalid_frame_range`), or `count` is over `--max-frame-times` (`frame_range_too_large`)", body = ApiErrorBody),
+        (status = 404, description = "No such session (`session_not_found`)", body = ApiErrorBody),
+        (status = 500, description = "The store failed (`storage_failed`, `internal`)", body = ApiErrorBody),
+    ),
+)]
 pub async fn frame_times(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -293,6 +462,21 @@ fn frame_range(query: Option<&str>, max: u64) -> Result<(u64, u64), (&'static st
 /// `DELETE /api/sessions/{id}`: deletes a session that is neither being received nor
 /// processed (409 while it is). Needs an admin token, when the server has tokens
 /// (see [`crate::http::auth`]).
+#[utoipa::path(
+    delete,
+    path = "/api/sessions/{id}",
+    tag = "sessions",
+    summary = "Deletes a session and all its files",
+    description = "A detached session can be deleted, which gives its upload up.",
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such session (`session_not_found`)", body = ApiErrorBody),
+        (status = 409, description = "A connection is feeding the session or it is being processed (`session_live`)", body = ApiErrorBody),
+        (status = 500, description = "The store failed (`storage_failed`, `internal`)", body = ApiErrorBody),
+        (status = 503, description = "Another server of the registry is receiving the session (`server_busy`)", body = ApiErrorBody),
+    ),
+)]
 pub async fn delete_session(State(app): State<AppState>, Path(id): Path<String>) -> Response {
     if let Some(meta) = app.live.get(&id) {
         return error(
@@ -447,12 +631,25 @@ async fn stream_file(
                 .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
             (start, end - start + 1)
         }
+        // Its own JSON error, not the file's Content-Type on an empty body.
         ByteRange::Unsatisfiable => {
-            return response
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
-                .body(Body::empty())
-                .unwrap_or_else(internal);
+            let refused = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!(
+                    "the file has {len} bytes and the Range {:?} asks for none of them: ask for \
+                     bytes=START-END within them, or send no Range for the whole file",
+                    range_header.unwrap_or_default()
+                ),
+            );
+            return (
+                [
+                    (header::CONTENT_RANGE, format!("bytes */{len}")),
+                    (header::ACCEPT_RANGES, "bytes".to_string()),
+                ],
+                refused,
+            )
+                .into_response();
         }
     };
     let mut file = tokio::fs::File::from_std(result.file);

@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::notify::events::{event_of, EventKind, SessionEvent};
 use crate::store::{SessionMeta, SessionStatus};
 use crate::AppState;
+use referee_protocol::api::ApiErrorBody;
 
 /// How long a watcher waits for a session that does not exist yet, unless it says otherwise.
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
@@ -36,9 +37,25 @@ const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// Frames a live MJPEG watcher gets per second at most.
 const MJPEG_FPS: u64 = 5;
 
+/// One Server-Sent Event of a watch stream as an SSE reader gives it (how OpenAPI 3.2
+/// describes each item of `text/event-stream`), for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct WatchEvent {
+    /// What happened: a session event's name (`created`, `started`, `frames`, `ended`,
+    /// `progress`, `clip_ready`, `complete`, `failed`, `detached`, `resumed`, `abandoned`,
+    /// `deleted`, `state` first to a late watcher), `not_found` (no such session appeared
+    /// within `timeout`) or `lagged` (this watcher fell behind and skipped events).
+    event: String,
+    /// A session event's `SessionEvent` JSON; a sentence for `not_found` and `lagged`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct WatchQuery {
-    /// Seconds to wait for a session that does not exist yet.
+    /// Seconds to wait for a session that does not exist yet (or, for the live view, for
+    /// the upload of a session created ahead).
     timeout: Option<u64>,
 }
 
@@ -190,6 +207,20 @@ fn until_shutdown<S: Stream>(
 }
 
 /// `GET /api/sessions/{id}/events`: the session's events as Server-Sent Events.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/events",
+    tag = "events",
+    summary = "A session's events, as Server-Sent Events",
+    description = "A watcher may come before the session exists (it waits up to `timeout`) or late (it gets the current state first, as `state`); the stream ends after the session's last event (`complete`, `failed`, `deleted`).",
+    params(("id" = String, Path, description = "The session's id"), ("timeout" = Option<u64>, Query, description = "Seconds to wait for a session that does not exist yet (300 by default, 3600 at most)")),
+    responses(
+        (status = 200, description = "The event stream", body = WatchEvent, content_type = "text/event-stream"),
+        (status = 400, description = "`timeout` is not a whole number (`invalid_request`)", body = ApiErrorBody),
+        (status = 429, description = "This client address has `--max-watchers-per-client` watchers open (`too_many_watchers`)", body = ApiErrorBody),
+        (status = 503, description = "The server has `--max-watchers` watchers open (`too_many_watchers`)", body = ApiErrorBody),
+    ),
+)]
 pub async fn session_events(
     State(app): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -225,6 +256,17 @@ pub async fn session_events(
 }
 
 /// `GET /api/events`: every session's events, new sessions included.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "events",
+    summary = "Every session's events, new sessions included, as Server-Sent Events",
+    responses(
+        (status = 200, description = "The event stream, until the server shuts down", body = WatchEvent, content_type = "text/event-stream"),
+        (status = 429, description = "This client address has `--max-watchers-per-client` watchers open (`too_many_watchers`)", body = ApiErrorBody),
+        (status = 503, description = "The server has `--max-watchers` watchers open (`too_many_watchers`)", body = ApiErrorBody),
+    ),
+)]
 pub async fn all_events(
     State(app): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -275,8 +317,16 @@ async fn next_view(app: &AppState, id: &str, shown: Option<u64>, deadline: Insta
         meta.status,
         SessionStatus::Created | SessionStatus::Receiving | SessionStatus::AwaitingSignal
     );
+    // A session created ahead that nobody streams into is waited for as one that does not
+    // exist yet, until the deadline (as its event stream is), not for as long as anyone
+    // watches (schemathesis found the answer that never ended).
+    let unstarted = meta.status == SessionStatus::Created && Instant::now() > deadline;
     let Some(index) = meta.frames_stored.checked_sub(1) else {
-        return if finished { View::End } else { View::Wait };
+        return if finished || unstarted {
+            View::End
+        } else {
+            View::Wait
+        };
     };
     if shown == Some(index) {
         return if finished { View::End } else { View::Wait };
@@ -289,6 +339,20 @@ async fn next_view(app: &AppState, id: &str, shown: Option<u64>, deadline: Insta
 
 /// `GET /api/sessions/{id}/live.mjpeg`: the latest frame, again whenever a newer one arrives,
 /// at most a few times a second, as `multipart/x-mixed-replace`.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}/live.mjpeg",
+    tag = "events",
+    summary = "The latest frame, again whenever a newer one arrives, for an `<img>`",
+    description = "At most 5 frames a second, each a `--frame` part (`image/jpeg`). Ends once a finished session's last frame is shown, or when no such session appeared within `timeout` (nor an upload into a session created ahead of it).",
+    params(("id" = String, Path, description = "The session's id"), ("timeout" = Option<u64>, Query, description = "Seconds to wait for a session that does not exist yet (300 by default, 3600 at most)")),
+    responses(
+        (status = 200, description = "The frames", body = Vec<u8>, content_type = "multipart/x-mixed-replace"),
+        (status = 400, description = "`timeout` is not a whole number (`invalid_request`)", body = ApiErrorBody),
+        (status = 429, description = "This client address has `--max-watchers-per-client` watchers open (`too_many_watchers`)", body = ApiErrorBody),
+        (status = 503, description = "The server has `--max-watchers` watchers open (`too_many_watchers`)", body = ApiErrorBody),
+    ),
+)]
 pub async fn live_mjpeg(
     State(app): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,

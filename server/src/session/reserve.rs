@@ -15,7 +15,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use referee_protocol::api::{CreatedLinks, CreatedSession, NewSession};
+use referee_protocol::api::{ApiErrorBody, CreatedLinks, CreatedSession, NewSession};
 use referee_protocol::text::check_name;
 use referee_protocol::ErrorCode;
 use time::OffsetDateTime;
@@ -103,6 +103,24 @@ fn requested_name(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> 
 }
 
 /// Creates the session (on disk, in full) and returns it with its links.
+#[utoipa::path(
+    post,
+    path = "/api/sessions",
+    tag = "sessions",
+    operation_id = "create_session",
+    summary = "A session created ahead of its upload",
+    description = "For a client to stream into with `SESSION_START`'s `session_id` (`referee-client --session ID`). It counts against the limits of sessions until its upload starts, and is deleted after `--created-expiry-secs` if nobody streams into it. No body (or an empty one) takes the default name.",
+    request_body(content = Option<NewSession>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created (status `created`), with where to follow it", body = CreatedSession),
+        (status = 400, description = "The name breaks the rules of `SESSION_START` (`invalid_name`)", body = ApiErrorBody),
+        (status = 413, description = "The body is too large (`invalid_body`)", body = ApiErrorBody),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ApiErrorBody),
+        (status = 422, description = "The JSON is not such an object, or has another field (`invalid_body`)", body = ApiErrorBody),
+        (status = 500, description = "The store failed (`storage_failed`, `internal`)", body = ApiErrorBody),
+        (status = 503, description = "The server is at its limit of sessions, or this client address at its limit of sessions waiting for their upload (`server_busy`), or the disk is below its free-space floor (`disk_full`)", body = ApiErrorBody),
+    ),
+)]
 pub async fn create(
     State(app): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -155,6 +173,7 @@ pub async fn create(
             let body = CreatedSession {
                 session: meta.view(None),
                 links: CreatedLinks {
+                    this: format!("/api/sessions/{id}"),
                     session: format!("/api/sessions/{id}"),
                     events: format!("/api/sessions/{id}/events"),
                     live: format!("/api/sessions/{id}/live.mjpeg"),

@@ -108,6 +108,27 @@ fn frames_read_back_byte_identical_across_batches_and_a_resume() {
 }
 
 #[test]
+fn a_session_nothing_was_streamed_into_has_no_frames() {
+    // A session created ahead of its upload (POST /api/sessions): no frame log yet. Its
+    // frames and their times are none, not a storage error (schemathesis found the 500).
+    each_store(|store| {
+        let meta = SessionMeta::new("ahead".into(), "ahead".into(), SessionStatus::Created);
+        store.create(&meta).unwrap();
+        let mut source = store.frame_source("ahead").unwrap();
+        assert_eq!(source.len(), 0);
+        assert!(source.timestamps().is_empty() && source.checksums().is_empty());
+        assert!(source.read(0).is_err());
+        assert!(matches!(
+            store.frame_source("missing").err(),
+            Some(StoreError::NotFound(_))
+        ));
+        // Its upload starts: the frame log is made then.
+        append(store, "ahead", 0, 3, 2);
+        assert_frames(store, "ahead", 3);
+    });
+}
+
+#[test]
 fn frames_after_the_acknowledged_ones_are_cut_off_when_the_upload_resumes() {
     each_store(|store| {
         new_session(store, "s");

@@ -414,9 +414,7 @@ pub fn recover(id: &str, dir: &Path) -> Result<Recovered, StoreError> {
         kept.bytes += frame.payload.len() as u64;
         log_end = reader.entries[index as usize].end();
     }
-    let log_len = reader
-        .log
-        .metadata()
+    let log_len = std::fs::metadata(&log_path)
         .map_err(io_error(id, "cannot read", &log_path))?
         .len();
     let idx_len = std::fs::metadata(&idx_path)
@@ -447,21 +445,29 @@ pub fn recover(id: &str, dir: &Path) -> Result<Recovered, StoreError> {
 pub struct FrameLogReader {
     id: String,
     log_path: PathBuf,
-    log: File,
+    /// None when the session has no frame log: nothing was ever streamed into it.
+    log: Option<File>,
     entries: Vec<IndexEntry>,
 }
 
 impl FrameLogReader {
     /// Opens the frame log in `dir`. A torn last index entry (from a crash mid-write) is
-    /// ignored.
+    /// ignored. A session without either file (created ahead of its upload, nothing
+    /// streamed into it yet) has no frames; one without only one of them is an error.
     pub fn open(id: &str, dir: &Path) -> Result<Self, StoreError> {
         let log_path = dir.join(LOG_FILE);
         let idx_path = dir.join(INDEX_FILE);
-        let log = File::open(&log_path).map_err(io_error(id, "cannot open", &log_path))?;
+        let log = match File::open(&log_path) {
+            Ok(log) => Some(log),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !idx_path.exists() => None,
+            Err(err) => return Err(io_error(id, "cannot open", &log_path)(err)),
+        };
         let mut raw = Vec::new();
-        File::open(&idx_path)
-            .and_then(|mut f| f.read_to_end(&mut raw))
-            .map_err(io_error(id, "cannot read", &idx_path))?;
+        if log.is_some() {
+            File::open(&idx_path)
+                .and_then(|mut f| f.read_to_end(&mut raw))
+                .map_err(io_error(id, "cannot read", &idx_path))?;
+        }
         let entries = raw
             .chunks_exact(INDEX_ENTRY_LEN)
             .map(IndexEntry::parse)
@@ -499,9 +505,12 @@ impl FrameSource for FrameLogReader {
             .and_then(|i| self.entries.get(i))
             .copied()
             .ok_or_else(|| corrupt(format!("frame {index} is not in the index")))?;
+        let log = self
+            .log
+            .as_ref()
+            .ok_or_else(|| corrupt(format!("frame {index} is indexed, and there is no log")))?;
         let mut record = vec![0u8; FRAME_HEADER_LEN + entry.len as usize];
-        self.log
-            .read_exact_at(&mut record, entry.offset)
+        log.read_exact_at(&mut record, entry.offset)
             .map_err(io_error(&self.id, "cannot read", &self.log_path))?;
         stored_frame(index, Bytes::from(record)).map_err(corrupt)
     }
