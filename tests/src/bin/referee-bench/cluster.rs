@@ -102,20 +102,12 @@ fn upload(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let barrier = Arc::new(Barrier::new(SESSIONS + 1));
     let url = format!("ws://{}/stream", balancer.addr);
     let size = (video.width, video.height);
     let engines_before = (cpu_of("weed"), cpu_of("postgres"));
-    let outcome = runtime.block_on(async {
-        let tasks = spawn_uploads(&url, "cluster", SESSIONS, payloads, frames, size, &barrier);
-        barrier.wait().await;
-        let started = Instant::now();
-        let mut played = Vec::new();
-        for task in tasks {
-            played.push(task.await??);
-        }
-        Ok::<_, anyhow::Error>((started, played))
-    });
+    let outcome = runtime.block_on(upload_together(
+        &url, "cluster", SESSIONS, payloads, frames, size,
+    ));
     let servers_cpu_s = servers.iter().map(Server::cpu_used).sum();
     let weed_cpu_s = cpu_of("weed") - engines_before.0;
     let postgres_cpu_s = cpu_of("postgres") - engines_before.1;
@@ -127,11 +119,7 @@ fn upload(
     }
     let (started, played) = outcome?;
     let totals = Totals::of(&played, started);
-    let mut latencies: Vec<Duration> = played
-        .iter()
-        .flat_map(|p| p.ack_latencies.iter().copied())
-        .collect();
-    latencies.sort_unstable();
+    let latencies = ack_latencies(&played);
     Ok(ClusterRow {
         store: "",
         servers: count,

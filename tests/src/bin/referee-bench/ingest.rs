@@ -55,6 +55,27 @@ pub(crate) fn spawn_uploads(
         .collect()
 }
 
+/// Plays `sessions` uploads (see [`spawn_uploads`]) that start together: when they started,
+/// and what each played.
+pub(crate) async fn upload_together(
+    url: &str,
+    prefix: &str,
+    sessions: usize,
+    payloads: &Arc<Vec<Bytes>>,
+    frames: u64,
+    size: (u32, u32),
+) -> Result<(Instant, Vec<Played>)> {
+    let barrier = Arc::new(Barrier::new(sessions + 1));
+    let tasks = spawn_uploads(url, prefix, sessions, payloads, frames, size, &barrier);
+    barrier.wait().await;
+    let started = Instant::now();
+    let mut played = Vec::new();
+    for task in tasks {
+        played.push(task.await??);
+    }
+    Ok((started, played))
+}
+
 pub(crate) fn ingest(
     bench: &Bench,
     data: &Path,
@@ -69,19 +90,11 @@ pub(crate) fn ingest(
         .enable_all()
         .build()?;
     let own_cpu_before = cpu_seconds(std::process::id()).unwrap_or(f64::NAN);
-    let barrier = Arc::new(Barrier::new(sessions + 1));
     let size = (video.width, video.height);
     let url = server.ws_url();
-    let outcome = runtime.block_on(async {
-        let tasks = spawn_uploads(&url, "ingest", sessions, &payloads, frames, size, &barrier);
-        barrier.wait().await;
-        let started = Instant::now();
-        let mut played = Vec::new();
-        for task in tasks {
-            played.push(task.await??);
-        }
-        Ok::<_, anyhow::Error>((started, played))
-    });
+    let outcome = runtime.block_on(upload_together(
+        &url, "ingest", sessions, &payloads, frames, size,
+    ));
     let own_cpu = cpu_seconds(std::process::id()).unwrap_or(f64::NAN) - own_cpu_before;
     let server_cpu = server.cpu_used();
     let server_rss = server.peak_rss_mb();
@@ -92,11 +105,7 @@ pub(crate) fn ingest(
         frames: total_frames,
         bytes: total_bytes,
     } = Totals::of(&played, started);
-    let mut latencies: Vec<Duration> = played
-        .iter()
-        .flat_map(|p| p.ack_latencies.iter().copied())
-        .collect();
-    latencies.sort_unstable();
+    let latencies = ack_latencies(&played);
     let window = played.first().map_or(0, |p| p.window);
     let largest = payloads.iter().map(Bytes::len).max().unwrap_or(0) as f64;
     let windows_mb = sessions as f64 * window as f64 * largest / 1e6;

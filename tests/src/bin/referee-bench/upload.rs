@@ -231,6 +231,16 @@ where
     }
 }
 
+/// Every ACK latency of `played`, sorted (for [`percentile`]).
+pub(crate) fn ack_latencies(played: &[Played]) -> Vec<Duration> {
+    let mut latencies: Vec<Duration> = played
+        .iter()
+        .flat_map(|p| p.ack_latencies.iter().copied())
+        .collect();
+    latencies.sort_unstable();
+    latencies
+}
+
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
