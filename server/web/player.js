@@ -504,6 +504,8 @@ function create(options) {
     const t = timeOf(i);
     node.dataset.frame = i >= 0 ? String(i) : '';
     node.dataset.wanted = String(wanted);
+    // The frame asked for is the one on screen (a seek of the video still running is not).
+    node.dataset.settled = i >= 0 && i === wanted && !(options.video && picture.seeking) ? 'yes' : 'no';
     node.dataset.time = t === null ? '' : t.toFixed(6);
     node.dataset.frames = String(count);
     node.dataset.speed = String(speed);

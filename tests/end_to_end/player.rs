@@ -122,7 +122,7 @@ fn pause_and_see(browser: &Browser, source: &str, exact: bool) -> u64 {
         "the player paused on a frame",
         SHORT,
         "const p = document.querySelector('.player');
-         return p.dataset.playing === 'no' && p.dataset.frame === p.dataset.wanted && p.dataset.frame;",
+         return p.dataset.playing === 'no' && p.dataset.settled === 'yes' && p.dataset.frame;",
     );
     let frame = paused.as_str().unwrap().parse().unwrap();
     assert_shows(browser, source, frame, exact);
@@ -193,7 +193,7 @@ fn assert_shows(browser: &Browser, source: &str, frame: u64, exact: bool) {
         SHORT,
         &format!(
             "const p = document.querySelector('.player');
-             return p && p.dataset.frame === '{frame}' && p.dataset.wanted === '{frame}';"
+             return p && p.dataset.frame === '{frame}' && p.dataset.settled === 'yes';"
         ),
     );
     let diff = browser.eval_with(COMPARE, json!([source, frame]));
