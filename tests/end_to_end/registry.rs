@@ -2,9 +2,11 @@
 //! bucket (a real S3 server): each sees and serves the sessions of the others, a server that
 //! died while receiving or processing is taken over once its lease has ended, with nothing
 //! lost, every server's event stream shows every session, and each webhook event is
-//! delivered once.
+//! delivered once per URL, by another server when the one delivering it was killed.
 
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use referee_tests::load_balancer::LoadBalancer;
@@ -252,6 +254,66 @@ fn each_webhook_event_is_delivered_once_by_the_servers_together() {
     assert_eq!(
         keys(&seen.lock().unwrap(), 200),
         vec![format!("{id}.created"), format!("{id}.completed")]
+    );
+}
+
+#[test]
+fn a_webhook_event_of_a_server_killed_before_every_url_had_it_is_sent_by_another() {
+    let (Some(postgres), Some(s3)) = (Postgres::shared(), SeaweedFs::shared()) else {
+        return;
+    };
+    let registry = postgres.new_database("webhook_takeover");
+    let store = s3.store_url("registry-webhook-takeover");
+    // One URL takes every event; the other fails until the server delivering them is gone.
+    let (taking, took) = receiver_with(|_| false);
+    let a_gone = Arc::new(AtomicBool::new(false));
+    let gone = Arc::clone(&a_gone);
+    let (failing, failed) = receiver_with(move |_| !gone.load(Ordering::SeqCst));
+    let data = tempfile::tempdir().unwrap();
+    let hooks = ["--webhook", &taking, "--webhook", &failing];
+    let mut a = ServerProcess::start(
+        data.path(),
+        &[
+            &["--store", &store, "--registry", &registry][..],
+            &["--store-timeout-secs", "2", "--lease-secs", "5"],
+            &hooks,
+        ]
+        .concat(),
+    );
+    let cluster = on_cluster(&registry, &store, 5);
+    let b = TestServer::start_with(|c| {
+        cluster(c);
+        c.webhook = vec![taking.clone(), failing.clone()];
+    });
+    let work = tempfile::tempdir().unwrap();
+    let video = make_video(work.path(), "bout.avi", 10, 30.0, 160, 120);
+    let run = run_client(&[&a.http_url(), "--video", video.to_str().unwrap()]);
+    run.assert_success();
+    let id = run.session_id();
+    let events = vec![format!("{id}.created"), format!("{id}.completed")];
+    // A delivered both to the first URL, and keeps trying the second.
+    wait_for(&took, 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while failed.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "A never tried the failing URL");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.kill();
+    a_gone.store(true, Ordering::SeqCst);
+
+    // B takes both events over once A's lease has run out, and sends them to the URL that
+    // has not had them, only.
+    assert_eq!(keys(&wait_for(&failed, 2), 200), events);
+    settled(&b);
+    assert_eq!(keys(&took.lock().unwrap(), 200), events);
+    assert_eq!(keys(&failed.lock().unwrap(), 200), events);
+    assert_eq!(
+        registry_query(
+            postgres,
+            &registry,
+            "SELECT count(*) FROM webhook_claims WHERE done_at IS NULL"
+        ),
+        "0"
     );
 }
 

@@ -18,7 +18,7 @@ impl Cluster {
     /// when it is this server's or its lease ran out. False while another server holds it.
     pub(crate) async fn claim_job(&self, id: &str) -> Result<bool, StoreError> {
         let sql = super::take_lease!("jobs", "session_id");
-        self.take(sql, id, id, "cannot take the processing of")
+        self.take(sql, id, id, "cannot take its processing in")
             .await
     }
 
@@ -34,7 +34,7 @@ impl Cluster {
         .bind(self.lease_secs())
         .execute(&self.pool);
         let renewed = self
-            .run(id, "cannot renew the processing of", renewed)
+            .run(id, "cannot renew its processing in", renewed)
             .await?;
         Ok(renewed.rows_affected() == 1)
     }
@@ -45,7 +45,7 @@ impl Cluster {
             .bind(id)
             .bind(&self.node)
             .execute(&self.pool);
-        self.run(id, "cannot end the processing of", finished)
+        self.run(id, "cannot end its processing in", finished)
             .await
             .map(drop)
     }

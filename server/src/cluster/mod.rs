@@ -6,12 +6,14 @@
 //! - [`relay`]: every session event of every server, for the event streams of all of them
 //!   (PostgreSQL's LISTEN/NOTIFY).
 //! - [`Cluster::lead`]: tasks one server of all runs at a time (the sweeper).
-//! - [`Cluster::claim_webhook`]: which server delivers a webhook event.
+//! - [`webhooks`]: the webhook events as one queue: each delivered once per URL, by the
+//!   server that claimed it or, when that one stopped, by another.
 //!
 //! Without a registry there is no [`Cluster`] and a server does all of this by itself.
 
 pub mod jobs;
 pub mod relay;
+pub mod webhooks;
 
 use std::future::Future;
 use std::time::Duration;
@@ -103,7 +105,7 @@ impl Cluster {
         Err(StoreError::Remote {
             id: id.to_string(),
             what,
-            key: "in the registry".into(),
+            key: "the registry".into(),
             source: Box::new(failed),
         })
     }
@@ -112,7 +114,7 @@ impl Cluster {
     /// holds the task's lease, which it then takes or renews for one more lease.
     pub async fn lead(&self, task: &str) -> Result<bool, StoreError> {
         let sql = take_lease!("leaders", "task");
-        self.take(sql, task, "(all)", "cannot take the lead of")
+        self.take(sql, task, "(all)", "cannot take the lead in")
             .await
     }
 
@@ -130,21 +132,5 @@ impl Cluster {
             .bind(self.lease_secs())
             .execute(&self.pool);
         Ok(self.run(id, what, taken).await?.rows_affected() == 1)
-    }
-
-    /// Whether this server delivers the webhook event `key`: true for the first server that
-    /// asks, false for every other (the event is theirs).
-    pub async fn claim_webhook(&self, key: &str) -> Result<bool, StoreError> {
-        let claimed = sqlx::query(
-            "INSERT INTO webhook_claims (event_key, node) VALUES ($1, $2) \
-             ON CONFLICT (event_key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(&self.node)
-        .execute(&self.pool);
-        let claimed = self
-            .run("(all)", "cannot claim webhook event", claimed)
-            .await?;
-        Ok(claimed.rows_affected() == 1)
     }
 }

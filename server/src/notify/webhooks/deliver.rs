@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 
 use super::outbox::{Delivery, Entry, Outbox};
 use super::{signature, WebhookEvent};
+use crate::cluster::Cluster;
 use crate::metrics::Metrics;
 use crate::AppState;
 
@@ -23,6 +24,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Senders {
     queues: Vec<(String, Arc<Queue>)>,
     outbox: Outbox,
+    cluster: Option<Cluster>,
     metrics: Arc<Metrics>,
 }
 
@@ -90,6 +92,7 @@ impl Senders {
         Self {
             queues,
             outbox: outbox.clone(),
+            cluster: app.cluster.clone(),
             metrics: Arc::clone(&app.metrics),
         }
     }
@@ -110,11 +113,9 @@ impl Senders {
                  (--webhook-queue-max); the event is kept in webhooks/failed/",
                 queue.max
             );
-            let (outbox, url) = (self.outbox.clone(), url.clone());
-            tokio::task::spawn_blocking(move || {
-                if let Err(err) = outbox.record_outcome(&key, &url, Delivery::Dropped) {
-                    tracing::error!("webhook {key}: cannot record it set aside for {url}: {err}");
-                }
+            let (outbox, cluster, url) = (self.outbox.clone(), self.cluster.clone(), url.clone());
+            tokio::spawn(async move {
+                record(&outbox, cluster.as_ref(), key, url, Delivery::Dropped).await;
             });
         }
     }
@@ -158,21 +159,44 @@ async fn deliver_to(app: AppState, outbox: Outbox, url: String, queue: Arc<Queue
                  webhooks/failed/ once every URL is done with it"
             );
         }
-        let box_ = outbox.clone();
-        let to = url.clone();
-        let recorded = tokio::task::spawn_blocking(move || box_.record(&key, &to, delivered)).await;
-        let failure = match recorded {
-            Ok(Ok(())) => None,
-            Ok(Err(err)) => Some(err.to_string()),
-            Err(err) => Some(err.to_string()),
+        let outcome = if delivered {
+            Delivery::Sent
+        } else {
+            Delivery::Failed
         };
-        if let Some(err) = failure {
-            tracing::error!(
-                "webhook {}: cannot record its delivery to {url} in the outbox ({err}); \
-                 after a restart it may be sent to {url} again, with the same key",
-                event.idempotency_key
-            );
-        }
+        record(&outbox, app.cluster.as_ref(), key, url.clone(), outcome).await;
+    }
+}
+
+/// Records how the delivery of the event `key` to `url` ended, in the outbox and, in a
+/// cluster, in the servers' shared queue.
+async fn record(
+    outbox: &Outbox,
+    cluster: Option<&Cluster>,
+    key: String,
+    url: String,
+    outcome: Delivery,
+) {
+    let (box_, k, u) = (outbox.clone(), key.clone(), url.clone());
+    let recorded = tokio::task::spawn_blocking(move || box_.record(&k, &u, outcome))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let done = recorded.unwrap_or_else(|err| {
+        tracing::error!(
+            "webhook {key}: cannot record its delivery to {url} in the outbox ({err}); \
+             after a restart it may be sent to {url} again, with the same key"
+        );
+        false
+    });
+    let Some(cluster) = cluster else { return };
+    if let Err(err) = cluster
+        .record_webhook(&key, &url, outcome.as_str(), done)
+        .await
+    {
+        tracing::error!(
+            "{err}; should this server stop, another may send it to {url} again, with the same key"
+        );
     }
 }
 

@@ -21,7 +21,8 @@ use crate::notify::events::{EventKind, SessionEvent};
 pub use referee_protocol::api::WebhookEvent;
 use time::OffsetDateTime;
 
-use crate::store::{SessionMeta, SessionStatus};
+use crate::cluster::Cluster;
+use crate::store::{SessionMeta, SessionStatus, StoreError};
 use crate::AppState;
 use deliver::Senders;
 pub use outbox::History;
@@ -90,16 +91,11 @@ pub async fn start(app: &AppState) {
         fresh_tx,
         app.clone(),
     ));
-    let cluster = app.cluster.clone();
+    let (queue, box_) = (Queue::of(app), outbox.clone());
     let backlog = app
         .store
         .run("the webhook catch-up", move |store| {
-            let runtime = tokio::runtime::Handle::current();
-            let ours = |key: &str| match &cluster {
-                None => true,
-                Some(cluster) => runtime.block_on(claimed(cluster, key)),
-            };
-            Ok(catch_up(store, &outbox, &ours))
+            Ok(catch_up(store, &box_, &queue))
         })
         .await;
     let backlog = backlog.unwrap_or_else(|err| {
@@ -109,6 +105,9 @@ pub async fn start(app: &AppState) {
     for entry in &backlog {
         senders.dispatch(entry);
     }
+    if let Some(cluster) = app.cluster.clone() {
+        tokio::spawn(take_over(app.clone(), cluster, outbox, senders.clone()));
+    }
     tokio::spawn(async move {
         while let Some(entry) = fresh_rx.recv().await {
             senders.dispatch(&entry);
@@ -116,29 +115,83 @@ pub async fn start(app: &AppState) {
     });
 }
 
-/// Whether this server delivers the webhook event `key`, of the servers of `cluster`: the
-/// first to claim it does. Should the registry not answer, it does not (the event is claimed
-/// again at the next start).
-async fn claimed(cluster: &crate::cluster::Cluster, key: &str) -> bool {
-    cluster.claim_webhook(key).await.unwrap_or_else(|err| {
-        tracing::error!("webhooks: {err}; the event is sent after the next start");
-        false
-    })
+/// Who else may deliver this server's events: no one (a single server), or the servers of
+/// its cluster, through their shared queue ([`crate::cluster::webhooks`]). For the blocking
+/// catch-up.
+#[derive(Clone)]
+enum Queue {
+    Alone,
+    Shared(Cluster, tokio::runtime::Handle),
 }
 
-/// The events to send at startup, oldest first: the outbox's, and those of stored sessions
-/// that never reached it and that this server delivers (`ours`: in a cluster, the one that
-/// claims an event first).
-fn catch_up(
-    store: &dyn crate::store::SessionStore,
-    outbox: &Outbox,
-    ours: &dyn Fn(&str) -> bool,
-) -> Vec<Entry> {
+impl Queue {
+    fn of(app: &AppState) -> Self {
+        match &app.cluster {
+            None => Queue::Alone,
+            Some(cluster) => Queue::Shared(cluster.clone(), tokio::runtime::Handle::current()),
+        }
+    }
+
+    /// Whether this server delivers `entry`, a new event (see [`claimed`]).
+    fn claim(&self, entry: &Entry) -> bool {
+        match self {
+            Queue::Alone => true,
+            Queue::Shared(cluster, runtime) => runtime.block_on(claimed(cluster, entry)),
+        }
+    }
+
+    /// What to send of `entry`, an event of this server's outbox from an earlier run: the
+    /// entry as it stands now, `Ok(None)` once it is done (another server delivered it), an
+    /// error when the shared queue does not answer.
+    fn retake(&self, entry: Entry) -> Result<Option<Entry>, StoreError> {
+        match self {
+            Queue::Alone => Ok(Some(entry)),
+            Queue::Shared(cluster, runtime) => {
+                runtime.block_on(cluster.retake_webhook(entry.key(), &entry))
+            }
+        }
+    }
+}
+
+/// Whether this server delivers `entry`, a new event, of the servers of `cluster`: the first
+/// to claim it does. Should the registry not answer, it does not (the event is claimed again
+/// at the next start).
+async fn claimed(cluster: &Cluster, entry: &Entry) -> bool {
+    cluster
+        .claim_webhook(entry.key(), entry)
+        .await
+        .unwrap_or_else(|err| {
+            tracing::error!("webhooks: {err}; the event is sent after the next start");
+            false
+        })
+}
+
+/// The events to send at startup, oldest first: the outbox's (those still to send), and those
+/// of stored sessions that never reached it and that this server delivers (in a cluster, the
+/// one that claims an event first).
+fn catch_up(store: &dyn crate::store::SessionStore, outbox: &Outbox, queue: &Queue) -> Vec<Entry> {
+    let mut all = Vec::new();
+    for entry in outbox.unclaimed() {
+        let key = entry.key().to_string();
+        match queue.retake(entry) {
+            Ok(Some(entry)) => match outbox.adopt(entry) {
+                Ok(Some(entry)) => all.push(entry),
+                Ok(None) => {}
+                Err(err) => tracing::error!("webhook outbox: {err}"),
+            },
+            Ok(None) => {
+                tracing::info!("webhook {key}: delivered by another server");
+                if let Err(err) = outbox.forget(&key) {
+                    tracing::warn!("webhook outbox: cannot remove {key}: {err}");
+                }
+            }
+            Err(err) => tracing::error!("webhooks: {err}; the event is sent after the next start"),
+        }
+    }
     let sessions = store.list().unwrap_or_else(|err| {
         tracing::error!("webhook catch-up: cannot list the sessions: {err}");
         Vec::new()
     });
-    let mut queued = Vec::new();
     for meta in sessions {
         let kinds: &[&str] = match meta.status {
             SessionStatus::Complete => &["created", "completed"],
@@ -147,20 +200,57 @@ fn catch_up(
         };
         for kind in kinds {
             let event = webhook_event(kind, &meta);
-            if outbox.knows(&event.idempotency_key) || !ours(&event.idempotency_key) {
+            if outbox.knows(&event.idempotency_key)
+                || !queue.claim(&Entry::new(&event, outbox.urls()))
+            {
                 continue;
             }
             match outbox.put(&event) {
-                Ok(Some(entry)) => queued.push(entry),
+                Ok(Some(entry)) => all.push(entry),
                 Ok(None) => {}
                 Err(err) => tracing::error!("webhook outbox: {err}"),
             }
         }
     }
-    let mut all = outbox.claim_pending();
-    all.extend(queued);
     outbox::sort_oldest_first(&mut all);
     all
+}
+
+/// In a cluster, every heartbeat until the server shuts down: renews the lease on the events
+/// this server is delivering, and takes over those of servers that stopped before every URL
+/// had them.
+async fn take_over(app: AppState, cluster: Cluster, outbox: Outbox, senders: Senders) {
+    let mut every = tokio::time::interval(cluster.heartbeat());
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = app.shutdown.cancelled() => return,
+        }
+        if let Err(err) = cluster.renew_webhooks(&outbox.claimed()).await {
+            tracing::warn!("{err}");
+        }
+        let mut orphans = match cluster.orphaned_webhooks::<Entry>().await {
+            Ok(orphans) => orphans,
+            Err(err) => {
+                tracing::warn!("{err}");
+                continue;
+            }
+        };
+        outbox::sort_oldest_first(&mut orphans);
+        for entry in orphans {
+            tracing::info!(
+                "webhook {}: the server delivering it stopped (its lease ran out); taking it over",
+                entry.key()
+            );
+            let box_ = outbox.clone();
+            match tokio::task::spawn_blocking(move || box_.adopt(entry)).await {
+                Ok(Ok(Some(entry))) => senders.dispatch(&entry),
+                Ok(Ok(None)) => {}
+                Ok(Err(err)) => tracing::error!("webhook outbox: {err}"),
+                Err(err) => tracing::error!("webhook outbox: {err}"),
+            }
+        }
+    }
 }
 
 /// Turns bus events into outbox entries.
@@ -189,7 +279,7 @@ async fn listen(
         };
         let webhook = webhook_event(kind, &meta);
         if let Some(cluster) = &app.cluster {
-            if !claimed(cluster, &webhook.idempotency_key).await {
+            if !claimed(cluster, &Entry::new(&webhook, outbox.urls())).await {
                 continue;
             }
         }

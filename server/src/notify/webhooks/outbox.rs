@@ -30,6 +30,18 @@ pub enum Delivery {
     Dropped,
 }
 
+impl Delivery {
+    /// As the outbox file and the servers' shared queue write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Pending => "pending",
+            Delivery::Sent => "sent",
+            Delivery::Failed => "failed",
+            Delivery::Dropped => "dropped",
+        }
+    }
+}
+
 /// One outbox file: the event, and its delivery to each URL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -42,6 +54,22 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The event `event`, pending for every one of `urls`.
+    pub fn new(event: &WebhookEvent, urls: &[String]) -> Self {
+        Self {
+            event: event.clone(),
+            deliveries: urls
+                .iter()
+                .map(|url| (url.clone(), Delivery::Pending))
+                .collect(),
+        }
+    }
+
+    /// The event's idempotency key.
+    pub fn key(&self) -> &str {
+        &self.event.idempotency_key
+    }
+
     /// The delivery to `url`.
     pub fn delivery(&self, url: &str) -> Delivery {
         self.deliveries
@@ -164,14 +192,7 @@ impl Outbox {
         if claimed.contains(&event.idempotency_key) || self.known(&event.idempotency_key) {
             return Ok(None);
         }
-        let entry = Entry {
-            event: event.clone(),
-            deliveries: self
-                .urls
-                .iter()
-                .map(|url| (url.clone(), Delivery::Pending))
-                .collect(),
-        };
+        let entry = Entry::new(event, &self.urls);
         write_durably(&self.path("outbox", &event.idempotency_key), &entry)?;
         claimed.insert(event.idempotency_key.clone());
         Ok(Some(entry))
@@ -184,16 +205,39 @@ impl Outbox {
         self.read_pending()
     }
 
-    /// The entries of the outbox no one has claimed in this run, oldest first, now claimed.
-    pub fn claim_pending(&self) -> Vec<Entry> {
-        let mut claimed = self.lock();
-        let entries: Vec<Entry> = self
-            .read_pending()
+    /// The entries of the outbox no one has claimed in this run, oldest first (to [`Self::adopt`]
+    /// or [`Self::forget`]).
+    pub fn unclaimed(&self) -> Vec<Entry> {
+        let claimed = self.lock();
+        self.read_pending()
             .into_iter()
-            .filter(|e| !claimed.contains(&e.event.idempotency_key))
-            .collect();
-        claimed.extend(entries.iter().map(|e| e.event.idempotency_key.clone()));
-        entries
+            .filter(|e| !claimed.contains(e.key()))
+            .collect()
+    }
+
+    /// Writes `entry` (an event this server delivers: from its outbox at start, or taken over
+    /// from a server that stopped) to the outbox, durably, and claims it for delivery; `None`
+    /// if it is claimed in this run already.
+    pub fn adopt(&self, entry: Entry) -> std::io::Result<Option<Entry>> {
+        let mut claimed = self.lock();
+        if claimed.contains(entry.key()) {
+            return Ok(None);
+        }
+        write_durably(&self.path("outbox", entry.key()), &entry)?;
+        claimed.insert(entry.key().to_string());
+        Ok(Some(entry))
+    }
+
+    /// Removes the pending event `key` from the outbox, unsent: another server delivered it.
+    pub fn forget(&self, key: &str) -> std::io::Result<()> {
+        let _claimed = self.lock();
+        fs::remove_file(self.path("outbox", key))?;
+        durable::sync_dir(&self.root.join("outbox"))
+    }
+
+    /// The keys of the events claimed in this run and not yet delivered to every URL.
+    pub fn claimed(&self) -> Vec<String> {
+        self.lock().iter().cloned().collect()
     }
 
     fn read_pending(&self) -> Vec<Entry> {
@@ -224,26 +268,16 @@ impl Outbox {
         pending
     }
 
-    /// Records how the delivery of the event `key` to `url` ended. Once every URL has an
-    /// outcome, the entry moves to `sent/` if each got it, else to `failed/`.
-    pub fn record(&self, key: &str, url: &str, delivered: bool) -> std::io::Result<()> {
-        let outcome = if delivered {
-            Delivery::Sent
-        } else {
-            Delivery::Failed
-        };
-        self.record_outcome(key, url, outcome)
-    }
-
-    /// Records `outcome` for the delivery of the event `key` to `url` (see [`Self::record`]).
-    pub fn record_outcome(&self, key: &str, url: &str, outcome: Delivery) -> std::io::Result<()> {
+    /// Records `outcome` for the delivery of the event `key` to `url`. Once every URL has an
+    /// outcome, the entry moves to `sent/` if each got it, else to `failed/`: whether it did.
+    pub fn record(&self, key: &str, url: &str, outcome: Delivery) -> std::io::Result<bool> {
         let mut claimed = self.lock();
         let path = self.path("outbox", key);
         let mut entry = read_entry(&path)?;
         entry.deliveries.insert(url.to_string(), outcome);
         write_durably(&path, &entry)?;
         if !entry.pending(&self.urls).is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let every_url = self
             .urls
@@ -255,7 +289,7 @@ impl Outbox {
         claimed.remove(key);
         drop(claimed);
         self.prune_history(false);
-        Ok(())
+        Ok(true)
     }
 
     /// Removes from `sent/` and `failed/` the files beyond the newest `history.files`, and
@@ -337,7 +371,7 @@ mod tests {
             let key = format!("s{n}.created");
             outbox.put(&event(&key)).unwrap().unwrap();
             for url in urls() {
-                outbox.record(&key, &url, true).unwrap();
+                outbox.record(&key, &url, Delivery::Sent).unwrap();
             }
         }
         outbox.prune_history(true);
@@ -350,6 +384,38 @@ mod tests {
             max_age: Duration::ZERO,
         };
         assert_eq!(prune(&dir.path().join("webhooks/sent"), none), 2);
+    }
+
+    /// What a server does with its outbox at start: claims every entry for delivery.
+    fn claim_all(outbox: &Outbox) -> Vec<Entry> {
+        outbox
+            .unclaimed()
+            .into_iter()
+            .filter_map(|e| outbox.adopt(e).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn an_event_taken_over_keeps_the_urls_that_had_it_and_one_delivered_elsewhere_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (&urls()[0], &urls()[1]);
+        let outbox = Outbox::open(dir.path(), &urls(), HISTORY).unwrap();
+        // Another server delivered it to a, then stopped.
+        let mut elsewhere = Entry::new(&event("s1.created"), &urls());
+        elsewhere.deliveries.insert(a.clone(), Delivery::Sent);
+        let adopted = outbox.adopt(elsewhere.clone()).unwrap().unwrap();
+        assert_eq!(adopted.pending(outbox.urls()), vec![b]);
+        assert!(outbox.adopt(elsewhere).unwrap().is_none(), "adopted twice");
+        assert_eq!(outbox.claimed(), vec!["s1.created".to_string()]);
+        assert!(outbox.record("s1.created", b, Delivery::Sent).unwrap());
+        assert!(outbox.claimed().is_empty());
+
+        // An event left in the outbox that another server delivered since.
+        outbox.put(&event("s2.created")).unwrap().unwrap();
+        let restarted = Outbox::open(dir.path(), &urls(), HISTORY).unwrap();
+        assert_eq!(restarted.unclaimed().len(), 1);
+        restarted.forget("s2.created").unwrap();
+        assert!(restarted.unclaimed().is_empty());
     }
 
     fn urls() -> Vec<String> {
@@ -366,7 +432,7 @@ mod tests {
         let pending: Vec<WebhookEvent> = outbox.pending().into_iter().map(|e| e.event).collect();
         assert_eq!(pending, vec![event.clone()]);
         for url in urls() {
-            outbox.record("s1.created", &url, true).unwrap();
+            outbox.record("s1.created", &url, Delivery::Sent).unwrap();
         }
         assert!(outbox.pending().is_empty());
         assert!(
@@ -386,27 +452,26 @@ mod tests {
         let (a, b) = (&urls()[0], &urls()[1]);
         let outbox = Outbox::open(dir.path(), &urls(), HISTORY).unwrap();
         outbox.put(&event("s1.created")).unwrap().unwrap();
-        outbox.record("s1.created", a, true).unwrap();
+        outbox.record("s1.created", a, Delivery::Sent).unwrap();
 
         // After a restart, only b still has to be sent it.
         let restarted = Outbox::open(dir.path(), &urls(), HISTORY).unwrap();
-        let pending = restarted.claim_pending();
+        let pending = claim_all(&restarted);
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].pending(restarted.urls()), vec![b]);
-        restarted.record("s1.created", b, true).unwrap();
-        assert!(Outbox::open(dir.path(), &urls(), HISTORY)
-            .unwrap()
-            .claim_pending()
-            .is_empty());
+        restarted.record("s1.created", b, Delivery::Sent).unwrap();
+        assert!(claim_all(&Outbox::open(dir.path(), &urls(), HISTORY).unwrap()).is_empty());
         let sent = read_entry(&dir.path().join("webhooks/sent/s1.created.json")).unwrap();
         assert_eq!(sent.delivery(a), Delivery::Sent);
         assert_eq!(sent.delivery(b), Delivery::Sent);
 
         // One URL that fails for good sets the entry aside, saying which.
         restarted.put(&event("s1.completed")).unwrap().unwrap();
-        restarted.record("s1.completed", b, false).unwrap();
+        restarted
+            .record("s1.completed", b, Delivery::Failed)
+            .unwrap();
         assert_eq!(restarted.pending()[0].pending(restarted.urls()), vec![a]);
-        restarted.record("s1.completed", a, true).unwrap();
+        restarted.record("s1.completed", a, Delivery::Sent).unwrap();
         assert!(restarted.pending().is_empty());
         let failed = read_entry(&dir.path().join("webhooks/failed/s1.completed.json")).unwrap();
         assert_eq!(failed.delivery(a), Delivery::Sent);
@@ -420,10 +485,10 @@ mod tests {
         // The live listener queues it...
         assert!(outbox.put(&event("s1.created")).unwrap().is_some());
         // ...so the catch-up does not, nor twice after a restart.
-        assert!(outbox.claim_pending().is_empty());
+        assert!(claim_all(&outbox).is_empty());
         let restarted = Outbox::open(dir.path(), &urls(), HISTORY).unwrap();
-        assert_eq!(restarted.claim_pending().len(), 1);
-        assert!(restarted.claim_pending().is_empty());
+        assert_eq!(claim_all(&restarted).len(), 1);
+        assert!(claim_all(&restarted).is_empty());
         assert!(restarted.put(&event("s1.created")).unwrap().is_none());
     }
 
@@ -437,10 +502,22 @@ mod tests {
             serde_json::to_vec(&event).unwrap(),
         )
         .unwrap();
-        let pending = outbox.claim_pending();
+        let pending = claim_all(&outbox);
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].event, event);
         assert_eq!(pending[0].pending(outbox.urls()).len(), 2);
+    }
+
+    #[test]
+    fn a_delivery_is_written_as_the_file_writes_it() {
+        for d in [
+            Delivery::Pending,
+            Delivery::Sent,
+            Delivery::Failed,
+            Delivery::Dropped,
+        ] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+        }
     }
 
     #[test]
