@@ -158,6 +158,7 @@ pub async fn run(args: Args) -> Result<Summary, ClientError> {
         quality: source.quality(),
         session_id: args.session.clone(),
         upload: Some(upload_identity.clone()),
+        bout: None,
     };
     let resume_command = args.resume_command(signal_path.as_deref());
     let link = Link {

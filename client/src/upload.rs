@@ -134,6 +134,7 @@ impl Upload {
             resume_grace_s,
             max_signal_bytes,
             max_frame_pixels,
+            ..
         } = reply
         else {
             return Err(unexpected(&reply, "SESSION_STARTED"));

@@ -58,6 +58,24 @@ impl std::fmt::Display for SessionStatus {
     }
 }
 
+/// The bout a session's camera is part of, for a bout recorded by several cameras: each
+/// camera is a session of its own, and these fields are the same in each but `camera` and
+/// `offset_s`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BoutMembership {
+    /// The bout's id (the other cameras' sessions carry the same).
+    pub bout_id: String,
+    /// This session's camera.
+    pub camera: String,
+    /// Every camera of the bout, in the order the bout was started with.
+    pub cameras: Vec<String>,
+    /// Seconds this camera's recording started after the bout clock's zero (the signal
+    /// file's), when known: the signal's events are lined up with this camera's frames
+    /// that much earlier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_s: Option<f64>,
+}
+
 /// A session as `GET /api/sessions/{id}` and `GET /api/sessions` show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SessionView {
@@ -117,6 +135,9 @@ pub struct SessionView {
     /// What the client said it uploads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<UploadIdentity>,
+    /// The bout this session is a camera of, when it was recorded by several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bout: Option<BoutMembership>,
     /// How many times the session was resumed.
     #[serde(default)]
     pub resumes: u64,

@@ -73,6 +73,17 @@ pub enum ErrorCode {
     /// `SESSION_START` (or `SESSION_RESUME` of an unfinished session) announces frames of
     /// more pixels (width × height) than the server's `max_frame_pixels` processes.
     FrameTooLargePixels,
+    /// `SESSION_START` joins a bout this server does not have.
+    BoutNotFound,
+    /// `SESSION_START` joins a bout with a camera the bout was not started with.
+    UnknownCamera,
+    /// `SESSION_START` joins a bout with a camera that already has its session (resume that
+    /// one instead).
+    CameraTaken,
+    /// `SESSION_START` joins a bout whose cameras have all finished.
+    BoutFinished,
+    /// `SESSION_START` starts a bout of more cameras than the server takes (`max_cameras`).
+    TooManyCameras,
     /// A peer did not answer in time.
     Timeout,
     /// Anything else: a bug. The message says what happened.
@@ -102,7 +113,8 @@ impl ErrorCode {
             UnknownMessageType | FrameBeforeStart | FrameOutOfOrder | AlreadyStarted
             | UnexpectedMessage | UnsupportedVersion | InvalidSessionStart | FrameCountMismatch
             | Timeout | DigestMismatch | SessionNotFound | ResumeRefused | ResumeExpired
-            | SessionTakenOver | SessionTooLarge | FrameTooLargePixels => 1008,
+            | SessionTakenOver | SessionTooLarge | FrameTooLargePixels | BoutNotFound
+            | UnknownCamera | CameraTaken | BoutFinished | TooManyCameras => 1008,
         }
     }
 
@@ -140,6 +152,11 @@ impl ErrorCode {
             SessionTooLarge => "session_too_large",
             DiskFull => "disk_full",
             FrameTooLargePixels => "frame_too_large_pixels",
+            BoutNotFound => "bout_not_found",
+            UnknownCamera => "unknown_camera",
+            CameraTaken => "camera_taken",
+            BoutFinished => "bout_finished",
+            TooManyCameras => "too_many_cameras",
             Timeout => "timeout",
             Internal => "internal",
         }
@@ -167,6 +184,11 @@ mod tests {
             ErrorCode::SessionTakenOver,
             ErrorCode::DiskFull,
             ErrorCode::FrameTooLargePixels,
+            ErrorCode::BoutNotFound,
+            ErrorCode::UnknownCamera,
+            ErrorCode::CameraTaken,
+            ErrorCode::BoutFinished,
+            ErrorCode::TooManyCameras,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

@@ -36,12 +36,22 @@ pub mod text;
 
 pub use error_code::ErrorCode;
 pub use frame::{FrameHeader, FrameHeaderError, FRAME_HEADER_LEN};
-pub use message::{ControlMessage, FrameEncoding, ResumedState, Stage, UploadIdentity};
+pub use message::{BoutCamera, ControlMessage, FrameEncoding, ResumedState, Stage, UploadIdentity};
 pub use state::{SessionState, Violation};
 
-/// The protocol version this crate speaks. A peer announcing another version is refused with
-/// [`ErrorCode::UnsupportedVersion`].
+/// The protocol version of a session of one camera, which every client and server speaks, and
+/// the version of the frame header (unchanged in version 2). A peer announcing a version this
+/// crate does not speak is refused with [`ErrorCode::UnsupportedVersion`].
 pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The protocol version that adds bouts recorded by several cameras (`SESSION_START`'s
+/// `bout`): the newest this crate speaks. A server of version 2 speaks version 1 too, so a
+/// client sends 2 only when it needs a bout, and learns from `unsupported_version` that the
+/// server is older.
+pub const BOUT_PROTOCOL_VERSION: u16 = 2;
+
+/// Cameras of one bout, at most (a server may allow fewer: `--max-cameras`).
+pub const MAX_CAMERAS: usize = 16;
 
 /// The WebSocket path of the ingest endpoint.
 pub const STREAM_PATH: &str = "/stream";

@@ -71,6 +71,30 @@ impl UploadIdentity {
     }
 }
 
+/// The camera a session records, of a bout recorded by several (`SESSION_START`'s `bout`,
+/// protocol version 2). Each camera of a bout is a session of its own (its frames, its resume
+/// token, its processing), joined to the bout by the bout's id and the camera's name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BoutCamera {
+    /// The bout this camera joins: the `bout_id` of the `SESSION_STARTED` of the camera that
+    /// started it. Absent for the camera that starts a new bout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bout_id: Option<String>,
+    /// This camera's name within the bout, e.g. `left`: 1 to
+    /// [`MAX_CAMERA_LEN`](crate::text::MAX_CAMERA_LEN) letters, digits, `-` or `_`.
+    pub camera: String,
+    /// Starting a new bout: the names of all its cameras, this one among them, each once.
+    /// Absent when joining a bout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cameras: Option<Vec<String>>,
+    /// Seconds this camera's recording started after the start of the bout's clock (the
+    /// signal file's), when the user knows it (`--offset right=0.40`); negative when it
+    /// started before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_s: Option<f64>,
+}
+
 /// Where a resumed session stands (the `state` of `SESSION_RESUMED`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -117,7 +141,7 @@ impl std::fmt::Display for Stage {
 pub enum ControlMessage {
     /// Client → server: opens a session. The first message on a connection.
     SessionStart {
-        /// The protocol version the client speaks; must equal the server's.
+        /// The protocol version the client speaks: 1, or 2 for a camera of a bout.
         protocol_version: u16,
         /// A short human name for the session, e.g. `phrase04`. Letters, digits, `-` and `_`.
         name: String,
@@ -144,6 +168,9 @@ pub enum ControlMessage {
         /// What is uploaded, so that a resume with other files is refused.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         upload: Option<UploadIdentity>,
+        /// The camera of a bout this session records (protocol version 2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bout: Option<BoutCamera>,
     },
     /// Server → client: the session exists on disk; frames may be sent.
     SessionStarted {
@@ -165,6 +192,10 @@ pub enum ControlMessage {
         /// The most pixels a frame may have, when the server limits them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_frame_pixels: Option<u64>,
+        /// The bout the session's camera is part of, when `SESSION_START` had a `bout`: the
+        /// id the other cameras join it with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bout_id: Option<String>,
     },
     /// Client → server: continues a session after a dropped connection. The first message on
     /// a connection, instead of `SESSION_START`.
@@ -358,6 +389,7 @@ mod tests {
             quality: Some(90),
             session_id: None,
             upload: Some(identity()),
+            bout: None,
         }
     }
 
@@ -416,6 +448,7 @@ mod tests {
                 resume_grace_s: 600,
                 max_signal_bytes: Some(1 << 20),
                 max_frame_pixels: None,
+                bout_id: Some("20251106_170116_bout_k7m2x".into()),
             },
             ControlMessage::SessionResume {
                 protocol_version: 1,
@@ -470,6 +503,22 @@ mod tests {
             );
             assert_eq!(ControlMessage::from_json(&json).unwrap(), msg);
         }
+    }
+
+    #[test]
+    fn a_camera_of_a_bout_round_trips_and_refuses_unknown_fields() {
+        let json = r#"{"type":"SESSION_START","protocol_version":2,"name":"bout","source":"cam2.mov",
+            "fps":60,"width":1280,"height":720,"encoding":"jpeg",
+            "bout":{"bout_id":"20251106_170116_bout_k7m2x","camera":"right","offset_s":0.4}}"#;
+        let msg = ControlMessage::from_json(json).unwrap();
+        let ControlMessage::SessionStart { bout: Some(bout), .. } = &msg else {
+            panic!("{msg:?}");
+        };
+        assert_eq!(bout.camera, "right");
+        assert_eq!(bout.offset_s, Some(0.4));
+        assert_eq!(ControlMessage::from_json(&msg.to_json()).unwrap(), msg);
+        let unknown = json.replace("\"offset_s\"", "\"offset\"");
+        assert!(ControlMessage::from_json(&unknown).is_err());
     }
 
     #[test]

@@ -60,6 +60,25 @@ pub fn format_us(us: u64) -> String {
 }
 
 impl SignalTrack {
+    /// The track on the clock of a camera that started recording `offset_s` seconds after
+    /// the signal's clock (before it when negative): every event that much earlier. Events
+    /// from before the camera started are left out (it did not record them).
+    pub fn on_camera(&self, offset_s: f64) -> SignalTrack {
+        let offset_us = (offset_s * 1e6).round() as i64;
+        let events = self
+            .events
+            .iter()
+            .filter_map(|e| {
+                let time = i64::try_from(e.time_us).ok()?.checked_sub(offset_us)?;
+                Some(SignalEvent {
+                    time_us: u64::try_from(time).ok()?,
+                    ..e.clone()
+                })
+            })
+            .collect();
+        SignalTrack { events }
+    }
+
     /// Parses a whole signal file. A UTF-8 byte-order mark at its start (as some Windows
     /// editors write) is skipped.
     pub fn parse(text: &str) -> Result<Self, SignalError> {
@@ -182,6 +201,18 @@ fn parse_time(text: &str) -> Result<u64, SignalErrorKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_camera_started_later_sees_each_event_that_much_earlier_and_misses_those_before() {
+        let track = SignalTrack::parse("0.2 start\n1.2 touch_left\n3.0 halt\n").unwrap();
+        let later = track.on_camera(0.4);
+        let times: Vec<u64> = later.events.iter().map(|e| e.time_us).collect();
+        assert_eq!(times, [800_000, 2_600_000]);
+        assert_eq!(later.events[0].name, "touch_left");
+        let earlier = track.on_camera(-0.5);
+        assert_eq!(earlier.events[0].time_us, 700_000);
+        assert_eq!(track.on_camera(0.0), track);
+    }
 
     #[test]
     fn a_byte_order_mark_is_skipped() {

@@ -13,7 +13,7 @@
 use thiserror::Error;
 
 use crate::text::{self, check_len, check_name};
-use crate::{ControlMessage, ErrorCode, PROTOCOL_VERSION};
+use crate::{BoutCamera, ControlMessage, ErrorCode, BOUT_PROTOCOL_VERSION, MAX_CAMERAS, PROTOCOL_VERSION};
 
 /// The largest frame width or height accepted in `SESSION_START`.
 pub const MAX_DIMENSION: u32 = 16_384;
@@ -77,7 +77,7 @@ pub enum Violation {
     },
     #[error("SESSION_END says {sent} frames were sent, but the server received {received}: {}", missing(*sent, *received))]
     FrameCountMismatch { sent: u64, received: u64 },
-    #[error("{message} asks for protocol version {got}; this server speaks version {PROTOCOL_VERSION}: use a client of version {PROTOCOL_VERSION}")]
+    #[error("{message} asks for protocol version {got}; this server speaks versions {PROTOCOL_VERSION} and {BOUT_PROTOCOL_VERSION}: use a client of one of them")]
     UnsupportedVersion { message: &'static str, got: u16 },
     #[error("SESSION_START is invalid: {0}")]
     InvalidStart(String),
@@ -279,12 +279,21 @@ fn validate_start(msg: &ControlMessage) -> Result<(), Violation> {
         height,
         quality,
         session_id,
+        bout,
         ..
     } = msg
     else {
         return Ok(());
     };
     check_version("SESSION_START", *protocol_version)?;
+    if let Some(bout) = bout {
+        if *protocol_version < BOUT_PROTOCOL_VERSION {
+            return Err(Violation::InvalidStart(format!(
+                "bout needs protocol_version {BOUT_PROTOCOL_VERSION}, not {protocol_version}"
+            )));
+        }
+        check_bout(bout).map_err(Violation::InvalidStart)?;
+    }
     let invalid = |why: String| Err(Violation::InvalidStart(why));
     check_name(name).map_err(Violation::InvalidStart)?;
     check_len("source", source, text::MAX_SOURCE_BYTES).map_err(Violation::InvalidStart)?;
@@ -313,6 +322,78 @@ fn validate_start(msg: &ControlMessage) -> Result<(), Violation> {
     Ok(())
 }
 
+/// The most a camera's `offset_s` may be, either way, in seconds.
+pub const MAX_OFFSET_S: f64 = 3600.0;
+
+/// Checks the `bout` of a `SESSION_START`: a camera name, and either the bout to join or the
+/// cameras of a new one (this one among them, each once, at most [`MAX_CAMERAS`]).
+fn check_bout(bout: &BoutCamera) -> Result<(), String> {
+    let camera_rule = format!(
+        "1 to {} letters, digits, '-' or '_'",
+        text::MAX_CAMERA_LEN
+    );
+    if !text::valid_camera(&bout.camera) {
+        return Err(format!(
+            "bout.camera {} is not a camera name ({camera_rule})",
+            text::quoted(&bout.camera)
+        ));
+    }
+    match (&bout.bout_id, &bout.cameras) {
+        (Some(id), None) if text::valid_id(id) => {}
+        (Some(id), None) => {
+            return Err(format!(
+                "bout.bout_id {} is not a bout id (1 to {} letters, digits, '-' or '_')",
+                text::quoted(id),
+                text::MAX_ID_LEN
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(
+                "bout.cameras is given when starting a bout, not with the bout_id of one to join"
+                    .into(),
+            )
+        }
+        (None, None) => {
+            return Err(
+                "bout needs either bout_id (to join a bout) or cameras (to start one)".into(),
+            )
+        }
+        (None, Some(cameras)) => {
+            if cameras.is_empty() || cameras.len() > MAX_CAMERAS {
+                return Err(format!(
+                    "bout.cameras has {} cameras: a bout has 1 to {MAX_CAMERAS}",
+                    cameras.len()
+                ));
+            }
+            for (i, name) in cameras.iter().enumerate() {
+                if !text::valid_camera(name) {
+                    return Err(format!(
+                        "bout.cameras[{i}] {} is not a camera name ({camera_rule})",
+                        text::quoted(name)
+                    ));
+                }
+                if cameras[..i].contains(name) {
+                    return Err(format!("bout.cameras names the camera {name} twice"));
+                }
+            }
+            if !cameras.contains(&bout.camera) {
+                return Err(format!(
+                    "bout.cameras does not name this camera, {}",
+                    bout.camera
+                ));
+            }
+        }
+    }
+    if let Some(offset) = bout.offset_s {
+        if !(offset.is_finite() && offset.abs() <= MAX_OFFSET_S) {
+            return Err(format!(
+                "bout.offset_s {offset} must be -{MAX_OFFSET_S} to {MAX_OFFSET_S} seconds"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks the values of a `SESSION_RESUME`: the version first, then the lengths of its
 /// strings (whether the session exists and the token is right is the server's to check).
 fn validate_resume(msg: &ControlMessage) -> Result<(), Violation> {
@@ -334,7 +415,7 @@ fn validate_resume(msg: &ControlMessage) -> Result<(), Violation> {
 }
 
 fn check_version(message: &'static str, got: u16) -> Result<(), Violation> {
-    if got == PROTOCOL_VERSION {
+    if (PROTOCOL_VERSION..=BOUT_PROTOCOL_VERSION).contains(&got) {
         Ok(())
     } else {
         Err(Violation::UnsupportedVersion { message, got })
@@ -359,6 +440,7 @@ mod tests {
             quality: Some(90),
             session_id: None,
             upload: None,
+            bout: None,
         }
     }
 
@@ -515,7 +597,7 @@ mod tests {
             } = m
             {
                 match field {
-                    "version" => *protocol_version = 2,
+                    "version" => *protocol_version = 3,
                     "name" => *name = "line\nbreak".into(),
                     "fps" => *fps = f64::NAN,
                     "width" => *width = 0,
@@ -530,6 +612,81 @@ mod tests {
         for field in ["name", "fps", "width", "quality"] {
             let err = with(&|m| set(m, field));
             assert_eq!(err.code(), ErrorCode::InvalidSessionStart, "{field}");
+        }
+    }
+
+    #[test]
+    fn a_camera_of_a_bout_is_checked_and_needs_version_2() {
+        let with = |version: u16, bout: BoutCamera| {
+            let mut m = start();
+            if let ControlMessage::SessionStart {
+                protocol_version,
+                bout: b,
+                ..
+            } = &mut m
+            {
+                *protocol_version = version;
+                *b = Some(bout);
+            }
+            SessionState::AwaitingStart
+                .accept(Incoming::Control(&m))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        let new = |camera: &str, cameras: &[&str]| BoutCamera {
+            bout_id: None,
+            camera: camera.into(),
+            cameras: Some(cameras.iter().map(|c| c.to_string()).collect()),
+            offset_s: None,
+        };
+        let join = |id: &str, camera: &str| BoutCamera {
+            bout_id: Some(id.into()),
+            camera: camera.into(),
+            cameras: None,
+            offset_s: Some(0.4),
+        };
+        assert_eq!(with(2, new("left", &["left", "right"])), Ok(()));
+        assert_eq!(with(2, join("20251106_bout_k7m2x", "right")), Ok(()));
+        let refused = [
+            (1, new("left", &["left", "right"]), "needs protocol_version 2"),
+            (2, new("left", &["right"]), "does not name this camera, left"),
+            (2, new("left", &["left", "left"]), "names the camera left twice"),
+            (2, new("le ft", &["le ft"]), "not a camera name"),
+            (2, new("a", &[]), "has 0 cameras"),
+            (2, join("../x", "right"), "not a bout id"),
+            (
+                2,
+                BoutCamera {
+                    cameras: Some(vec!["right".into()]),
+                    ..join("b", "right")
+                },
+                "not with the bout_id",
+            ),
+            (
+                2,
+                BoutCamera {
+                    bout_id: None,
+                    ..join("b", "right")
+                },
+                "either bout_id",
+            ),
+            (
+                2,
+                BoutCamera {
+                    offset_s: Some(f64::INFINITY),
+                    ..join("b", "right")
+                },
+                "offset_s inf must be",
+            ),
+        ];
+        let many: Vec<String> = (0..=MAX_CAMERAS).map(|i| format!("c{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        for (version, bout, why) in refused
+            .into_iter()
+            .chain([(2, new("c0", &many), "a bout has 1 to 16")])
+        {
+            let err = with(version, bout).unwrap_err();
+            assert!(err.contains(why), "{why}: {err}");
         }
     }
 

@@ -23,6 +23,17 @@ pub const MAX_FILE_NAME_BYTES: usize = 1024;
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 /// The longest resume token, in bytes.
 pub const MAX_TOKEN_LEN: usize = 128;
+/// The longest camera name of a bout, in bytes.
+pub const MAX_CAMERA_LEN: usize = 32;
+
+/// Whether `name` is a camera's name: 1 to [`MAX_CAMERA_LEN`] ASCII letters, digits, `-` or
+/// `_` (it names the camera's files and appears in URLs).
+pub fn valid_camera(name: &str) -> bool {
+    (1..=MAX_CAMERA_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
 
 /// Checks a session name: 1 to [`MAX_NAME_CHARS`] characters, none of them a control
 /// character. Returns why it is refused.

@@ -102,6 +102,11 @@ pub struct Config {
     #[arg(long, env = "REFEREE_MAX_FRAME_PIXELS", default_value_t = crate::frame_size::DEFAULT_MAX_FRAME_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_frame_pixels: u64,
 
+    /// Cameras of one bout, at most (1 to 16): a SESSION_START that starts a bout of more is
+    /// refused with `too_many_cameras`.
+    #[arg(long, env = "REFEREE_MAX_CAMERAS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=referee_protocol::MAX_CAMERAS as i64))]
+    pub max_cameras: u16,
+
     /// Touches that win a bout (15 in direct elimination, 5 in pools): the report marks the
     /// touch at equal scores one short of it (14-14) as one to review.
     #[arg(long, env = "REFEREE_BOUT_TARGET", default_value_t = referee_protocol::scoring::DEFAULT_BOUT_TARGET, value_parser = clap::value_parser!(u32).range(1..=1000))]

@@ -93,6 +93,9 @@ pub struct AppState {
     pub watchers: Arc<slots::AddressSlots>,
     /// What this server shares with the others on its registry, if it has one.
     pub cluster: Option<Cluster>,
+    /// Held while a camera joins a bout, from the check that its camera is free until its
+    /// session exists (`session::bout`).
+    pub bout_joins: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
@@ -162,6 +165,7 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::default()),
             recovering: Arc::new(recovery::Pending::default()),
             cluster,
+            bout_joins: Arc::default(),
         })
     }
 }

@@ -73,6 +73,8 @@ pub struct Limits {
     pub max_frame_bytes: u32,
     /// `--max-frame-pixels`.
     pub max_frame_pixels: u64,
+    /// `--max-cameras`: cameras of one bout.
+    pub max_cameras: usize,
     /// `--max-signal-bytes`.
     pub max_signal_bytes: usize,
     /// `--max-session-bytes`: bytes of frames stored per session.
@@ -292,6 +294,7 @@ impl Config {
                 window_bytes: self.window_bytes,
                 max_frame_bytes: self.max_frame_bytes,
                 max_frame_pixels: self.max_frame_pixels,
+                max_cameras: usize::from(self.max_cameras),
                 max_signal_bytes: self.max_signal_bytes,
                 max_session_bytes: self.max_session_bytes,
                 max_sessions: self.max_sessions,

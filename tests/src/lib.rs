@@ -606,7 +606,37 @@ pub fn start_message(name: &str, width: u32, height: u32) -> ControlMessage {
         quality: Some(90),
         session_id: None,
         upload: None,
+        bout: None,
     }
+}
+
+/// The `SESSION_START` of camera `camera` of a bout (protocol version 2): starting a bout of
+/// `cameras` when `bout_id` is `None`, else joining bout `bout_id`.
+pub fn camera_start_message(
+    name: &str,
+    (width, height): (u32, u32),
+    bout_id: Option<&str>,
+    camera: &str,
+    cameras: &[&str],
+) -> ControlMessage {
+    let mut message = start_message(name, width, height);
+    if let ControlMessage::SessionStart {
+        protocol_version,
+        bout,
+        ..
+    } = &mut message
+    {
+        *protocol_version = referee_protocol::BOUT_PROTOCOL_VERSION;
+        *bout = Some(referee_protocol::BoutCamera {
+            bout_id: bout_id.map(str::to_string),
+            camera: camera.into(),
+            cameras: bout_id
+                .is_none()
+                .then(|| cameras.iter().map(|c| c.to_string()).collect()),
+            offset_s: None,
+        });
+    }
+    message
 }
 
 /// Makes a synthetic video (`.avi`, MJPEG) in `dir` and returns its path.

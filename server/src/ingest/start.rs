@@ -11,7 +11,7 @@ use super::{Connection, Link, Refusal, Step, GO_ON, TAKEOVER_WAIT};
 use crate::limits;
 use crate::metrics::Metrics;
 use crate::notify::events::EventKind;
-use crate::session::{lifecycle, session_id};
+use crate::session::{bout, lifecycle, session_id};
 use crate::store::{SessionMeta, SessionStatus, StoreError};
 
 impl<S> Connection<S>
@@ -30,6 +30,7 @@ where
             quality,
             session_id: reserved_id,
             upload,
+            bout,
             ..
         } = msg
         else {
@@ -55,6 +56,29 @@ where
             return Err(Refusal::new(code, why));
         }
         let client_slot = self.client_slot()?;
+        // A camera of a bout: no other connection takes the same camera until this session
+        // exists.
+        let joining = match &bout {
+            Some(_) => Some(
+                tokio::time::timeout(TAKEOVER_WAIT, self.app.bout_joins.clone().lock_owned())
+                    .await
+                    .map_err(|_| {
+                        Refusal::new(
+                            ErrorCode::ServerBusy,
+                            "other cameras are joining their bouts: try again",
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let bout = match bout {
+            Some(bout) => Some(
+                bout::join(&self.app, &name, bout)
+                    .await
+                    .map_err(|(code, why)| Refusal::new(code, why))?,
+            ),
+            None => None,
+        };
         let mut meta = match &reserved {
             Some(reserved) => {
                 let mut meta = reserved.clone();
@@ -75,6 +99,7 @@ where
         meta.quality = quality;
         meta.frames_expected = frame_count;
         meta.upload = upload;
+        meta.bout = bout;
         meta.resume_token = session_id::resume_token();
         let is_reserved = reserved.is_some();
         let (sink, meta) = self
@@ -99,7 +124,9 @@ where
                 }
             })
             .await?;
+        drop(joining);
         let resume_token = meta.resume_token.clone();
+        let bout_id = meta.bout.as_ref().map(|b| b.bout_id.clone());
         if is_reserved {
             self.app.reservations.remove(&meta.id);
         } else {
@@ -129,6 +156,7 @@ where
                 resume_grace_s: self.app.settings.sweeper.resume_grace.as_secs(),
                 max_signal_bytes: Some(self.app.settings.limits.max_signal_bytes as u64),
                 max_frame_pixels: Some(self.app.settings.limits.max_frame_pixels),
+                bout_id,
             })
             .await;
         GO_ON

@@ -69,6 +69,7 @@ fn upload(frames: u64, end: bool) -> Vec<Message> {
         quality: Some(90),
         session_id: None,
         upload: None,
+        bout: None,
     })];
     for i in 0..frames {
         let pts = referee_protocol::frame::pts_us(i, 30.0);

@@ -68,6 +68,10 @@ pub struct Report {
     /// Why there are no clips although events called for them; null otherwise.
     #[serde(default)]
     pub clips_note: Option<String>,
+    /// The camera of a bout recorded by several that this session is, with its offset: its
+    /// events' `time_s` are on this camera's clock, `offset_s` earlier than the signal file's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera: Option<referee_protocol::api::BoutMembership>,
 }
 
 /// The bout as the signal file tells it: the score after each scoring event, the scores that
@@ -418,6 +422,7 @@ impl Report {
             bout: Bout::default(),
             clips: Vec::new(),
             clips_skipped: 0,
+            camera: meta.bout.clone(),
             clips_note: None,
         }
     }

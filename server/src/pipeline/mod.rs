@@ -166,6 +166,11 @@ pub fn run(
         let meta = live.snapshot();
         crate::frame_size::check(meta.width, meta.height, options.max_frame_pixels)
             .map_err(StageError::Other)?;
+        // A camera of a bout lines the bout's signal up on its own clock.
+        let signal = match meta.bout.as_ref().and_then(|b| b.offset_s) {
+            Some(offset) => signal.as_ref().map(|track| track.on_camera(offset)),
+            None => signal.clone(),
+        };
         let scratch = store.scratch_dir(&id)?;
         let mut frames = store.frame_source(&id)?;
         let announcer = clips::Announcer {

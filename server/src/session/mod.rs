@@ -7,10 +7,12 @@
 //! - [`processing`] starts a session's pipeline on the bounded workers and relays its events.
 //! - [`recovery`] at start, in the background: unfinished sessions repaired and detached,
 //!   interrupted processing run again.
+//! - [`bout`] the cameras of a bout recorded by several: who may join it.
 //! - [`cleanup`] the sweeper: abandon, expire, delete.
 //! - [`resave`] a state the disk refused, saved again until it is; [`session_index`] every
 //!   session's metadata in memory; [`session_id`] ids and resume tokens.
 
+pub mod bout;
 pub mod cleanup;
 pub mod lifecycle;
 pub mod live;

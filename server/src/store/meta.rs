@@ -2,7 +2,7 @@
 //! the resume token); the HTTP API shows its [`SessionView`].
 
 pub use referee_protocol::api::{Clip, SessionStatus};
-use referee_protocol::api::{SessionLinks, SessionView};
+use referee_protocol::api::{BoutMembership, SessionLinks, SessionView};
 use referee_protocol::{FrameEncoding, Stage, UploadIdentity};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -58,6 +58,9 @@ pub struct SessionMeta {
     /// with other files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<UploadIdentity>,
+    /// The bout this session is a camera of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bout: Option<BoutMembership>,
     /// How many times the session was resumed.
     #[serde(default)]
     pub resumes: u64,
@@ -109,6 +112,7 @@ impl SessionMeta {
             variable_frame_rate: None,
             clips: Vec::new(),
             upload: None,
+            bout: None,
             resume_token: String::new(),
             created_ahead: false,
             resumes: 0,
@@ -154,6 +158,7 @@ impl SessionMeta {
             variable_frame_rate: self.variable_frame_rate,
             clips: self.clips.clone(),
             upload: self.upload.clone(),
+            bout: self.bout.clone(),
             resumes: self.resumes,
             processing_attempts: self.processing_attempts,
             resumable_until: self.resumable_until,

@@ -208,6 +208,7 @@ pub(crate) fn session_start(name: String, frames: u64, size: (u32, u32)) -> Cont
         quality: None,
         session_id: None,
         upload: None,
+        bout: None,
     }
 }
 
