@@ -511,7 +511,10 @@ mod tests {
             "fps":60,"width":1280,"height":720,"encoding":"jpeg",
             "bout":{"bout_id":"20251106_170116_bout_k7m2x","camera":"right","offset_s":0.4}}"#;
         let msg = ControlMessage::from_json(json).unwrap();
-        let ControlMessage::SessionStart { bout: Some(bout), .. } = &msg else {
+        let ControlMessage::SessionStart {
+            bout: Some(bout), ..
+        } = &msg
+        else {
             panic!("{msg:?}");
         };
         assert_eq!(bout.camera, "right");

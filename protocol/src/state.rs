@@ -13,7 +13,9 @@
 use thiserror::Error;
 
 use crate::text::{self, check_len, check_name};
-use crate::{BoutCamera, ControlMessage, ErrorCode, BOUT_PROTOCOL_VERSION, MAX_CAMERAS, PROTOCOL_VERSION};
+use crate::{
+    BoutCamera, ControlMessage, ErrorCode, BOUT_PROTOCOL_VERSION, MAX_CAMERAS, PROTOCOL_VERSION,
+};
 
 /// The largest frame width or height accepted in `SESSION_START`.
 pub const MAX_DIMENSION: u32 = 16_384;
@@ -328,10 +330,7 @@ pub const MAX_OFFSET_S: f64 = 3600.0;
 /// Checks the `bout` of a `SESSION_START`: a camera name, and either the bout to join or the
 /// cameras of a new one (this one among them, each once, at most [`MAX_CAMERAS`]).
 fn check_bout(bout: &BoutCamera) -> Result<(), String> {
-    let camera_rule = format!(
-        "1 to {} letters, digits, '-' or '_'",
-        text::MAX_CAMERA_LEN
-    );
+    let camera_rule = format!("1 to {} letters, digits, '-' or '_'", text::MAX_CAMERA_LEN);
     if !text::valid_camera(&bout.camera) {
         return Err(format!(
             "bout.camera {} is not a camera name ({camera_rule})",
@@ -648,9 +647,21 @@ mod tests {
         assert_eq!(with(2, new("left", &["left", "right"])), Ok(()));
         assert_eq!(with(2, join("20251106_bout_k7m2x", "right")), Ok(()));
         let refused = [
-            (1, new("left", &["left", "right"]), "needs protocol_version 2"),
-            (2, new("left", &["right"]), "does not name this camera, left"),
-            (2, new("left", &["left", "left"]), "names the camera left twice"),
+            (
+                1,
+                new("left", &["left", "right"]),
+                "needs protocol_version 2",
+            ),
+            (
+                2,
+                new("left", &["right"]),
+                "does not name this camera, left",
+            ),
+            (
+                2,
+                new("left", &["left", "left"]),
+                "names the camera left twice",
+            ),
             (2, new("le ft", &["le ft"]), "not a camera name"),
             (2, new("a", &[]), "has 0 cameras"),
             (2, join("../x", "right"), "not a bout id"),
@@ -681,9 +692,10 @@ mod tests {
         ];
         let many: Vec<String> = (0..=MAX_CAMERAS).map(|i| format!("c{i}")).collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        for (version, bout, why) in refused
-            .into_iter()
-            .chain([(2, new("c0", &many), "a bout has 1 to 16")])
+        for (version, bout, why) in
+            refused
+                .into_iter()
+                .chain([(2, new("c0", &many), "a bout has 1 to 16")])
         {
             let err = with(version, bout).unwrap_err();
             assert!(err.contains(why), "{why}: {err}");

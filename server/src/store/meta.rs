@@ -1,8 +1,8 @@
 //! The metadata record of a session, stored as `session.json`: private to the server (it holds
 //! the resume token); the HTTP API shows its [`SessionView`].
 
-pub use referee_protocol::api::{Clip, SessionStatus};
 use referee_protocol::api::{BoutMembership, SessionLinks, SessionView};
+pub use referee_protocol::api::{Clip, SessionStatus};
 use referee_protocol::{FrameEncoding, Stage, UploadIdentity};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
