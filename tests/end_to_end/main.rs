@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_input;
+mod bouts;
 mod client_errors;
 mod client_messages;
 mod client_strings;
