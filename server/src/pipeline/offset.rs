@@ -47,6 +47,8 @@ pub const FINE_SPAN_CELLS: i64 = 3;
 pub const MAX_SERIES_S: f64 = 3600.0;
 /// The widest lag range searched, in seconds either way.
 pub const MAX_LAG_S: f64 = 30.0;
+/// The largest frame time, in seconds either way (about 32 years).
+pub const MAX_TIME_S: f64 = 1e9;
 /// The shortest series aligned, in seconds, and its fewest frames.
 pub const MIN_SERIES_S: f64 = 1.0;
 pub const MIN_FRAMES: usize = 3;
@@ -86,6 +88,8 @@ pub struct Offset {
     pub runner_up: Option<(f64, f64)>,
     /// How long the two cameras overlap at `seconds`.
     pub overlap_s: f64,
+    /// Whether the peak lies at the end of the range (`±max_s`): the offset may lie beyond.
+    pub at_limit: bool,
 }
 
 /// Which camera a problem is with.
@@ -107,7 +111,7 @@ impl fmt::Display for Camera {
 /// Why no offset could be estimated.
 #[derive(Debug, Error, PartialEq)]
 pub enum OffsetError {
-    #[error("{camera}: frame {index} is at {time_s} s, not after the frame before it (times must be finite and increasing)")]
+    #[error("{camera}: frame {index} is at {time_s} s, not after the frame before it or beyond ±{MAX_TIME_S} s (times must be finite and increasing)")]
     BadTime {
         camera: Camera,
         index: usize,
@@ -170,10 +174,13 @@ pub fn estimate_offset(
         return Err(OffsetError::NoMotion { camera: Camera::B });
     }
     let reach = (options.max_s / COARSE_STEP_S).floor() as i64;
-    let min_cells = (min_overlap_s / COARSE_STEP_S).ceil() as usize;
     let window = (CHANGE_WINDOW_S / COARSE_STEP_S).round() as usize;
     let (coarse_a, coarse_b) = (coarse_a.changes(window), coarse_b.changes(window));
-    let coarse = Correlator::new(&coarse_a, &coarse_b, min_cells);
+    let coarse = Correlator::new(
+        &coarse_a,
+        &coarse_b,
+        min_cells(min_overlap_s, COARSE_STEP_S, &coarse_a, &coarse_b),
+    );
     let curve: Vec<Option<f64>> = (-reach..=reach).map(|lag| coarse.at(lag)).collect();
     let (peak, peak_value) = best(&curve).ok_or(no_overlap)?;
     let runner_up = runner_up(&curve, peak, peak_value)
@@ -191,7 +198,7 @@ pub fn estimate_offset(
     let fine = Correlator::new(
         &fine_a,
         &fine_b,
-        (min_overlap_s / FINE_STEP_S).ceil() as usize,
+        min_cells(min_overlap_s, FINE_STEP_S, &fine_a, &fine_b),
     );
     let fine_curve: Vec<Option<f64>> = (from..=to).map(|lag| fine.at(lag)).collect();
     let (seconds, correlation) = match best(&fine_curve) {
@@ -211,14 +218,21 @@ pub fn estimate_offset(
         correlation,
         runner_up,
         overlap_s,
+        at_limit: coarse_lag.abs() >= reach,
     })
+}
+
+/// The cells of `step` seconds in `seconds`, but no more than the shorter grid has (its
+/// changes leave out a window at either end).
+fn min_cells(seconds: f64, step: f64, a: &Grid, b: &Grid) -> usize {
+    ((seconds / step).ceil() as usize).min(a.values.len().min(b.values.len()))
 }
 
 /// Checks a camera's series and returns its duration.
 fn check(camera: Camera, series: &[(f64, f32)]) -> Result<f64, OffsetError> {
     let mut previous = f64::NEG_INFINITY;
     for (index, &(time_s, energy)) in series.iter().enumerate() {
-        if !time_s.is_finite() || time_s <= previous {
+        if !time_s.is_finite() || time_s.abs() > MAX_TIME_S || time_s <= previous {
             return Err(OffsetError::BadTime {
                 camera,
                 index,
@@ -592,6 +606,23 @@ mod tests {
         // The other way round: the opposite offset.
         let back = estimate_offset(&b, &a, &OffsetOptions::default()).unwrap();
         assert!((back.seconds - 0.777).abs() < 0.0015, "{back:?}");
+        assert!(!found.at_limit && !back.at_limit);
+
+        // Beyond the range searched: what is found is at its end, and says so.
+        let b = film(&scene, 2.05, 60.0, 1800, 0.0);
+        let options = OffsetOptions {
+            max_s: 2.0,
+            ..OffsetOptions::default()
+        };
+        let found = estimate_offset(&a, &b, &options).unwrap();
+        assert!(found.at_limit && found.seconds > 1.95, "{found:?}");
+        // The whole of the shorter camera overlapping: its changes' window is what it has.
+        let options = OffsetOptions {
+            min_overlap: 1.0,
+            ..OffsetOptions::default()
+        };
+        let found = estimate_offset(&a, &b, &options).unwrap();
+        assert!((found.seconds - 2.05).abs() < 0.0015, "{found:?}");
     }
 
     #[test]
@@ -657,6 +688,19 @@ mod tests {
                 ..
             })
         ));
+        let far: Vec<(f64, f32)> = a.iter().map(|&(t, e)| (t + 1e300, e)).collect();
+        assert!(matches!(
+            estimate_offset(&far, &a, &options),
+            Err(OffsetError::BadTime {
+                camera: Camera::A,
+                index: 0,
+                ..
+            })
+        ));
+        // Late times (a clock of 3 years) are fine.
+        let late: Vec<(f64, f32)> = a.iter().map(|&(t, e)| (t + 1e8, e)).collect();
+        let found = estimate_offset(&late, &late, &options).unwrap();
+        assert!(found.seconds.abs() < 0.0015, "{found:?}");
         for max_s in [0.0, -1.0, f64::NAN, MAX_LAG_S + 1.0] {
             let options = OffsetOptions { max_s, ..options };
             assert!(matches!(
