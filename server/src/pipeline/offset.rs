@@ -28,8 +28,9 @@
 //! 2,001 lags, about 1.2e8 multiply-adds; the fine search adds 61 lags of the fine grid. Both
 //! are bounded: a series may last at most [`MAX_SERIES_S`] and `max_s` be at most
 //! [`MAX_LAG_S`], about 2.2e9 multiply-adds at worst. Measured in a release build (2 shared
-//! cores): a 10-minute bout at 30 fps against 60 fps, ±10 s, 0.1 s; an hour at ±30 s, 1.0 s.
-//! The fine grid holds 1,000 cells a second of each camera (29 MB for an hour of both).
+//! cores): a 10-minute bout at 30 fps against 60 fps, ±10 s, 0.13 s; an hour at ±30 s,
+//! 1.3 s. The fine grid holds 1,000 cells a second of each camera, about 16 bytes each at
+//! most: the hour took 115 MB at its peak (measured), 10 minutes about 20 MB (counted).
 
 use std::fmt;
 
@@ -182,6 +183,7 @@ pub fn estimate_offset(
         &coarse_a,
         &coarse_b,
         min_cells(min_overlap_s, COARSE_STEP_S, &coarse_a, &coarse_b),
+        true,
     );
     let curve: Vec<Option<f64>> = (-reach..=reach).map(|lag| coarse.at(lag)).collect();
     let (peak, peak_value) = best(&curve).ok_or(no_overlap)?;
@@ -201,6 +203,7 @@ pub fn estimate_offset(
         &fine_a,
         &fine_b,
         min_cells(min_overlap_s, FINE_STEP_S, &fine_a, &fine_b),
+        false,
     );
     let fine_curve: Vec<Option<f64>> = (from..=to).map(|lag| fine.at(lag)).collect();
     let (seconds, correlation) = match best(&fine_curve) {
@@ -324,19 +327,18 @@ impl Grid {
     /// within `window` of either end are dropped.
     fn changes(&self, window: usize) -> Grid {
         let window = window.max(1);
-        let n = self.values.len();
-        let mut prefix = Vec::with_capacity(n + 1);
-        let mut sum = 0.0;
-        prefix.push(sum);
-        for v in &self.values {
-            sum += v;
-            prefix.push(sum);
-        }
-        let at = |i: usize| prefix.get(i).copied().unwrap_or(sum);
+        let v = &self.values;
         let w = window as f64;
-        let values: Vec<f64> = (window..n.saturating_sub(window).max(window))
-            .map(|i| ((at(i + window) - at(i)) - (at(i) - at(i - window))) / w)
-            .collect();
+        let mut values = Vec::with_capacity(v.len().saturating_sub(2 * window));
+        // The sums of the window before cell i and of the one from it, slid along.
+        let mut before: f64 = v.iter().take(window).sum();
+        let mut after: f64 = v.iter().skip(window).take(window).sum();
+        for i in window..v.len().saturating_sub(window) {
+            values.push((after - before) / w);
+            let (leaving, passing, entering) = (v[i - window], v[i], v[i + window]);
+            before += passing - leaving;
+            after += entering - passing;
+        }
         let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
         Grid {
             first: self.first + window as i64,
@@ -356,15 +358,19 @@ impl Grid {
 struct Correlator<'a> {
     a: &'a Grid,
     b: &'a Grid,
-    /// Prefix sums of each grid's values and squares.
+    /// Prefix sums of each grid's values and squares (none: summed at each lag, for a few
+    /// lags of a long grid).
     sum_a: Vec<(f64, f64)>,
     sum_b: Vec<(f64, f64)>,
     min_cells: usize,
 }
 
 impl<'a> Correlator<'a> {
-    fn new(a: &'a Grid, b: &'a Grid, min_cells: usize) -> Self {
+    fn new(a: &'a Grid, b: &'a Grid, min_cells: usize, prefixed: bool) -> Self {
         let prefix = |g: &Grid| {
+            if !prefixed {
+                return Vec::new();
+            }
             let mut sums = Vec::with_capacity(g.values.len() + 1);
             let (mut s, mut s2) = (0.0, 0.0);
             sums.push((s, s2));
@@ -403,13 +409,18 @@ impl<'a> Correlator<'a> {
         let xs = self.a.values.get(from_a..to_a)?;
         let ys = self.b.values.get(from_b..to_b)?;
         let n = xs.len() as f64;
-        let range = |sums: &[(f64, f64)], from: usize, to: usize| {
+        let range = |sums: &[(f64, f64)], values: &[f64], from: usize, to: usize| {
+            if sums.is_empty() {
+                return values
+                    .iter()
+                    .fold((0.0, 0.0), |(s, q), v| (s + v, q + v * v));
+            }
             let (s0, q0) = sums.get(from).copied().unwrap_or_default();
             let (s1, q1) = sums.get(to).copied().unwrap_or_default();
             (s1 - s0, q1 - q0)
         };
-        let (sa, qa) = range(&self.sum_a, from_a, to_a);
-        let (sb, qb) = range(&self.sum_b, from_b, to_b);
+        let (sa, qa) = range(&self.sum_a, xs, from_a, to_a);
+        let (sb, qb) = range(&self.sum_b, ys, from_b, to_b);
         let var_a = qa - sa * sa / n;
         let var_b = qb - sb * sb / n;
         // No motion in one camera's part of the overlap: nothing to match.
