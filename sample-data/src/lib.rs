@@ -128,17 +128,156 @@ pub fn write_video(path: &Path, spec: &SyntheticVideo) -> Result<(), SampleError
 /// Writes a video like [`write_video`] whose bar and disc move only on the frames of
 /// `phrases` (inclusive ranges of frame indices), as fencers do in the phrases that lead to
 /// the touches, and stand still between them; the frame counter changes on every frame. The
-/// sample bout is this with [`BOUT_PHRASES`].
+/// sample bout is this with [`BOUT_PHRASES`]. It is the bout's own camera: [`write_camera_video`]
+/// with [`Camera::of_bout`].
 pub fn write_bout_video(
     path: &Path,
     spec: &SyntheticVideo,
     phrases: &[(u32, u32)],
 ) -> Result<(), SampleError> {
-    let moved = |index: u32| moving_frames(phrases, index);
-    let total = moved(spec.frames.saturating_sub(1)) + 1;
-    write_frames(path, spec, |spec, background, index| {
-        draw_frame(spec, background, index, moved(index), total)
+    write_camera_video(path, spec, phrases, &Camera::of_bout(spec))
+}
+
+/// A camera filming a bout drawn by [`write_bout_video`]: its own video `spec` (frames, rate
+/// and size), started `offset_s` seconds after the bout's clock, so that its frame `k` shows
+/// the scene at bout time `offset_s + k / spec.fps` (its frame counter and time are its own:
+/// `k` and `k / spec.fps`). The scene is the same whatever the camera: the bar and the disc
+/// move as a function of the bout's time, at the same place relative to the picture's size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Camera {
+    pub spec: SyntheticVideo,
+    pub offset_s: f64,
+}
+
+impl Camera {
+    /// The bout's own camera (`left.mp4` of `make-sample --cameras`, the same as `bout.mp4`):
+    /// it started with the bout's clock and records at the bout's rate and size.
+    pub fn of_bout(bout: &SyntheticVideo) -> Camera {
+        Camera {
+            spec: *bout,
+            offset_s: 0.0,
+        }
+    }
+
+    /// The second camera of the sample bout (`right.mp4` of `make-sample --cameras`): started
+    /// 0.4 s after the bout's clock, 25 fps, 480x360, 115 frames (4.6 s: it stops with the
+    /// bout, at 5.0 s of the bout's clock, and sees its three phrases).
+    pub const RIGHT: Camera = Camera {
+        spec: SyntheticVideo {
+            frames: 115,
+            fps: 25.0,
+            width: 480,
+            height: 360,
+        },
+        offset_s: 0.4,
+    };
+
+    /// The bout time, in seconds, that the camera's frame `k` shows.
+    pub fn bout_time_s(&self, k: u32) -> f64 {
+        self.offset_s + f64::from(k) / self.spec.fps
+    }
+}
+
+/// Writes what `camera` recorded of the bout drawn by [`write_bout_video`]`(_, bout, phrases)`
+/// (see [`Camera`]). With [`Camera::of_bout`] it is that very video, byte for byte.
+pub fn write_camera_video(
+    path: &Path,
+    bout: &SyntheticVideo,
+    phrases: &[(u32, u32)],
+    camera: &Camera,
+) -> Result<(), SampleError> {
+    check_spec(bout)?;
+    if !camera.offset_s.is_finite() {
+        return Err(SampleError::InvalidSpec(format!(
+            "camera offset {} s must be a finite number",
+            camera.offset_s
+        )));
+    }
+    let scene = Scene::new(bout, phrases);
+    write_frames(path, &camera.spec, |spec, background, index| {
+        let step = scene.step_at(camera.offset_s, camera.spec.fps, index);
+        draw_frame_at(
+            spec,
+            background,
+            index,
+            step,
+            scene.steps,
+            f64::from(index) / spec.fps,
+        )
     })
+}
+
+/// Draws frame `k` of `camera` filming the bout of [`write_camera_video`], as it writes it
+/// (before compression).
+pub fn draw_camera_frame(
+    bout: &SyntheticVideo,
+    phrases: &[(u32, u32)],
+    camera: &Camera,
+    k: u32,
+) -> Result<Mat, SampleError> {
+    check_spec(bout)?;
+    check_spec(&camera.spec)?;
+    let cv = |source| SampleError::OpenCv {
+        path: PathBuf::new(),
+        what: "drawing a camera frame",
+        source,
+    };
+    let scene = Scene::new(bout, phrases);
+    let background = draw_background(&camera.spec).map_err(cv)?;
+    let step = scene.step_at(camera.offset_s, camera.spec.fps, k);
+    draw_frame_at(
+        &camera.spec,
+        &background,
+        k,
+        step,
+        scene.steps,
+        f64::from(k) / camera.spec.fps,
+    )
+    .map_err(cv)
+}
+
+/// The motion of a bout as a function of its time: how far along their way the bar and the
+/// disc are.
+struct Scene<'a> {
+    phrases: &'a [(u32, u32)],
+    /// The bout's frame rate: its phrases are ranges of its frames.
+    fps: f64,
+    /// The steps of the whole way: the bout's last frame is at step `steps - 1`.
+    steps: u32,
+}
+
+impl<'a> Scene<'a> {
+    fn new(bout: &SyntheticVideo, phrases: &'a [(u32, u32)]) -> Self {
+        Scene {
+            phrases,
+            fps: bout.fps,
+            steps: moving_frames(phrases, bout.frames.saturating_sub(1)) + 1,
+        }
+    }
+
+    /// The step at bout frame `u` (a real number: the bout's time times its rate): the
+    /// continuous [`moving_frames`], which the bar and disc advance by one on each frame of
+    /// a phrase `(a, b)`, moving steadily from frame `a - 1` to frame `b`. At a whole `u` it
+    /// is `moving_frames(phrases, u)`.
+    fn step(&self, u: f64) -> f64 {
+        self.phrases
+            .iter()
+            .map(|&(a, b)| {
+                let (a, b) = (f64::from(a), f64::from(b));
+                (u.min(b) + 1.0 - a).max(0.0)
+            })
+            .sum()
+    }
+
+    /// The step of frame `k` of a camera started `offset_s` after the bout at `fps`.
+    fn step_at(&self, offset_s: f64, fps: f64, k: u32) -> f64 {
+        // In bout frames; a camera on the bout's clock lands on whole frames exactly.
+        let mut u = offset_s * self.fps + f64::from(k) * (self.fps / fps);
+        if (u - u.round()).abs() < 1e-9 {
+            u = u.round();
+        }
+        self.step(u)
+    }
 }
 
 /// How many frames up to `index` lie in one of `ranges` (inclusive).
@@ -468,25 +607,39 @@ fn draw_frame(
         spec,
         background,
         index,
-        step,
+        f64::from(step),
         steps,
         f64::from(index) / spec.fps,
     )
 }
 
-/// [`draw_frame`] for a frame shown at `time_s` (a video whose frame rate varies).
+/// [`draw_frame`] for a frame shown at `time_s` (a video whose frame rate varies), at a step
+/// that may lie between two whole steps (a camera that does not film on the bout's frames).
 fn draw_frame_at(
     spec: &SyntheticVideo,
     background: &Mat,
     index: u32,
-    step: u32,
+    step: f64,
     steps: u32,
     time_s: f64,
+) -> opencv::Result<Mat> {
+    let mut mat = draw_scene(spec, background, step, steps)?;
+    draw_counter(spec, &mut mat, index, time_s)?;
+    Ok(mat)
+}
+
+/// The scene of [`draw_frame_at`] (what the camera films): the background with a bar and a
+/// disc `step` steps of `steps` along their way.
+fn draw_scene(
+    spec: &SyntheticVideo,
+    background: &Mat,
+    step: f64,
+    steps: u32,
 ) -> opencv::Result<Mat> {
     let (w, h) = (spec.width, spec.height);
     let mut mat = background.try_clone()?;
     let progress = if steps > 1 {
-        f64::from(step) / f64::from(steps - 1)
+        step / f64::from(steps - 1)
     } else {
         0.0
     };
@@ -494,7 +647,8 @@ fn draw_frame_at(
     // A vertical bar sweeping left to right, wrapping around.
     let bar_w = (w / 32).max(2);
     let bar_step = (w / 90).max(1);
-    let bar_x = (i64::from(step) * i64::from(bar_step) % i64::from(w)) as i32;
+    // At a whole step, step * bar_step is a whole number of pixels.
+    let bar_x = ((step * f64::from(bar_step)).floor() as i64 % i64::from(w)) as i32;
     imgproc::rectangle(
         &mut mat,
         Rect::new(bar_x, 0, bar_w, h),
@@ -527,7 +681,18 @@ fn draw_frame_at(
         imgproc::LINE_AA,
         0,
     )?;
+    Ok(mat)
+}
 
+/// The overlay of [`draw_frame_at`] (what the camera adds): the frame counter `index` and the
+/// time `time_s`, top left.
+fn draw_counter(
+    spec: &SyntheticVideo,
+    mat: &mut Mat,
+    index: u32,
+    time_s: f64,
+) -> opencv::Result<()> {
+    let (w, h) = (spec.width, spec.height);
     // The frame counter, large, on a dark box in the top-left corner.
     let text = format!("{index:04}");
     let font = imgproc::FONT_HERSHEY_SIMPLEX;
@@ -539,7 +704,7 @@ fn draw_frame_at(
     let box_w = (size.width + 2 * margin).min(w);
     let box_h = (size.height + baseline + 2 * margin).min(h);
     imgproc::rectangle(
-        &mut mat,
+        mat,
         Rect::new(0, 0, box_w, box_h),
         Scalar::new(20.0, 20.0, 20.0, 0.0),
         imgproc::FILLED,
@@ -547,7 +712,7 @@ fn draw_frame_at(
         0,
     )?;
     imgproc::put_text(
-        &mut mat,
+        mat,
         &text,
         Point::new(margin, margin + size.height),
         font,
@@ -561,7 +726,7 @@ fn draw_frame_at(
     // The time, smaller, under the counter.
     let time = format!("t={time_s:.3}s");
     imgproc::put_text(
-        &mut mat,
+        mat,
         &time,
         Point::new(margin, (box_h + margin + size.height / 2).min(h - 1)),
         font,
@@ -571,7 +736,7 @@ fn draw_frame_at(
         imgproc::LINE_AA,
         false,
     )?;
-    Ok(mat)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -662,6 +827,99 @@ mod tests {
         assert!(changed(20, 24));
         assert!(changed(60, 64));
         assert!(!changed(125, 140));
+    }
+
+    #[test]
+    fn the_bout_camera_draws_the_bout_frames() {
+        // The generalised drawing (a camera on the bout's clock) is the bout's drawing, pixel
+        // for pixel, so bout.mp4 stays the same.
+        let spec = SyntheticVideo::BOUT;
+        let bg = draw_background(&spec).unwrap();
+        let total = moving_frames(&BOUT_PHRASES, spec.frames - 1) + 1;
+        let camera = Camera::of_bout(&spec);
+        let scene = Scene::new(&spec, &BOUT_PHRASES);
+        for i in 0..spec.frames {
+            let step = scene.step_at(camera.offset_s, camera.spec.fps, i);
+            assert_eq!(
+                step,
+                f64::from(moving_frames(&BOUT_PHRASES, i)),
+                "frame {i}"
+            );
+            let old = draw_frame(&spec, &bg, i, moving_frames(&BOUT_PHRASES, i), total).unwrap();
+            let new = draw_frame_at(&spec, &bg, i, step, scene.steps, f64::from(i) / 30.0).unwrap();
+            assert_eq!(
+                old.data_bytes().unwrap(),
+                new.data_bytes().unwrap(),
+                "frame {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_right_camera_films_the_bout_at_its_own_times() {
+        let bout = SyntheticVideo::BOUT;
+        let right = Camera::RIGHT;
+        let scene = Scene::new(&bout, &BOUT_PHRASES);
+        let bg = draw_background(&right.spec).unwrap();
+        let scene_of = |step: f64| {
+            draw_scene(&right.spec, &bg, step, scene.steps)
+                .unwrap()
+                .data_bytes()
+                .unwrap()
+                .to_vec()
+        };
+        // A camera of the same size on the bout's clock at 150 fps: the right camera's frame
+        // k (bout time 0.4 + k / 25 s) is its frame 60 + 6k.
+        let fine = Camera {
+            spec: SyntheticVideo {
+                frames: 750,
+                fps: 150.0,
+                ..right.spec
+            },
+            offset_s: 0.0,
+        };
+        for k in 0..right.spec.frames {
+            assert!((right.bout_time_s(k) - fine.bout_time_s(60 + 6 * k)).abs() < 1e-12);
+            let ours = scene.step_at(right.offset_s, right.spec.fps, k);
+            let theirs = scene.step_at(0.0, 150.0, 60 + 6 * k);
+            assert!(
+                (ours - theirs).abs() < 1e-9,
+                "frame {k}: {ours} vs {theirs}"
+            );
+            if k % 5 == 0 {
+                // On a bout frame (12 + 6k/5 at 30 fps): exactly that frame's step.
+                let bout_frame = 12 + 6 * k / 5;
+                assert_eq!(ours, f64::from(moving_frames(&BOUT_PHRASES, bout_frame)));
+                assert_eq!(scene_of(ours), scene_of(theirs), "frame {k}");
+            }
+        }
+        // Between bout frames the bar stands between its places on them: frame 8 is at bout
+        // time 0.72 s, bout frame 21.6, step 21.6 - 17 = 4.6.
+        assert!((scene.step_at(right.offset_s, right.spec.fps, 8) - 4.6).abs() < 1e-9);
+        // It moves in the phrases (bout frames 17 to 36 ...) and only there.
+        let moving: Vec<u32> = (1..right.spec.frames)
+            .filter(|&k| {
+                scene.step_at(right.offset_s, right.spec.fps, k)
+                    != scene.step_at(right.offset_s, right.spec.fps, k - 1)
+            })
+            .collect();
+        let in_phrase = |k: u32| {
+            let (from, to) = (right.bout_time_s(k - 1) * 30.0, right.bout_time_s(k) * 30.0);
+            BOUT_PHRASES
+                .iter()
+                .any(|&(a, b)| from < f64::from(b) - 1e-9 && to > f64::from(a - 1) + 1e-9)
+        };
+        let expected: Vec<u32> = (1..right.spec.frames).filter(|&k| in_phrase(k)).collect();
+        assert_eq!(moving, expected);
+        assert_eq!(moving.first(), Some(&5));
+
+        // Written and read back: every frame, at its size (write_camera_video checks).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("right.mp4");
+        write_camera_video(&path, &bout, &BOUT_PHRASES, &right).unwrap();
+        assert_eq!(video_fps(&path).unwrap(), 25.0);
+        let first = draw_camera_frame(&bout, &BOUT_PHRASES, &right, 0).unwrap();
+        assert_eq!((first.cols(), first.rows()), (480, 360));
     }
 
     #[test]

@@ -222,7 +222,7 @@ pub fn write_timed_video(path: &Path, spec: &TimedVideo) -> Result<Vec<i64>, Sam
             &drawing,
             &background,
             index,
-            index,
+            f64::from(index),
             total,
             ticks_to_us(pts) as f64 / 1e6,
         )

@@ -9,6 +9,7 @@ mod clips;
 mod h264;
 mod i420;
 mod motion;
+pub mod offset;
 mod reconstruct;
 mod report_html;
 mod thumbnails;
