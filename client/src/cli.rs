@@ -108,9 +108,16 @@ pub struct Args {
     /// the client connects to /stream.
     pub server: String,
 
-    /// The recorded video to stream (any file OpenCV can read, e.g. .avi or .mp4).
-    #[arg(long, value_name = "FILE")]
-    pub video: PathBuf,
+    /// The recorded video to stream (any file OpenCV can read, e.g. .avi or .mp4). For a bout
+    /// recorded by several cameras, give each as CAMERA=FILE (`--video left=cam1.mp4 --video
+    /// right=cam2.mov`): they upload in parallel, each a session of the bout.
+    #[arg(long, value_name = "[CAMERA=]FILE", required = true, value_parser = parse_video)]
+    pub video: Vec<CameraVideo>,
+
+    /// Seconds camera CAMERA started recording after the signal file's clock began (before
+    /// it when negative), when known: its events are lined up that much earlier.
+    #[arg(long, value_name = "CAMERA=SECONDS", value_parser = parse_offset)]
+    pub offset: Vec<(String, f64)>,
 
     /// The signal file recorded beside the video: one `TIME EVENT [key=value ...]` a line.
     #[arg(long, value_name = "FILE")]
@@ -187,7 +194,104 @@ pub struct Args {
     pub output: Option<PathBuf>,
 }
 
+/// One `--video`: a file, and the camera it was recorded by when the bout has several.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraVideo {
+    pub camera: Option<String>,
+    pub path: PathBuf,
+}
+
+/// Reads `[CAMERA=]FILE`: `CAMERA=` when what comes before the first `=` is a camera name
+/// (letters, digits, `-`, `_`); write `./a=b.mp4` for a file whose name holds one.
+fn parse_video(text: &str) -> Result<CameraVideo, String> {
+    match text.split_once('=') {
+        Some((camera, path)) if referee_protocol::text::valid_camera(camera) => {
+            if path.is_empty() {
+                return Err(format!("{text:?}: write CAMERA=FILE, e.g. left=cam1.mp4"));
+            }
+            Ok(CameraVideo {
+                camera: Some(camera.to_string()),
+                path: path.into(),
+            })
+        }
+        _ => Ok(CameraVideo {
+            camera: None,
+            path: text.into(),
+        }),
+    }
+}
+
+/// Reads `CAMERA=SECONDS`.
+fn parse_offset(text: &str) -> Result<(String, f64), String> {
+    let usage = || format!("{text:?}: write CAMERA=SECONDS, e.g. right=0.40");
+    let (camera, seconds) = text.split_once('=').ok_or_else(usage)?;
+    let seconds: f64 = seconds.trim().parse().map_err(|_| usage())?;
+    let limit = referee_protocol::state::MAX_OFFSET_S;
+    if !referee_protocol::text::valid_camera(camera)
+        || !seconds.is_finite()
+        || seconds.abs() > limit
+    {
+        return Err(format!("{} (at most {limit} s either way)", usage()));
+    }
+    Ok((camera.to_string(), seconds))
+}
+
 impl Args {
+    /// The video of a single-camera session (the first `--video`).
+    pub fn video_path(&self) -> &Path {
+        self.video
+            .first()
+            .map_or(Path::new(""), |v| v.path.as_path())
+    }
+
+    /// The cameras of a bout, when the videos name cameras: each camera's name, video and
+    /// offset; `None` for a single video without a camera name (a session as before).
+    pub fn cameras(&self) -> Result<Option<Vec<(String, PathBuf, Option<f64>)>>, String> {
+        if self.video.len() == 1 && self.video[0].camera.is_none() {
+            if !self.offset.is_empty() {
+                return Err(
+                    "--offset is for a bout of several cameras: name each video CAMERA=FILE".into(),
+                );
+            }
+            return Ok(None);
+        }
+        let mut cameras: Vec<(String, PathBuf, Option<f64>)> = Vec::new();
+        for video in &self.video {
+            let Some(camera) = &video.camera else {
+                return Err(format!(
+                    "--video {}: with several videos, name each one's camera: --video CAMERA=FILE",
+                    video.path.display()
+                ));
+            };
+            if cameras.iter().any(|(c, ..)| c == camera) {
+                return Err(format!("--video names the camera {camera} twice"));
+            }
+            cameras.push((camera.clone(), video.path.clone(), None));
+        }
+        for (camera, seconds) in &self.offset {
+            match cameras.iter_mut().find(|(c, ..)| c == camera) {
+                Some(entry) => entry.2 = Some(*seconds),
+                None => return Err(format!("--offset {camera}: no --video {camera}=FILE")),
+            }
+        }
+        if self.resume.is_some() {
+            return Err("--resume continues one camera's session: give that camera's --video FILE alone (its resume command says which)".into());
+        }
+        Ok(Some(cameras))
+    }
+
+    /// These arguments for the session of one camera, recorded in `path`.
+    pub fn for_camera(&self, path: &Path) -> Args {
+        Args {
+            video: vec![CameraVideo {
+                camera: None,
+                path: path.to_path_buf(),
+            }],
+            offset: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     /// The command that continues this upload with `--resume SESSION_ID` (the id left as
     /// `SESSION_ID`): the same server, files and options that change the frames or the
     /// pace, with the signal file at `signal`. A token given on the command line is left as
@@ -197,7 +301,7 @@ impl Args {
             "referee-client".to_string(),
             quote(&self.server),
             "--video".into(),
-            quote(&self.video.to_string_lossy()),
+            quote(&self.video_path().to_string_lossy()),
         ];
         if let Some(signal) = signal {
             words.extend(["--signal".into(), quote(&signal.to_string_lossy())]);
@@ -292,7 +396,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(args.server, "http://server:8080");
-        assert_eq!(args.video, PathBuf::from("bout.avi"));
+        assert_eq!(args.video_path(), Path::new("bout.avi"));
         assert_eq!(args.signal, Some(PathBuf::from("bout.txt")));
         assert!(args.verbose);
         assert_eq!(args.quality, None);

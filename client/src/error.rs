@@ -17,6 +17,15 @@ pub enum ClientError {
     )]
     InvalidUrl { url: String, reason: String },
 
+    /// The command line asks for something that cannot be done (e.g. two videos without
+    /// camera names).
+    #[error("{0}")]
+    Usage(String),
+
+    /// A camera of a bout did not finish (the others went on; each one's error was shown).
+    #[error("camera {camera} of the bout did not finish: {why}")]
+    CameraFailed { camera: String, why: String },
+
     /// The video file is missing or cannot be read.
     #[error("cannot read video {}", path.display())]
     VideoUnreadable {

@@ -47,7 +47,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use referee_protocol::text::name_from;
-use referee_protocol::{ControlMessage, FrameEncoding, PROTOCOL_VERSION};
+use referee_protocol::{
+    BoutCamera, ControlMessage, FrameEncoding, BOUT_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
 use tracing_subscriber::EnvFilter;
 
 pub use crate::cli::Args;
@@ -76,8 +78,100 @@ pub struct Summary {
 
 /// Streams one session: checks the inputs, connects, sends every frame, the session end and
 /// the signal, then follows the server's processing until it completes. Ctrl-C stops it with
-/// [`ClientError::Interrupted`], which says how to resume.
+/// [`ClientError::Interrupted`], which says how to resume. With videos of several cameras
+/// (`--video CAMERA=FILE`), use [`run_bout`].
 pub async fn run(args: Args) -> Result<Summary, ClientError> {
+    run_session(args, None).await
+}
+
+/// The camera a session records, of a bout (see [`run_bout`]).
+struct Camera {
+    bout: BoutCamera,
+    /// Told the bout's id once the session started (the first camera's, for the others).
+    started: Option<tokio::sync::oneshot::Sender<String>>,
+}
+
+/// Streams a bout recorded by several cameras (`--video CAMERA=FILE` each): the first camera
+/// starts the bout, then every camera uploads in parallel, each over its own connection, with
+/// its own window, progress lines (`[camera] ...`) and resume, and the same signal file. A
+/// camera that fails does not stop the others; the first error is returned once all ended.
+pub async fn run_bout(args: Args) -> Result<Vec<Summary>, ClientError> {
+    let Some(cameras) = args.cameras().map_err(ClientError::Usage)? else {
+        return Ok(vec![run(args).await?]);
+    };
+    let names: Vec<String> = cameras.iter().map(|(name, ..)| name.clone()).collect();
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&cameras[0].1));
+    let session = |camera: &(String, std::path::PathBuf, Option<f64>)| {
+        let mut args = args.for_camera(&camera.1);
+        args.name = Some(format!("{name} ({})", camera.0));
+        args
+    };
+    let (started, bout_id) = tokio::sync::oneshot::channel();
+    let first = run_session(
+        session(&cameras[0]),
+        Some(Camera {
+            bout: BoutCamera {
+                bout_id: None,
+                camera: cameras[0].0.clone(),
+                cameras: Some(names),
+                offset_s: cameras[0].2,
+            },
+            started: Some(started),
+        }),
+    );
+    let others = async {
+        // The others join once the first has started the bout (if it never does, its own
+        // error says why).
+        let Ok(bout_id) = bout_id.await else {
+            return Vec::new();
+        };
+        println!("Bout {bout_id}: {} cameras", cameras.len());
+        let joining = cameras[1..].iter().map(|camera| {
+            run_session(
+                session(camera),
+                Some(Camera {
+                    bout: BoutCamera {
+                        bout_id: Some(bout_id.clone()),
+                        camera: camera.0.clone(),
+                        cameras: None,
+                        offset_s: camera.2,
+                    },
+                    started: None,
+                }),
+            )
+        });
+        futures_util::future::join_all(joining).await
+    };
+    let (first, others) = tokio::join!(first, others);
+    let mut summaries = Vec::new();
+    let mut failed = None;
+    for (camera, outcome) in cameras.iter().zip(std::iter::once(first).chain(others)) {
+        match outcome {
+            Ok(summary) => summaries.push(summary),
+            Err(err) => {
+                let text = format!("{:#}", anyhow::Error::from(err));
+                eprintln!(
+                    "[{}] error: {}",
+                    camera.0,
+                    referee_protocol::text::escape_controls(&text)
+                );
+                failed.get_or_insert(ClientError::CameraFailed {
+                    camera: camera.0.clone(),
+                    why: text,
+                });
+            }
+        }
+    }
+    match failed {
+        Some(err) => Err(err),
+        None => Ok(summaries),
+    }
+}
+
+async fn run_session(args: Args, mut camera: Option<Camera>) -> Result<Summary, ClientError> {
     let url = endpoint::stream_url(&args.server)?;
     if let Some(dir) = &args.output {
         results::check_output(dir)?;
@@ -97,7 +191,7 @@ pub async fn run(args: Args) -> Result<Summary, ClientError> {
         }
     }
     let source = Frames::open(
-        &args.video,
+        args.video_path(),
         FrameOptions {
             quality: args.quality,
             resize: args.resize,
@@ -105,8 +199,10 @@ pub async fn run(args: Args) -> Result<Summary, ClientError> {
         },
     )?;
     let info = source.info().clone();
+    // A bout's signal file may go on past one of its cameras' recordings.
     let duration_us = info
         .frame_count
+        .filter(|_| camera.is_none())
         .map(|frames| (frames as f64 * 1e6 / info.fps).round() as u64);
     let signal = match (&signal_path, &saved) {
         (Some(path), Some(saved)) if args.signal.is_none() => {
@@ -129,7 +225,7 @@ pub async fn run(args: Args) -> Result<Summary, ClientError> {
             .map(|path| SignalFile::read(path, duration_us))
             .transpose()?,
     };
-    let upload_identity = identity::of(&args.video, signal.as_ref())?;
+    let upload_identity = identity::of(args.video_path(), signal.as_ref())?;
     if let Some(saved) = &saved {
         if let Some(why) = saved
             .upload
@@ -144,12 +240,15 @@ pub async fn run(args: Args) -> Result<Summary, ClientError> {
     }
 
     let start = ControlMessage::SessionStart {
-        protocol_version: PROTOCOL_VERSION,
+        protocol_version: match camera {
+            Some(_) => BOUT_PROTOCOL_VERSION,
+            None => PROTOCOL_VERSION,
+        },
         name: args
             .name
             .clone()
-            .unwrap_or_else(|| default_name(&args.video)),
-        source: file_name(&args.video),
+            .unwrap_or_else(|| default_name(args.video_path())),
+        source: file_name(args.video_path()),
         fps: info.fps,
         width: info.width,
         height: info.height,
@@ -158,7 +257,7 @@ pub async fn run(args: Args) -> Result<Summary, ClientError> {
         quality: source.quality(),
         session_id: args.session.clone(),
         upload: Some(upload_identity.clone()),
-        bout: None,
+        bout: camera.as_ref().map(|c| c.bout.clone()),
     };
     let resume_command = args.resume_command(signal_path.as_deref());
     let link = Link {
@@ -183,9 +282,17 @@ pub async fn run(args: Args) -> Result<Summary, ClientError> {
             Upload::start(link, plan).await?
         }
     };
+    if let Some(started) = camera.as_mut().and_then(|c| c.started.take()) {
+        if let Some(bout_id) = upload.bout_id() {
+            let _ = started.send(bout_id.to_string());
+        }
+    }
     upload.limit_rate(Pacer::new(args.max_fps, args.max_mbps));
     println!("{}", source.describe());
-    let mut progress = Progress::new(info.frame_count, args.verbose);
+    let mut progress = match &camera {
+        Some(camera) => Progress::of_camera(info.frame_count, &camera.bout.camera),
+        None => Progress::new(info.frame_count, args.verbose),
+    };
     let mut frames = source.spawn()?;
     let session_id = upload.session_id().to_string();
     let grace = upload.resume_grace_s();

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use referee_client::results::{list_text, status_text, Api};
-use referee_client::{init_logging, run, Cli, ClientError, Command};
+use referee_client::{init_logging, run_bout, Cli, ClientError, Command};
 use referee_protocol::api::{SessionStatus, SessionView};
 
 #[tokio::main(flavor = "current_thread")]
@@ -34,7 +34,7 @@ async fn main() -> ExitCode {
                     .ok()
                     .filter(|t| !t.is_empty());
             }
-            run(args).await.map(|_| ())
+            run_bout(args).await.map(|_| ())
         }
         (None, None) => {
             let _ = Cli::command().print_help();

@@ -21,6 +21,8 @@ pub struct Progress {
     printed: u64,
     /// The stage and 10 % step of the last processing line.
     last_step: Option<(Stage, u32)>,
+    /// Put before each line (`[left] `): the camera, when several upload at once.
+    label: String,
 }
 
 impl Progress {
@@ -41,14 +43,23 @@ impl Progress {
             started: Instant::now(),
             printed: 0,
             last_step: None,
+            label: String::new(),
         }
+    }
+
+    /// Plain lines, each starting with `[camera]`: for one of several cameras uploading at
+    /// once (their bars would draw over each other).
+    pub fn of_camera(total: Option<u64>, camera: &str) -> Self {
+        let mut progress = Self::new(total, true);
+        progress.label = format!("[{camera}] ");
+        progress
     }
 
     /// Prints a line of the session log to stdout, above the bar when there is one.
     pub fn line(&self, text: &str) {
         match &self.bar {
             Some(bar) => bar.println(text),
-            None => println!("{text}"),
+            None => println!("{}{text}", self.label),
         }
     }
 

@@ -81,6 +81,8 @@ pub struct Upload {
     frame_pixels: u64,
     /// When the connection was last lost, while it is being resumed.
     lost_at: Option<std::time::SystemTime>,
+    /// The bout the session's camera is part of, when it started one or joined one.
+    bout_id: Option<String>,
 }
 
 /// What a new upload announces and records for `--resume`.
@@ -134,7 +136,7 @@ impl Upload {
             resume_grace_s,
             max_signal_bytes,
             max_frame_pixels,
-            ..
+            bout_id,
         } = reply
         else {
             return Err(unexpected(&reply, "SESSION_STARTED"));
@@ -179,6 +181,7 @@ impl Upload {
             max_frame_pixels,
             frame_pixels,
             lost_at: None,
+            bout_id,
         };
         upload.check_limits().await?;
         Ok(upload)
@@ -225,6 +228,11 @@ impl Upload {
         &self.session_id
     }
 
+    /// The bout the session's camera is part of, when the server said so at its start.
+    pub fn bout_id(&self) -> Option<&str> {
+        self.bout_id.as_deref()
+    }
+
     /// Seconds the server keeps the session resumable after the upload stops, when known.
     pub fn resume_grace_s(&self) -> Option<u64> {
         self.resume_grace_s
@@ -258,6 +266,7 @@ impl Upload {
             max_frame_pixels: None,
             frame_pixels,
             lost_at: None,
+            bout_id: None,
         };
         // A server restarting at this moment is waited for, like any other outage.
         let frames_stored = match upload.resume(true).await {
