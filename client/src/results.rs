@@ -379,6 +379,18 @@ pub fn status_text(api: &Api, session: &SessionView) -> String {
         shown(&session.name)
     );
     let _ = writeln!(out, "  status:    {}", status_line(session));
+    if let Some(bout) = &session.bout {
+        let offset = bout.offset_s.map_or_else(String::new, |s| {
+            format!(", started {s:.3} s after the signal's clock")
+        });
+        let _ = writeln!(
+            out,
+            "  camera:    {} of bout {} (cameras {}){offset}",
+            shown(&bout.camera),
+            shown(&bout.bout_id),
+            shown(&bout.cameras.join(", "))
+        );
+    }
     if let Some(error) = &session.error {
         let _ = writeln!(out, "  error:     {}", shown(error));
     }
@@ -452,11 +464,27 @@ pub fn list_text(sessions: &[SessionView]) -> String {
             .unwrap_or(0)
     };
     let (w0, w1, w2) = (width(0), width(1), width(2));
+    // The camera of each session, when some are cameras of a bout.
+    let cameras: Option<Vec<String>> = sessions.iter().any(|s| s.bout.is_some()).then(|| {
+        std::iter::once("CAMERA".to_string())
+            .chain(sessions.iter().map(|s| {
+                s.bout
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |b| shown(&b.camera))
+            }))
+            .collect()
+    });
     let mut out = String::new();
-    for row in std::iter::once(header.map(str::to_string)).chain(rows) {
+    for (i, row) in std::iter::once(header.map(str::to_string))
+        .chain(rows)
+        .enumerate()
+    {
+        let camera = cameras
+            .as_ref()
+            .map_or_else(String::new, |c| format!("  {}", c[i]));
         let _ = writeln!(
             out,
-            "{:<w0$}  {:<w1$}  {:>w2$}  {}",
+            "{:<w0$}  {:<w1$}  {:>w2$}  {}{camera}",
             row[0], row[1], row[2], row[3]
         );
     }
