@@ -74,6 +74,14 @@ pub struct BoutMembership {
     /// that much earlier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset_s: Option<f64>,
+    /// When the server found `offset_s` from the cameras' motion (the user gave none): how
+    /// sure it is, 0 to 1 (below 0.3, check it by eye).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_confidence: Option<f64>,
+    /// Why no offset could be found from the motion, when it could not (the events are then
+    /// lined up as if the camera started with the signal's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_note: Option<String>,
 }
 
 /// A session as `GET /api/sessions/{id}` and `GET /api/sessions` show it.

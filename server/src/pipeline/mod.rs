@@ -4,6 +4,7 @@
 //! client is still listening.
 
 mod activity;
+mod align;
 mod analysis;
 mod clips;
 mod h264;
@@ -167,13 +168,25 @@ pub fn run(
         let meta = live.snapshot();
         crate::frame_size::check(meta.width, meta.height, options.max_frame_pixels)
             .map_err(StageError::Other)?;
+        let scratch = store.scratch_dir(&id)?;
+        let mut frames = store.frame_source(&id)?;
+        // A camera of a bout without an offset: found from the motion, and recorded.
+        let aligned = align::needed(&meta)
+            .then(|| align::align(store.as_ref(), &meta, frames.as_mut()))
+            .flatten();
+        let meta = match aligned {
+            Some(bout) => {
+                let meta = live.update(|m| m.bout = Some(bout));
+                store.save_meta(&meta)?;
+                meta
+            }
+            None => meta,
+        };
         // A camera of a bout lines the bout's signal up on its own clock.
         let signal = match meta.bout.as_ref().and_then(|b| b.offset_s) {
             Some(offset) => signal.as_ref().map(|track| track.on_camera(offset)),
             None => signal.clone(),
         };
-        let scratch = store.scratch_dir(&id)?;
-        let mut frames = store.frame_source(&id)?;
         let announcer = clips::Announcer {
             events: &events,
             live: &live,

@@ -47,6 +47,8 @@ pub async fn join(app: &AppState, name: &str, bout: BoutCamera) -> Result<BoutMe
             camera,
             cameras,
             offset_s,
+            offset_confidence: None,
+            offset_note: None,
         });
     };
     let sessions = app.store.list().await.map_err(|err| {
@@ -61,6 +63,8 @@ pub async fn join(app: &AppState, name: &str, bout: BoutCamera) -> Result<BoutMe
         camera,
         cameras,
         offset_s,
+        offset_confidence: None,
+        offset_note: None,
     })
 }
 
@@ -129,6 +133,8 @@ mod tests {
             camera: camera.into(),
             cameras: vec!["left".into(), "right".into(), "blades".into()],
             offset_s: None,
+            offset_confidence: None,
+            offset_note: None,
         });
         meta
     }
