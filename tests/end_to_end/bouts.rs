@@ -137,3 +137,105 @@ async fn the_cameras_of_a_bout_join_it_once_each_and_every_bad_join_is_a_clear_e
         other => panic!("expected SESSION_STARTED without a bout, got {other:?}"),
     }
 }
+
+/// The sample bout's two cameras (`make-sample --cameras`) in `dir`: `left.mp4` (the bout's
+/// own, 30 fps) and `right.mp4` (started 0.4 s later, 25 fps, 480x360), and the signal file.
+fn two_cameras(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    use referee_sample_data::{write_camera_video, write_signal, Camera, SyntheticVideo};
+    let bout = SyntheticVideo::BOUT;
+    let phrases = referee_sample_data::BOUT_PHRASES;
+    let (left, right, signal) = (
+        dir.join("left.mp4"),
+        dir.join("right.mp4"),
+        dir.join("bout.txt"),
+    );
+    write_camera_video(&left, &bout, &phrases, &Camera::of_bout(&bout)).unwrap();
+    write_camera_video(&right, &bout, &phrases, &Camera::RIGHT).unwrap();
+    write_signal(&signal, &referee_sample_data::BOUT_EVENTS).unwrap();
+    [left, right, signal]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_cameras_upload_in_parallel_through_a_cut_and_are_lined_up_by_their_motion() {
+    use referee_tests::proxy::{Cut, FaultProxy};
+    let server = TestServer::start();
+    // One cut, on whichever camera's connection it falls: that camera resumes, the other
+    // goes on.
+    let proxy = FaultProxy::start(server.addr, vec![Cut::Upstream(600_000)]).await;
+    let work = tempfile::tempdir().unwrap();
+    let [left, right, signal] = two_cameras(work.path());
+    let url = proxy.http_url();
+    let run = tokio::task::block_in_place(|| {
+        referee_tests::run_client(&[
+            &url,
+            "--video",
+            &format!("left={}", left.display()),
+            "--video",
+            &format!("right={}", right.display()),
+            "--signal",
+            signal.to_str().unwrap(),
+        ])
+    });
+    run.assert_success();
+    assert_eq!(proxy.cuts_made(), 1, "{}", run.transcript());
+    assert!(
+        run.stdout.contains("[left] Processing complete"),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        run.stdout.contains("[right] Processing complete"),
+        "{}",
+        run.transcript()
+    );
+
+    let sessions: Vec<serde_json::Value> = server
+        .session_ids()
+        .iter()
+        .map(|id| server.get_json(&format!("/api/sessions/{id}")).1)
+        .collect();
+    let camera = |name: &str| {
+        sessions
+            .iter()
+            .find(|s| s["bout"]["camera"] == name)
+            .unwrap_or_else(|| panic!("no camera {name}: {sessions:?}"))
+            .clone()
+    };
+    let (l, r) = (camera("left"), camera("right"));
+    assert_eq!(l["bout"]["bout_id"], r["bout"]["bout_id"]);
+    tokio::task::block_in_place(|| {
+        for (session, video) in [(&l, &left), (&r, &right)] {
+            let id = session["id"].as_str().unwrap();
+            server.wait_for_status(id, "complete");
+            crate::resume::assert_stored_exactly(&server, id, video);
+        }
+    });
+    // The right camera's offset, found from the motion: within one of its frames (1/25 s).
+    let (_, right_view) = server.get_json(&format!("/api/sessions/{}", r["id"].as_str().unwrap()));
+    let offset = right_view["bout"]["offset_s"].as_f64().unwrap();
+    assert!((offset - 0.4).abs() < 1.0 / 25.0, "{right_view}");
+    assert!(
+        right_view["bout"]["offset_confidence"].as_f64().unwrap() > 0.3,
+        "{right_view}"
+    );
+    // Each event on the frame on screen in each camera: the touch at 1.2 s is the left
+    // camera's frame 36 (30 fps) and the right camera's frame 20 (25 fps, 0.4 s later).
+    for (session, frame) in [(&l, 36), (&r, 20)] {
+        let id = session["id"].as_str().unwrap();
+        let (_, report) = server.get_json(&format!("/api/sessions/{id}/report.json"));
+        let touch = report["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "touch_left")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            touch["frame_index"], frame,
+            "{}: {touch}",
+            session["bout"]["camera"]
+        );
+        // A clip per touch, for each camera.
+        assert!(!report["clips"].as_array().unwrap().is_empty(), "{report}");
+    }
+}

@@ -15,7 +15,7 @@ use referee_tests::{
 
 /// Checks that session `id` holds exactly the frames the client sends from `video` (its own
 /// JPEG frames: the test videos are Motion-JPEG).
-fn assert_stored_exactly(server: &TestServer, id: &str, video: &std::path::Path) {
+pub(crate) fn assert_stored_exactly(server: &TestServer, id: &str, video: &std::path::Path) {
     let sent = default_frames(video);
     let mut stored = server.store().frame_source(id).unwrap();
     assert_eq!(
