@@ -42,6 +42,7 @@ const KEYS = [
   ['J / K / L', 'play backwards / pause / play forwards'],
   ['[ / ] or PageUp / PageDown', 'previous / next touch (from just before its action)'],
   ['A', 'loop the action of the current touch (from its start to just after the touch)'],
+  ['V', 'the next camera of the bout, at the same moment (a bout recorded by several)'],
   ['?', 'this key list'],
 ];
 
@@ -113,7 +114,10 @@ function eventsOf(report) {
  * A player in a new element (`player.node`). `options`:
  * - `frames: { url(i), times(from, count) → Promise<{frames_stored, pts_us}> }`, or
  * - `video: { src, times: [seconds…] }`;
- * - `events` (see `eventsOf`), `start` (a frame), `onFrame(frame, seconds)`, `onError(text)`.
+ * - `events` (see `eventsOf`), `start` (a frame), `onFrame(frame, seconds)` (paused on a
+ *   frame), `onShown(frame, seconds)` (each frame shown, playing too), `onError(text)`;
+ * - `follower: true` for another camera's player that follows the main one (`seekTime`): it
+ *   takes no keys, and shows no controls.
  */
 function create(options) {
   const events = [];
@@ -121,6 +125,7 @@ function create(options) {
   let times = new Float64Array(1024);
   let count = 0;
   let shown = -1;        // the frame on screen
+  let lastShown = -1;    // the frame `onShown` was last told
   let wanted = 0;        // the frame asked for
   let playing = 0;       // -1 backwards, 0 paused, 1 forwards
   let speed = 1;
@@ -153,7 +158,7 @@ function create(options) {
   const help = el('div', { class: 'player-help', hidden: true },
     el('h3', null, 'Keys'),
     el('dl', null, ...KEYS.flatMap(([k, what]) => [el('dt', null, k), el('dd', null, what)])));
-  const node = el('div', { class: 'player', tabindex: 0, 'data-frame': '', 'data-speed': 1, 'data-playing': 'no', 'data-loop': '' },
+  const node = el('div', { class: options.follower ? 'player player-follower' : 'player', tabindex: 0, 'data-frame': '', 'data-speed': 1, 'data-playing': 'no', 'data-loop': '' },
     el('div', { class: 'player-stage' }, picture, overlay, help),
     el('div', { class: 'player-bar' }, prevTouch, back, play, forward, nextTouch, loopButton, speedSelect, helpButton, position),
     scrub, status);
@@ -534,6 +539,8 @@ function create(options) {
     lightText.hidden = !light;
     clockText.textContent = t === null ? '' : clock(t);
     if (i >= 0 && options.onFrame && !playing) options.onFrame(i, t);
+    if (i >= 0 && i !== lastShown && options.onShown) options.onShown(i, t);
+    lastShown = i;
   }
 
   // ---- input
@@ -561,7 +568,7 @@ function create(options) {
     e.preventDefault();
     act();
   }
-  document.addEventListener('keydown', onKey);
+  if (!options.follower) document.addEventListener('keydown', onKey);
   prevTouch.addEventListener('click', () => jumpTouch(-1));
   back.addEventListener('click', () => step(-1));
   play.addEventListener('click', () => (playing ? pause() : setPlaying(1)));
@@ -627,12 +634,21 @@ function create(options) {
       render();
     },
     seek(frame) { pause(); return seek(frame); },
+    /** Shows the frame on screen at `seconds` of this player's clock (the first or the last
+     * frame outside them); resolves once it is on screen. */
+    seekTime(seconds) {
+      if (count === 0 || finite(seconds) === null) return Promise.resolve(false);
+      pause();
+      return seek(seconds < times[0] ? 0 : indexAt(times, count, seconds + 1e-9));
+    },
     /** Opens the start of touch `number`'s action (minus the pre-roll). */
     openTouch(number) {
       const t = events.find((e) => e.number === number);
       if (t) { pause(); seek(seekFrameOf(t)); }
     },
     get frame() { return shown; },
+    /** The time of the frame on screen, in seconds of this player's clock (null before one). */
+    get time() { return timeOf(shown); },
     destroy() {
       destroyed = true;
       clearTimeout(pollTimer);

@@ -34,10 +34,69 @@ export function sessionPage(root, id, startFrame) {
   const panel = el('section', { class: 'panel' });
   const replay = el('section', { class: 'replay', hidden: true });
   const results = el('section', { class: 'results' });
+  const cameras = el('div', { class: 'cameras', hidden: true });
   root.append(
     el('nav', { class: 'crumbs' }, el('a', { href: '#/' }, '← All sessions')),
     el('div', { class: 'page-head' }, title, badge),
     meta, panel, replay, results);
+
+  // ---- the bout's other cameras, small, each on the frame at the main one's bout time
+  /** { id, camera, offset, player } of each other camera. */
+  let others = null;
+  const offsetOf = (view) => num(view && view.bout && view.bout.offset_s) || 0;
+  /** The main player shows `seconds` of its clock: every other camera to the same bout time. */
+  function followCameras(seconds) {
+    if (!others || seconds === null) return;
+    const bout = seconds + offsetOf(s);
+    for (const o of others) o.player.seekTime(bout - o.offset);
+  }
+  async function showCameras() {
+    if (others || !s.bout || !player) return;
+    others = [];
+    let list;
+    try {
+      list = await getJson('api/sessions');
+    } catch (err) {
+      cameras.replaceChildren(errorBox('Cannot list the bout\'s other cameras', err));
+      cameras.hidden = false;
+      return;
+    }
+    if (stopped) return;
+    const mine = s.bout.bout_id;
+    const views = (list.sessions || [])
+      .filter((v) => v.id !== id && v.bout && v.bout.bout_id === mine)
+      .sort((a, b) => s.bout.cameras.indexOf(a.bout.camera) - s.bout.cameras.indexOf(b.bout.camera));
+    for (const v of views) {
+      const other = RefereePlayer.create({
+        follower: true,
+        frames: {
+          url: (i) => url(sessionPath(v.id, 'frames/' + i + '.jpg')),
+          times: (from, count) => getJson(sessionPath(v.id, 'frames'), { from, count }),
+        },
+      });
+      others.push({ id: v.id, camera: v.bout.camera, offset: offsetOf(v), player: other });
+      const link = el('a', { href: sessionLink(v.id), class: 'camera-link' }, text(v.bout.camera));
+      cameras.append(el('figure', { class: 'camera', 'data-camera': v.bout.camera },
+        el('figcaption', null, 'Camera ', link, ' (V: switch to it)'), other.node));
+    }
+    cameras.hidden = others.length === 0;
+    if (others.length) {
+      replay.append(el('h3', null, 'Other cameras of the bout'), cameras);
+      const t = player.frame >= 0 ? player.time : null;
+      if (t !== null) followCameras(t);
+    }
+  }
+  /** V: the next camera of the bout large, at the frame of the same bout time. */
+  function switchCamera(e) {
+    if (e.key !== 'v' && e.key !== 'V') return;
+    if (!others || !others.length || e.ctrlKey || e.metaKey || e.altKey) return;
+    const target = e.target;
+    if (target && target.closest && target.closest('input, select, textarea, [contenteditable]')) return;
+    const next = others[0];
+    const frame = next.player.frame;
+    location.hash = frame > 0 ? frameLink(next.id, frame) : sessionLink(next.id);
+  }
+  document.addEventListener('keydown', switchCamera);
 
   // ---- the replay player, from the stored frames, as soon as there are some
   let player = null;
@@ -61,6 +120,7 @@ export function sessionPage(root, id, startFrame) {
           }
           if (plotRef && seconds !== null) plotRef.setTime(seconds);
         },
+        onShown(frame, seconds) { followCameras(seconds); },
       });
       replay.replaceChildren(el('h2', null, 'Replay'), player.node,
         el('p', { class: 'hint' }, '← → one frame · space play/pause · J K L · [ ] touches · A loop · ? keys'));
@@ -68,6 +128,7 @@ export function sessionPage(root, id, startFrame) {
     }
     replay.hidden = !player || phase === 'missing' || phase === 'appearing';
     if (player) player.setLive(s.status === 'receiving' || s.status === 'awaiting_signal');
+    showCameras();
   }
 
   function phaseOf() {
@@ -211,6 +272,8 @@ export function sessionPage(root, id, startFrame) {
     closeStream();
     stopLive();
     if (player) player.destroy();
+    document.removeEventListener('keydown', switchCamera);
+    for (const o of others || []) o.player.destroy();
     const video = results.querySelector('video');
     if (video) {
       video.pause();

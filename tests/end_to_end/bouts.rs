@@ -239,3 +239,109 @@ async fn two_cameras_upload_in_parallel_through_a_cut_and_are_lined_up_by_their_
         assert!(!report["clips"].as_array().unwrap().is_empty(), "{report}");
     }
 }
+
+/// Where the dashboard's players stand: the main one's frame, and each other camera's.
+const PLAYERS: &str = "
+const players = [...document.querySelectorAll('.player')];
+const main = players.find((p) => !p.classList.contains('player-follower'));
+const followers = players.filter((p) => p.classList.contains('player-follower'));
+return main && followers.length && main.dataset.settled === 'yes'
+  && followers.every((f) => f.dataset.settled === 'yes')
+  && [Number(main.dataset.frame), ...followers.map((f) => Number(f.dataset.frame))].join(',');";
+
+/// How many pixels of the other camera's picture differ clearly from that camera's stored
+/// frame `frame` (session `id`).
+const FOLLOWER_DIFFERS: &str = "
+const [id, frame] = arguments;
+const shown = document.querySelector('.player-follower canvas');
+const w = shown.width, h = shown.height;
+const pixels = (image) => {
+  const c = document.createElement('canvas');
+  c.width = w; c.height = h;
+  const g = c.getContext('2d', { willReadFrequently: true });
+  g.drawImage(image, 0, 0, w, h);
+  return g.getImageData(0, 0, w, h).data;
+};
+return (async () => {
+  const image = await new Promise((done) => {
+    const i = new Image();
+    i.onload = () => done(i);
+    i.onerror = () => done(null);
+    i.src = 'api/sessions/' + encodeURIComponent(id) + '/frames/' + frame + '.jpg';
+  });
+  if (!image) return -1;
+  const a = pixels(shown), b = pixels(image);
+  let differ = 0;
+  for (let i = 0; i < a.length; i += 4) {
+    if (Math.abs(a[i] - b[i]) + Math.abs(a[i + 1] - b[i + 1]) + Math.abs(a[i + 2] - b[i + 2]) > 60) differ++;
+  }
+  return differ;
+})();";
+
+#[test]
+fn the_dashboard_steps_every_camera_of_a_bout_to_the_same_bout_time_and_switches_angle() {
+    use referee_tests::webdriver::Browser;
+    use std::time::Duration;
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let [left, right, signal] = two_cameras(work.path());
+    let run = referee_tests::run_client(&[
+        &server.http_url(),
+        "--video",
+        &format!("left={}", left.display()),
+        "--video",
+        &format!("right={}", right.display()),
+        "--signal",
+        signal.to_str().unwrap(),
+        "--offset",
+        "right=0.4",
+    ]);
+    run.assert_success();
+    let ids = server.session_ids();
+    let of = |camera: &str| {
+        ids.iter()
+            .find(|id| {
+                server.get_json(&format!("/api/sessions/{id}")).1["bout"]["camera"] == camera
+            })
+            .unwrap()
+            .clone()
+    };
+    let (left_id, right_id) = (of("left"), of("right"));
+
+    let browser = Browser::start(1280, 900);
+    let wait = |frames: &str| {
+        browser.wait_for(
+            &format!("the players on frames {frames}"),
+            Duration::from_secs(30),
+            &PLAYERS.replace("].join(',');", &format!("].join(',') === '{frames}';")),
+        );
+    };
+    browser.goto(&format!("{}/#/sessions/{left_id}?t=36", server.http_url()));
+    // The touch at 1.2 s: the left camera's frame 36 (30 fps); the right one started 0.4 s
+    // later at 25 fps: its frame 20.
+    wait("36,20");
+    let press = |key: &str| {
+        browser.eval_with(
+            "document.dispatchEvent(new KeyboardEvent('keydown', { key: arguments[0], bubbles: true }));
+             return true;",
+            serde_json::json!([key]),
+        );
+    };
+    press("ArrowRight");
+    wait("37,20");
+    press("ArrowRight");
+    wait("38,21");
+    let differ = browser.eval_with(FOLLOWER_DIFFERS, serde_json::json!([right_id, 21]));
+    assert_eq!(differ, 0, "the right camera's picture is not its frame 21");
+    press("ArrowLeft");
+    wait("37,20");
+    // V: the right camera large, at the same moment; the left one small beside it.
+    press("v");
+    browser.wait_for(
+        "the right camera's page",
+        Duration::from_secs(30),
+        &format!("return location.hash.startsWith('#/sessions/{right_id}');"),
+    );
+    // Right frame 20 is 0.8 s on its clock, 1.2 s of the bout: left frame 36.
+    wait("20,36");
+}

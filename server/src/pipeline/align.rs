@@ -111,10 +111,12 @@ fn wait_for_reference(
             Some(meta) if meta.status == SessionStatus::Abandoned => {
                 return Err(format!("camera {camera}'s upload was abandoned"))
             }
-            _ if Instant::now() >= deadline => return Err(format!(
+            _ if Instant::now() >= deadline => {
+                return Err(format!(
                 "camera {camera}'s upload did not end within {} s; give the offset with --offset",
                 REFERENCE_WAIT.as_secs()
-            )),
+            ))
+            }
             _ => std::thread::sleep(REFERENCE_POLL),
         }
     }
