@@ -345,3 +345,69 @@ fn the_dashboard_steps_every_camera_of_a_bout_to_the_same_bout_time_and_switches
     // Right frame 20 is 0.8 s on its clock, 1.2 s of the bout: left frame 36.
     wait("20,36");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_on_one_camera_then_a_killed_server_lose_nothing_of_either_camera() {
+    use referee_tests::proxy::{Cut, FaultProxy};
+    use referee_tests::server_process::ServerProcess;
+    use std::process::{Command, Stdio};
+    let data = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(data.path(), &[]);
+    let addr: std::net::SocketAddr = server.http_url()[7..].parse().unwrap();
+    let proxy = FaultProxy::start(addr, vec![Cut::Upstream(300_000)]).await;
+    let work = tempfile::tempdir().unwrap();
+    let [left, right, signal] = two_cameras(work.path());
+    let client = Command::new(referee_tests::workspace_binary("referee-client"))
+        .arg(proxy.http_url())
+        .arg("--video")
+        .arg(format!("left={}", left.display()))
+        .arg("--video")
+        .arg(format!("right={}", right.display()))
+        .arg("--signal")
+        .arg(&signal)
+        // Paced, so that both are still uploading when the server is killed.
+        .args(["--retries", "30", "--max-fps", "40"])
+        .env("REFEREE_STATE_DIR", referee_tests::test_state_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::task::block_in_place(|| {
+        server.wait_for_frames(50);
+        server.kill_and_restart();
+        let output = client.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "client failed:\n{stdout}\n{stderr}"
+        );
+        assert_eq!(proxy.cuts_made(), 1, "{stdout}");
+        assert!(stdout.contains("Resumed session"), "{stdout}");
+        // Each camera complete with every frame: the server checked each one's digest of all
+        // its frames (SESSION_END), so what it stored is what the client sent.
+        let (_, list) = server.get("/api/sessions").unwrap();
+        let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+        let mut cameras: Vec<(String, u64, String)> = list["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["bout"]["camera"].as_str().unwrap().to_string(),
+                    s["frames_stored"].as_u64().unwrap(),
+                    s["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        cameras.sort();
+        assert_eq!(
+            cameras,
+            [
+                ("left".to_string(), 150, "complete".to_string()),
+                ("right".to_string(), 115, "complete".to_string())
+            ],
+            "{stdout}"
+        );
+    });
+}
