@@ -32,6 +32,13 @@ pub struct FrameTimes {
     packet: Packet,
 }
 
+/// The codec of `path`'s audio track, when it has one FFmpeg can see (e.g. `aac`).
+pub fn audio_codec(path: &Path) -> Option<String> {
+    let input = ffmpeg::init().and_then(|()| format::input(path)).ok()?;
+    let stream = input.streams().best(media::Type::Audio)?;
+    Some(stream.parameters().id().name().to_string())
+}
+
 impl FrameTimes {
     /// Opens `path`'s best video stream; `None` when FFmpeg cannot read it (the reason is
     /// logged at debug level: the frames then get times from the announced rate).

@@ -289,6 +289,11 @@ async fn run_session(args: Args, mut camera: Option<Camera>) -> Result<Summary, 
     }
     upload.limit_rate(Pacer::new(args.max_fps, args.max_mbps));
     println!("{}", source.describe());
+    if let Some(codec) = frame_times::audio_codec(args.video_path()) {
+        println!(
+            "Audio: the recording's {codec} track is not uploaded (this version sends the pictures only)"
+        );
+    }
     let mut progress = match &camera {
         Some(camera) => Progress::of_camera(info.frame_count, &camera.bout.camera),
         None => Progress::new(info.frame_count, args.verbose),
