@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use referee_server::store::{ObjectSessions, SessionStore};
+use referee_server::store::{CacheLimits, ObjectSessions, SessionStore};
 use referee_tests::s3::SeaweedFs;
 use referee_tests::server_process::ServerProcess;
 use referee_tests::{default_frames, http_request, make_video, TestServer};
@@ -20,6 +20,7 @@ pub(crate) fn open_store(
         local.path(),
         runtime.handle().clone(),
         Duration::from_secs(30),
+        CacheLimits::default(),
     )
     .unwrap();
     (store, runtime, local)
