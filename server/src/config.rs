@@ -48,6 +48,20 @@ pub struct Config {
     #[arg(long, env = "REFEREE_STORE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub store_timeout_secs: u64,
 
+    /// Mebibytes of result files (video, clips, thumbnails, reports) fetched from the object
+    /// store (--store) that --data-dir/cache keeps to serve again: past it, older versions and
+    /// then the files used least recently are removed (never the file just fetched, so a
+    /// larger result is still served). 0 keeps no copy: each request fetches its file.
+    #[arg(long, env = "REFEREE_RESULT_CACHE_MB", default_value_t = crate::store::object::DEFAULT_RESULT_CACHE_MB, value_parser = clap::value_parser!(u64).range(0..=16 * 1024 * 1024))]
+    pub result_cache_mb: u64,
+
+    /// Mebibytes of frame indexes (24 bytes a frame) read from the object store (--store)
+    /// that memory keeps, so that opening a session's frames again (each frame the replay
+    /// player shows) reads only the indexes of its new segments; past it, the sessions used
+    /// least recently are dropped. 0 keeps none.
+    #[arg(long, env = "REFEREE_FRAME_INDEX_CACHE_MB", default_value_t = crate::store::object::DEFAULT_FRAME_INDEX_CACHE_MB, value_parser = clap::value_parser!(u64).range(0..=64 * 1024))]
+    pub frame_index_cache_mb: u64,
+
     /// The registry of several servers sharing one --store: `postgres://USER:PASSWORD@HOST/DB`
     /// (PostgreSQL; its tables are created at start). Sessions' records and the lease of the
     /// server receiving each upload live there, so that any server can serve and resume any
@@ -657,6 +671,28 @@ mod tests {
             err.contains("referee.toml") && err.contains("clip_post_roll_secs"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_cache_bounds_have_defaults_and_ranges_and_reach_the_store_settings() {
+        let config = Config::load_from(["referee-server", "--store", "s3://b/p"]).unwrap();
+        assert_eq!(
+            (config.result_cache_mb, config.frame_index_cache_mb),
+            (4096, 64)
+        );
+        let settings = config.settings().unwrap();
+        let caches = settings.storage.objects.unwrap().caches;
+        assert_eq!(caches, crate::store::CacheLimits::default());
+        assert_eq!(caches.result_bytes, 4096 << 20);
+        let config = load_file("result_cache_mb = 0\nframe_index_cache_mb = 1\n", &[]).unwrap();
+        assert_eq!(
+            (config.result_cache_mb, config.frame_index_cache_mb),
+            (0, 1)
+        );
+        let err = Config::try_parse_from(["referee-server", "--frame-index-cache-mb=65537"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("frame-index-cache-mb"), "{err}");
     }
 
     #[test]

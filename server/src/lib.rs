@@ -112,6 +112,7 @@ impl AppState {
                 &storage.data_dir,
                 runtime()?,
                 objects.timeout,
+                objects.caches,
             )?),
         };
         let Some(wanted) = &storage.registry else {

@@ -12,6 +12,7 @@ use crate::config::{Config, ConfigError, HIDDEN};
 use crate::http::auth::Tokens;
 use crate::notify::webhooks::History;
 use crate::pipeline;
+use crate::store::CacheLimits;
 
 /// The largest window `window_bytes` alone offers, in frames.
 pub const MAX_BYTES_WINDOW: u32 = 1024;
@@ -60,6 +61,8 @@ pub struct ObjectStorage {
     pub url: String,
     /// `--store-timeout-secs`: how long each request has to answer.
     pub timeout: Duration,
+    /// `--result-cache-mb`, `--frame-index-cache-mb`: what is kept of what was read.
+    pub caches: CacheLimits,
 }
 
 /// What a client, a session or the disk may take.
@@ -281,6 +284,10 @@ impl Config {
                 objects: self.store.map(|url| ObjectStorage {
                     url,
                     timeout: Duration::from_secs(self.store_timeout_secs),
+                    caches: CacheLimits {
+                        result_bytes: self.result_cache_mb.saturating_mul(1 << 20),
+                        frame_index_bytes: self.frame_index_cache_mb.saturating_mul(1 << 20),
+                    },
                 }),
                 registry: self.registry.map(|url| RegistrySettings {
                     url: Secret::from(url.as_str()),

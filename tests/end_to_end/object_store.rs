@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use referee_server::store::{ObjectSessions, SessionStore};
+use referee_server::store::{CacheLimits, ObjectSessions, SessionStore};
 use referee_tests::s3::SeaweedFs;
 use referee_tests::server_process::ServerProcess;
 use referee_tests::{default_frames, http_request, make_video, TestServer};
@@ -20,6 +20,7 @@ pub(crate) fn open_store(
         local.path(),
         runtime.handle().clone(),
         Duration::from_secs(30),
+        CacheLimits::default(),
     )
     .unwrap();
     (store, runtime, local)
@@ -58,6 +59,13 @@ fn a_bout_streamed_into_object_storage_is_stored_processed_and_served() {
     // In the bucket, byte for byte; nothing of the session in the local data directory but
     // its working files.
     let (store, _runtime, _local) = open_store(&url);
+    // Opened again, the frames' indexes come from memory: only the listing is requested.
+    let timed = [(); 2].map(|()| {
+        let started = std::time::Instant::now();
+        assert_eq!(store.frame_source(&id).unwrap().len(), 90);
+        started.elapsed()
+    });
+    println!("opening the frames of a session on SeaweedFS: {timed:?} (the second from the frame index cache)");
     assert_stored_exactly(&store, &id, &video);
     assert!(!server.session_dir(&id).exists());
     let results = store.list_results(&id).unwrap();
@@ -78,6 +86,13 @@ fn a_bout_streamed_into_object_storage_is_stored_processed_and_served() {
     let part = http_request(server.addr, "GET", &path, &[("Range", "bytes=100-199")]);
     assert_eq!(part.status, 206);
     assert!(part.body == downloaded[100..200], "bytes 100-199");
+    // One copy of the video in the server's result cache, however often it is served.
+    let cached: Vec<_> = std::fs::read_dir(server.data_dir.path().join("cache").join(&id))
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with("video.mp4."))
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
     let frame = http_request(
         server.addr,
         "GET",

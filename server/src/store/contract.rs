@@ -26,6 +26,7 @@ fn each_store(check: impl Fn(&dyn SessionStore)) {
         local.path(),
         runtime.handle().clone(),
         Duration::from_secs(10),
+        super::CacheLimits::default(),
     )
     .unwrap();
     check(&objects);

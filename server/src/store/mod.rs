@@ -34,7 +34,7 @@ pub use frame_log::Faults;
 pub use frame_log::{FrameLogReader, FrameLogWriter, Recovered, StoredFrame};
 pub use local::LocalStore;
 pub use meta::{has_passed, rfc3339, Clip, SessionMeta, SessionStatus};
-pub use object::ObjectSessions;
+pub use object::{CacheLimits, ObjectSessions};
 pub use registry::{Registry, RegistryStore};
 pub use result_files::{valid_result_name, ResultFile};
 

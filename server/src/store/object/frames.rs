@@ -22,6 +22,7 @@ use referee_protocol::FrameHeader;
 
 use super::super::frame_log::{stored_frame, IndexEntry, Recovered, INDEX_ENTRY_LEN};
 use super::super::{FrameSink, FrameSource, StoreError, StoredFrame};
+use super::index_cache::{Entries, IdxVersion, IndexCache, SegmentKey};
 use super::Objects;
 
 /// Frame bytes held before they are written out as a segment even without a sync.
@@ -43,10 +44,12 @@ impl Segment {
     }
 }
 
-/// What a session's `frames/` holds: the segments that follow each other from frame 0, and
-/// every other object (a `.dat` without its `.idx`, segments after a gap), to remove.
+/// What a session's `frames/` holds: the segments that follow each other from frame 0 (and
+/// what the listing says of each one's `.idx`), and every other object (a `.dat` without its
+/// `.idx`, segments after a gap), to remove.
 struct Listing {
     segments: Vec<Segment>,
+    indexes: Vec<IdxVersion>,
     stray: Vec<Path>,
 }
 
@@ -73,7 +76,8 @@ fn list(objects: &Objects, id: &str) -> Result<Listing, StoreError> {
             .and_then(|(first, ext)| Some((first.parse::<u64>().ok()?, ext)));
         match parsed {
             Some((first, "idx")) if object.size.is_multiple_of(INDEX_ENTRY_LEN as u64) => {
-                indexes.push((first, object.size / INDEX_ENTRY_LEN as u64, object.location))
+                let frames = object.size / INDEX_ENTRY_LEN as u64;
+                indexes.push((first, frames, IdxVersion::from(&object), object.location))
             }
             Some((first, "dat")) => {
                 data.insert(first);
@@ -82,11 +86,12 @@ fn list(objects: &Objects, id: &str) -> Result<Listing, StoreError> {
         }
     }
     indexes.sort_by_key(|(first, ..)| *first);
-    let mut segments = Vec::new();
+    let (mut segments, mut versions) = (Vec::new(), Vec::new());
     let mut next = 0;
-    for (first, frames, location) in indexes {
+    for (first, frames, version, location) in indexes {
         if first == next && frames > 0 && data.remove(&first) {
             segments.push(Segment { first, frames });
+            versions.push(version);
             next = first + frames;
         } else {
             stray.push(location);
@@ -97,7 +102,11 @@ fn list(objects: &Objects, id: &str) -> Result<Listing, StoreError> {
         data.into_iter()
             .map(|first| objects.key(id, &segment_name(first, "dat"))),
     );
-    Ok(Listing { segments, stray })
+    Ok(Listing {
+        segments,
+        indexes: versions,
+        stray,
+    })
 }
 
 /// Removes what is not part of the frames (see [`Listing`]).
@@ -109,33 +118,75 @@ fn remove_stray(objects: &Objects, id: &str, stray: &[Path]) -> Result<(), Store
     Ok(())
 }
 
-/// Every index entry of `segments`, in frame order: each segment's `.idx`, read at once.
-fn read_entries(
+/// The index entries of each of `segments`, in order: each segment's `.idx`, read at once.
+fn read_segments(
     objects: &Objects,
     id: &str,
     segments: &[Segment],
-) -> Result<Vec<IndexEntry>, StoreError> {
+) -> Result<Vec<Entries>, StoreError> {
     let keys: Vec<Path> = segments
         .iter()
         .map(|s| objects.key(id, &segment_name(s.first, "idx")))
         .collect();
     let indexes = objects.get_all(id, &keys)?;
-    let mut entries = Vec::new();
-    for (segment, raw) in segments.iter().zip(indexes) {
-        let wanted = segment.frames as usize * INDEX_ENTRY_LEN;
-        if raw.len() < wanted {
-            return Err(objects.corrupt(
-                id,
-                &segment_name(segment.first, "idx"),
-                format!("{} bytes, {wanted} expected", raw.len()),
-            ));
-        }
-        entries.extend(
-            raw[..wanted]
+    segments
+        .iter()
+        .zip(indexes)
+        .map(|(segment, raw)| {
+            let wanted = segment.frames as usize * INDEX_ENTRY_LEN;
+            if raw.len() < wanted {
+                return Err(objects.corrupt(
+                    id,
+                    &segment_name(segment.first, "idx"),
+                    format!("{} bytes, {wanted} expected", raw.len()),
+                ));
+            }
+            Ok(raw[..wanted]
                 .chunks_exact(INDEX_ENTRY_LEN)
-                .map(IndexEntry::parse),
-        );
+                .map(IndexEntry::parse)
+                .collect())
+        })
+        .collect()
+}
+
+/// Every index entry of the listed segments, in frame order: those `cache` holds of each
+/// segment whose `.idx` is unchanged, and the others read (at once) and then cached.
+fn cached_entries(
+    objects: &Objects,
+    id: &str,
+    listing: &Listing,
+    cache: &IndexCache,
+) -> Result<Vec<IndexEntry>, StoreError> {
+    let keys: Vec<SegmentKey> = listing
+        .segments
+        .iter()
+        .zip(&listing.indexes)
+        .map(|(segment, version)| SegmentKey {
+            first: segment.first,
+            frames: segment.frames,
+            version: version.clone(),
+        })
+        .collect();
+    let mut parts = cache.lookup(id, &keys);
+    let missing: Vec<Segment> = listing
+        .segments
+        .iter()
+        .zip(&parts)
+        .filter(|(_, part)| part.is_none())
+        .map(|(segment, _)| *segment)
+        .collect();
+    let mut read = read_segments(objects, id, &missing)?.into_iter();
+    let mut entries = Vec::new();
+    for part in &mut parts {
+        if part.is_none() {
+            *part = read.next();
+        }
+        entries.extend_from_slice(part.as_deref().unwrap_or_default());
     }
+    cache.store(
+        id,
+        keys.into_iter().zip(parts.into_iter().flatten()).collect(),
+    );
     Ok(entries)
 }
 
@@ -144,10 +195,14 @@ fn read_entries(
 pub fn recover(objects: &Objects, id: &str) -> Result<Recovered, StoreError> {
     let listing = list(objects, id)?;
     remove_stray(objects, id, &listing.stray)?;
-    let entries = read_entries(objects, id, &listing.segments)?;
+    let segments = read_segments(objects, id, &listing.segments)?;
     Ok(Recovered {
         frames: listing.frames(),
-        bytes: entries.iter().map(|e| u64::from(e.len)).sum(),
+        bytes: segments
+            .iter()
+            .flat_map(|s| s.iter())
+            .map(|e| u64::from(e.len))
+            .sum(),
         dropped: listing.stray.len() as u64,
     })
 }
@@ -299,9 +354,11 @@ struct Fetched {
 }
 
 impl SegmentReader {
-    pub fn open(objects: Arc<Objects>, id: &str) -> Result<Self, StoreError> {
+    /// Opens session `id`'s frames: lists its segments, and takes the index entries of
+    /// those unchanged since they were last read from `cache`.
+    pub fn open(objects: Arc<Objects>, id: &str, cache: &IndexCache) -> Result<Self, StoreError> {
         let listing = list(&objects, id)?;
-        let entries = read_entries(&objects, id, &listing.segments)?;
+        let entries = cached_entries(&objects, id, &listing, cache)?;
         Ok(Self {
             objects,
             id: id.to_string(),

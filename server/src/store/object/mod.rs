@@ -7,14 +7,22 @@
 //!                      frames/          the frames, one segment per durable batch (frames.rs)
 //!                      results/<name>   video.mp4, report.json, clips/..., thumbnails/...
 //! DATA_DIR/scratch/<id>/                processing's temporary files (local)
-//! DATA_DIR/cache/<id>/                  result files fetched to be served (local)
+//! DATA_DIR/cache/<id>/                  result files fetched to be served (local, bounded:
+//!                                       result_cache.rs)
 //! ```
 //!
 //! Every PUT is atomic: an object is whole or absent. The object store's answer to a PUT is
 //! its durability: a batch of frames is acknowledged once both objects of its segment are
 //! stored.
+//!
+//! Opening a session's frames lists its segments and reads only the indexes not already in
+//! memory (index_cache.rs).
 
 mod frames;
+mod index_cache;
+mod result_cache;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path as LocalPath, PathBuf};
 use std::sync::Arc;
@@ -33,6 +41,8 @@ use super::bridge::{Bridge, Failed};
 use super::frame_log::Recovered;
 use super::result_files::{valid_result_name, ResultFile};
 use super::{FrameSink, FrameSource, SessionMeta, SessionStore, StoreError};
+use index_cache::IndexCache;
+use result_cache::ResultCache;
 
 const META: &str = "session.json";
 const SIGNAL: &str = "signal.txt";
@@ -207,6 +217,30 @@ fn local_error(err: std::io::Error) -> object_store::Error {
     }
 }
 
+/// `--result-cache-mb`'s default.
+pub const DEFAULT_RESULT_CACHE_MB: u64 = 4096;
+/// `--frame-index-cache-mb`'s default.
+pub const DEFAULT_FRAME_INDEX_CACHE_MB: u64 = 64;
+
+/// What a server keeps of what it read from the object store, at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// `--result-cache-mb`: bytes of result files in `DATA_DIR/cache` (0: no copy kept
+    /// past the request that fetched it).
+    pub result_bytes: u64,
+    /// `--frame-index-cache-mb`: bytes of frame index entries in memory (0: none).
+    pub frame_index_bytes: u64,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        Self {
+            result_bytes: DEFAULT_RESULT_CACHE_MB << 20,
+            frame_index_bytes: DEFAULT_FRAME_INDEX_CACHE_MB << 20,
+        }
+    }
+}
+
 /// Sessions stored in an object store, with local scratch and cache directories.
 #[derive(Debug, Clone)]
 pub struct ObjectSessions {
@@ -214,7 +248,9 @@ pub struct ObjectSessions {
     /// Processing's temporary files, per session.
     scratch: PathBuf,
     /// Result files fetched to be served, per session.
-    cache: PathBuf,
+    results: Arc<ResultCache>,
+    /// Sessions' frame indexes as last read.
+    indexes: Arc<IndexCache>,
 }
 
 impl ObjectSessions {
@@ -223,12 +259,13 @@ impl ObjectSessions {
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...), or the options that are not
     /// secrets given in the address: `endpoint`, `region`, `allow_http`, `skip_signature`,
     /// `virtual_hosted_style_request`. Requests run on `runtime`; each must answer within
-    /// `deadline`. Local files go under `data_dir`.
+    /// `deadline`. Local files go under `data_dir`; the caches keep at most `caches`.
     pub fn open_url(
         url: &str,
         data_dir: &LocalPath,
         runtime: Handle,
         deadline: Duration,
+        caches: CacheLimits,
     ) -> Result<Self, StoreError> {
         use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
         let bad = |detail: String| StoreError::BadUrl {
@@ -268,7 +305,7 @@ impl ObjectSessions {
             builder = builder.with_allow_http(http).with_endpoint(endpoint);
         }
         let store = builder.build().map_err(|e| bad(e.to_string()))?;
-        Self::new(Arc::new(store), prefix, data_dir, runtime, deadline)
+        Self::new(Arc::new(store), prefix, data_dir, runtime, deadline, caches)
     }
 
     /// Sessions in `store` under `prefix`.
@@ -278,6 +315,7 @@ impl ObjectSessions {
         data_dir: &LocalPath,
         runtime: Handle,
         deadline: Duration,
+        caches: CacheLimits,
     ) -> Result<Self, StoreError> {
         let root = Path::from(prefix.trim_matches('/'));
         let sessions = if prefix.trim_matches('/').is_empty() {
@@ -285,14 +323,13 @@ impl ObjectSessions {
         } else {
             root.join("sessions")
         };
-        let (scratch, cache) = (data_dir.join("scratch"), data_dir.join("cache"));
-        for dir in [&scratch, &cache] {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-                what: "cannot create the data directory",
-                path: dir.clone(),
-                source,
-            })?;
-        }
+        let scratch = data_dir.join("scratch");
+        std::fs::create_dir_all(&scratch).map_err(|source| StoreError::DataDir {
+            what: "cannot create the data directory",
+            path: scratch.clone(),
+            source,
+        })?;
+        let results = ResultCache::open(data_dir.join("cache"), caches.result_bytes)?;
         Ok(Self {
             objects: Arc::new(Objects {
                 store,
@@ -300,7 +337,8 @@ impl ObjectSessions {
                 sessions,
             }),
             scratch,
-            cache,
+            results: Arc::new(results),
+            indexes: Arc::new(IndexCache::new(caches.frame_index_bytes)),
         })
     }
 
@@ -397,6 +435,7 @@ impl SessionStore for ObjectSessions {
         Ok(Box::new(frames::SegmentReader::open(
             self.objects.clone(),
             id,
+            &self.indexes,
         )?))
     }
 
@@ -426,9 +465,9 @@ impl SessionStore for ObjectSessions {
         for object in self.objects.list(id, "")? {
             self.objects.delete(id, &object.location)?;
         }
-        for dir in [self.scratch.join(id), self.cache.join(id)] {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        let _ = std::fs::remove_dir_all(self.scratch.join(id));
+        self.results.remove_session(id);
+        self.indexes.remove(id);
         Ok(())
     }
 
@@ -471,7 +510,7 @@ impl SessionStore for ObjectSessions {
     }
 
     /// Fetches the result into the local cache (once per version of it: the object's ETag
-    /// names the cached copy) and opens the copy.
+    /// names the cached copy; see result_cache.rs for what is kept) and opens the copy.
     fn open_result(&self, id: &str, name: &str) -> Result<ResultFile, StoreError> {
         let key = self.result_key(id, name)?;
         let Some(meta) = self.objects.head(id, &key)? else {
@@ -489,20 +528,12 @@ impl SessionStore for ObjectSessions {
             .filter(char::is_ascii_alphanumeric)
             .take(64)
             .collect();
-        let dir = self.cache.join(id);
-        let cached = dir.join(format!("{}.{version}", name.replace('/', "_")));
-        let io = super::io_error;
-        if !cached.is_file() {
-            std::fs::create_dir_all(&dir).map_err(io(id, "cannot create", &dir))?;
-            let partial = dir.join(format!(".{}.part", name.replace('/', "_")));
-            self.objects.download(id, &key, &partial)?;
-            std::fs::rename(&partial, &cached).map_err(io(id, "cannot write", &cached))?;
-        }
-        let file = std::fs::File::open(&cached).map_err(io(id, "cannot open", &cached))?;
-        let len = file
-            .metadata()
-            .map_err(io(id, "cannot read", &cached))?
-            .len();
+        let (file, len) = match self.results.open_cached(id, name, &version)? {
+            Some(cached) => cached,
+            None => self.results.fetch(id, name, &version, |partial| {
+                self.objects.download(id, &key, partial)
+            })?,
+        };
         Ok(ResultFile {
             file,
             len,
