@@ -201,6 +201,14 @@ pub struct CameraVideo {
     pub path: PathBuf,
 }
 
+/// A camera of a bout to upload: its name, its video and its offset when given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoutVideo {
+    pub camera: String,
+    pub path: PathBuf,
+    pub offset_s: Option<f64>,
+}
+
 /// Reads `[CAMERA=]FILE`: `CAMERA=` when what comes before the first `=` is a camera name
 /// (letters, digits, `-`, `_`); write `./a=b.mp4` for a file whose name holds one.
 fn parse_video(text: &str) -> Result<CameraVideo, String> {
@@ -246,7 +254,7 @@ impl Args {
 
     /// The cameras of a bout, when the videos name cameras: each camera's name, video and
     /// offset; `None` for a single video without a camera name (a session as before).
-    pub fn cameras(&self) -> Result<Option<Vec<(String, PathBuf, Option<f64>)>>, String> {
+    pub fn cameras(&self) -> Result<Option<Vec<BoutVideo>>, String> {
         if self.video.len() == 1 && self.video[0].camera.is_none() {
             if !self.offset.is_empty() {
                 return Err(
@@ -255,7 +263,7 @@ impl Args {
             }
             return Ok(None);
         }
-        let mut cameras: Vec<(String, PathBuf, Option<f64>)> = Vec::new();
+        let mut cameras: Vec<BoutVideo> = Vec::new();
         for video in &self.video {
             let Some(camera) = &video.camera else {
                 return Err(format!(
@@ -263,14 +271,18 @@ impl Args {
                     video.path.display()
                 ));
             };
-            if cameras.iter().any(|(c, ..)| c == camera) {
+            if cameras.iter().any(|c| &c.camera == camera) {
                 return Err(format!("--video names the camera {camera} twice"));
             }
-            cameras.push((camera.clone(), video.path.clone(), None));
+            cameras.push(BoutVideo {
+                camera: camera.clone(),
+                path: video.path.clone(),
+                offset_s: None,
+            });
         }
         for (camera, seconds) in &self.offset {
-            match cameras.iter_mut().find(|(c, ..)| c == camera) {
-                Some(entry) => entry.2 = Some(*seconds),
+            match cameras.iter_mut().find(|c| &c.camera == camera) {
+                Some(entry) => entry.offset_s = Some(*seconds),
                 None => return Err(format!("--offset {camera}: no --video {camera}=FILE")),
             }
         }
@@ -382,6 +394,66 @@ fn parse_name(name: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn videos_of_several_cameras_make_a_bout_and_bad_ones_say_why() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["referee-client", "http://h:8080"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv).map(|a| a.cameras())
+        };
+        let bout = parse(&[
+            "--video",
+            "left=a.mp4",
+            "--video",
+            "right=b.mov",
+            "--offset",
+            "right=0.4",
+        ])
+        .unwrap()
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            bout,
+            vec![
+                BoutVideo {
+                    camera: "left".into(),
+                    path: "a.mp4".into(),
+                    offset_s: None
+                },
+                BoutVideo {
+                    camera: "right".into(),
+                    path: "b.mov".into(),
+                    offset_s: Some(0.4)
+                },
+            ]
+        );
+        assert_eq!(parse(&["--video", "./a=b.mp4"]).unwrap(), Ok(None));
+        let refused = [
+            (
+                &["--video", "a.mp4", "--video", "right=b.mov"][..],
+                "name each one's camera",
+            ),
+            (
+                &["--video", "l=a.mp4", "--video", "l=b.mov"],
+                "names the camera l twice",
+            ),
+            (
+                &["--video", "l=a.mp4", "--offset", "r=1"],
+                "no --video r=FILE",
+            ),
+            (
+                &["--video", "a.mp4", "--offset", "r=1"],
+                "--offset is for a bout",
+            ),
+        ];
+        for (argv, why) in refused {
+            let err = parse(argv).unwrap().unwrap_err();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        assert!(parse(&["--video", "l=a.mp4", "--offset", "l=soon"]).is_err());
+        assert!(parse(&["--video", "l=a.mp4", "--offset", "l=4000"]).is_err());
+    }
 
     #[test]
     fn defaults_and_flags_parse_like_the_original_tool() {

@@ -99,14 +99,14 @@ pub async fn run_bout(args: Args) -> Result<Vec<Summary>, ClientError> {
     let Some(cameras) = args.cameras().map_err(ClientError::Usage)? else {
         return Ok(vec![run(args).await?]);
     };
-    let names: Vec<String> = cameras.iter().map(|(name, ..)| name.clone()).collect();
+    let names: Vec<String> = cameras.iter().map(|c| c.camera.clone()).collect();
     let name = args
         .name
         .clone()
-        .unwrap_or_else(|| default_name(&cameras[0].1));
-    let session = |camera: &(String, std::path::PathBuf, Option<f64>)| {
-        let mut args = args.for_camera(&camera.1);
-        args.name = Some(format!("{name} ({})", camera.0));
+        .unwrap_or_else(|| default_name(&cameras[0].path));
+    let session = |camera: &cli::BoutVideo| {
+        let mut args = args.for_camera(&camera.path);
+        args.name = Some(format!("{name} ({})", camera.camera));
         args
     };
     let (started, bout_id) = tokio::sync::oneshot::channel();
@@ -115,9 +115,9 @@ pub async fn run_bout(args: Args) -> Result<Vec<Summary>, ClientError> {
         Some(Camera {
             bout: BoutCamera {
                 bout_id: None,
-                camera: cameras[0].0.clone(),
+                camera: cameras[0].camera.clone(),
                 cameras: Some(names),
-                offset_s: cameras[0].2,
+                offset_s: cameras[0].offset_s,
             },
             started: Some(started),
         }),
@@ -135,9 +135,9 @@ pub async fn run_bout(args: Args) -> Result<Vec<Summary>, ClientError> {
                 Some(Camera {
                     bout: BoutCamera {
                         bout_id: Some(bout_id.clone()),
-                        camera: camera.0.clone(),
+                        camera: camera.camera.clone(),
                         cameras: None,
-                        offset_s: camera.2,
+                        offset_s: camera.offset_s,
                     },
                     started: None,
                 }),
@@ -155,11 +155,11 @@ pub async fn run_bout(args: Args) -> Result<Vec<Summary>, ClientError> {
                 let text = format!("{:#}", anyhow::Error::from(err));
                 eprintln!(
                     "[{}] error: {}",
-                    camera.0,
+                    camera.camera,
                     referee_protocol::text::escape_controls(&text)
                 );
                 failed.get_or_insert(ClientError::CameraFailed {
-                    camera: camera.0.clone(),
+                    camera: camera.camera.clone(),
                     why: text,
                 });
             }
