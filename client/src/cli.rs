@@ -170,8 +170,10 @@ pub struct Args {
     pub token: Option<String>,
 
     /// Continue session SESSION_ID, started by this client before it stopped, with the same
-    /// video and signal file: frames the server already has are not sent again.
-    #[arg(long, value_name = "SESSION_ID")]
+    /// video and signal file: frames the server already has are not sent again. For a bout of
+    /// several cameras, BOUT_ID with the same --video CAMERA=FILE: every camera not complete
+    /// is resumed (or started, if it never was).
+    #[arg(long, value_name = "SESSION_ID|BOUT_ID")]
     pub resume: Option<String>,
 
     /// Reconnection attempts after a dropped connection (per outage, with backoff).
@@ -286,9 +288,6 @@ impl Args {
                 None => return Err(format!("--offset {camera}: no --video {camera}=FILE")),
             }
         }
-        if self.resume.is_some() {
-            return Err("--resume continues one camera's session: give that camera's --video FILE alone (its resume command says which)".into());
-        }
         Ok(Some(cameras))
     }
 
@@ -300,6 +299,7 @@ impl Args {
                 path: path.to_path_buf(),
             }],
             offset: Vec::new(),
+            resume: None,
             ..self.clone()
         }
     }
@@ -309,12 +309,18 @@ impl Args {
     /// pace, with the signal file at `signal`. A token given on the command line is left as
     /// `--token TOKEN` (never printed); one from REFEREE_TOKEN is read from it again.
     pub fn resume_command(&self, signal: Option<&Path>) -> String {
-        let mut words = vec![
-            "referee-client".to_string(),
-            quote(&self.server),
-            "--video".into(),
-            quote(&self.video_path().to_string_lossy()),
-        ];
+        let mut words = vec!["referee-client".to_string(), quote(&self.server)];
+        for video in &self.video {
+            let path = video.path.to_string_lossy();
+            let given = match &video.camera {
+                Some(camera) => format!("{camera}={path}"),
+                None => path.into_owned(),
+            };
+            words.extend(["--video".into(), quote(&given)]);
+        }
+        for (camera, seconds) in &self.offset {
+            words.extend(["--offset".into(), format!("{camera}={seconds}")]);
+        }
         if let Some(signal) = signal {
             words.extend(["--signal".into(), quote(&signal.to_string_lossy())]);
         }

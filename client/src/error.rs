@@ -23,8 +23,13 @@ pub enum ClientError {
     Usage(String),
 
     /// A camera of a bout did not finish (the others went on; each one's error was shown).
-    #[error("camera {camera} of the bout did not finish: {why}")]
-    CameraFailed { camera: String, why: String },
+    #[error("camera {camera} of the bout did not finish: {why}{}", resume.as_deref().unwrap_or(""))]
+    CameraFailed {
+        camera: String,
+        why: String,
+        /// How to resume the bout, when it started.
+        resume: Option<String>,
+    },
 
     /// The video file is missing or cannot be read.
     #[error("cannot read video {}", path.display())]

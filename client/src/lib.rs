@@ -94,63 +94,93 @@ struct Camera {
 /// Streams a bout recorded by several cameras (`--video CAMERA=FILE` each): the first camera
 /// starts the bout, then every camera uploads in parallel, each over its own connection, with
 /// its own window, progress lines (`[camera] ...`) and resume, and the same signal file. A
-/// camera that fails does not stop the others; the first error is returned once all ended.
+/// camera that fails does not stop the others; the first error is returned once all ended,
+/// with the command that resumes the bout (`--resume BOUT_ID`: every camera not complete is
+/// resumed, or started if it never was).
 pub async fn run_bout(args: Args) -> Result<Vec<Summary>, ClientError> {
     let Some(cameras) = args.cameras().map_err(ClientError::Usage)? else {
         return Ok(vec![run(args).await?]);
     };
-    let names: Vec<String> = cameras.iter().map(|c| c.camera.clone()).collect();
+    let resuming = args.resume.as_deref().map(saved::load_bout).transpose()?;
     let name = args
         .name
         .clone()
         .unwrap_or_else(|| default_name(&cameras[0].path));
-    let session = |camera: &cli::BoutVideo| {
+    let session = |camera: &cli::BoutVideo, resume: Option<&str>| {
         let mut args = args.for_camera(&camera.path);
         args.name = Some(format!("{name} ({})", camera.camera));
+        args.resume = resume.map(str::to_string);
         args
     };
-    let (started, bout_id) = tokio::sync::oneshot::channel();
-    let first = run_session(
-        session(&cameras[0]),
-        Some(Camera {
-            bout: BoutCamera {
-                bout_id: None,
-                camera: cameras[0].camera.clone(),
-                cameras: Some(names),
-                offset_s: cameras[0].offset_s,
-            },
-            started: Some(started),
-        }),
-    );
-    let others = async {
-        // The others join once the first has started the bout (if it never does, its own
-        // error says why).
-        let Ok(bout_id) = bout_id.await else {
-            return Vec::new();
-        };
-        println!("Bout {bout_id}: {} cameras", cameras.len());
-        let joining = cameras[1..].iter().map(|camera| {
-            run_session(
-                session(camera),
+    let joining = |camera: &cli::BoutVideo, bout_id: &str, resume: Option<&str>| {
+        run_session(
+            session(camera, resume),
+            Some(Camera {
+                bout: BoutCamera {
+                    bout_id: Some(bout_id.to_string()),
+                    camera: camera.camera.clone(),
+                    cameras: None,
+                    offset_s: camera.offset_s,
+                },
+                started: None,
+            }),
+        )
+    };
+    let (bout_id, outcomes) = match &resuming {
+        Some(saved) => {
+            // Each camera: resumed where it stopped, started if it never was, or left alone
+            // when complete (its state file is gone).
+            let runs = cameras.iter().map(|camera| async {
+                match saved.session_of(&camera.camera) {
+                    Some(id) if saved::find(id).is_none() => {
+                        println!("[{}] session {id} is complete", camera.camera);
+                        Ok(None)
+                    }
+                    resume => joining(camera, &saved.bout_id, resume).await.map(Some),
+                }
+            });
+            let outcomes = futures_util::future::join_all(runs).await;
+            (Some(saved.bout_id.clone()), outcomes)
+        }
+        None => {
+            let (started, bout_id) = tokio::sync::oneshot::channel();
+            let first = run_session(
+                session(&cameras[0], None),
                 Some(Camera {
                     bout: BoutCamera {
-                        bout_id: Some(bout_id.clone()),
-                        camera: camera.camera.clone(),
-                        cameras: None,
-                        offset_s: camera.offset_s,
+                        bout_id: None,
+                        camera: cameras[0].camera.clone(),
+                        cameras: Some(cameras.iter().map(|c| c.camera.clone()).collect()),
+                        offset_s: cameras[0].offset_s,
                     },
-                    started: None,
+                    started: Some(started),
                 }),
+            );
+            let others = async {
+                // The others join once the first has started the bout (if it never does,
+                // its own error says why).
+                let Ok(bout_id) = bout_id.await else {
+                    return (None, Vec::new());
+                };
+                println!("Bout {bout_id}: {} cameras", cameras.len());
+                let runs = cameras[1..]
+                    .iter()
+                    .map(|camera| async { joining(camera, &bout_id, None).await.map(Some) });
+                let outcomes = futures_util::future::join_all(runs).await;
+                (Some(bout_id), outcomes)
+            };
+            let (first, (bout_id, others)) = tokio::join!(first, others);
+            (
+                bout_id,
+                std::iter::once(first.map(Some)).chain(others).collect(),
             )
-        });
-        futures_util::future::join_all(joining).await
+        }
     };
-    let (first, others) = tokio::join!(first, others);
     let mut summaries = Vec::new();
     let mut failed = None;
-    for (camera, outcome) in cameras.iter().zip(std::iter::once(first).chain(others)) {
+    for (camera, outcome) in cameras.iter().zip(outcomes) {
         match outcome {
-            Ok(summary) => summaries.push(summary),
+            Ok(summary) => summaries.extend(summary),
             Err(err) => {
                 let text = format!("{:#}", anyhow::Error::from(err));
                 eprintln!(
@@ -158,21 +188,34 @@ pub async fn run_bout(args: Args) -> Result<Vec<Summary>, ClientError> {
                     camera.camera,
                     referee_protocol::text::escape_controls(&text)
                 );
-                failed.get_or_insert(ClientError::CameraFailed {
-                    camera: camera.camera.clone(),
-                    why: text,
-                });
+                failed.get_or_insert((camera.camera.clone(), text));
             }
         }
     }
-    match failed {
-        Some(err) => Err(err),
-        None => Ok(summaries),
+    match (failed, bout_id) {
+        (None, bout_id) => {
+            if let Some(id) = bout_id {
+                saved::remove_bout(&id);
+            }
+            Ok(summaries)
+        }
+        (Some((camera, why)), bout_id) => Err(ClientError::CameraFailed {
+            camera,
+            why,
+            resume: bout_id.map(|id| {
+                let signal = args.signal.as_deref();
+                format!(
+                    "; the other cameras went on; resume the bout with `{}`",
+                    args.resume_command(signal).replace("SESSION_ID", &id)
+                )
+            }),
+        }),
     }
 }
 
 async fn run_session(args: Args, mut camera: Option<Camera>) -> Result<Summary, ClientError> {
     let url = endpoint::stream_url(&args.server)?;
+    let url_text = url.to_string();
     if let Some(dir) = &args.output {
         results::check_output(dir)?;
     }
@@ -282,8 +325,18 @@ async fn run_session(args: Args, mut camera: Option<Camera>) -> Result<Summary, 
             Upload::start(link, plan).await?
         }
     };
-    if let Some(started) = camera.as_mut().and_then(|c| c.started.take()) {
-        if let Some(bout_id) = upload.bout_id() {
+    if let (Some(camera), Some(bout_id)) = (&mut camera, upload.bout_id()) {
+        // Recorded for `--resume BOUT_ID` (a resumed camera is recorded already).
+        let recorded = saved::save_camera(
+            bout_id,
+            url_text.as_str(),
+            &camera.bout.camera,
+            upload.session_id(),
+        );
+        if let Err(err) = recorded {
+            tracing::warn!("{err}");
+        }
+        if let Some(started) = camera.started.take() {
             let _ = started.send(bout_id.to_string());
         }
     }

@@ -38,6 +38,84 @@ pub struct SavedSession {
     pub resume_command: Option<String>,
 }
 
+/// What `--resume BOUT_ID` needs to continue a bout of several cameras: its cameras' sessions
+/// (their own state files hold their tokens), as each started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedBout {
+    pub bout_id: String,
+    /// The WebSocket URL the bout was started on.
+    pub url: String,
+    /// Each camera started, and its session.
+    pub cameras: Vec<SavedCamera>,
+}
+
+/// A camera of a [`SavedBout`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedCamera {
+    pub camera: String,
+    pub session_id: String,
+}
+
+impl SavedBout {
+    /// The session of `camera`, if it started.
+    pub fn session_of(&self, camera: &str) -> Option<&str> {
+        self.cameras
+            .iter()
+            .find(|c| c.camera == camera)
+            .map(|c| c.session_id.as_str())
+    }
+}
+
+/// Records that camera `camera` of bout `bout_id` (started on `url`) is session
+/// `session_id`, in the bout's state file.
+pub fn save_camera(
+    bout_id: &str,
+    url: &str,
+    camera: &str,
+    session_id: &str,
+) -> Result<PathBuf, ClientError> {
+    let path = bout_path(bout_id)?;
+    let mut bout = find_bout(bout_id).unwrap_or_else(|| SavedBout {
+        bout_id: bout_id.to_string(),
+        url: url.to_string(),
+        cameras: Vec::new(),
+    });
+    bout.cameras.retain(|c| c.camera != camera);
+    bout.cameras.push(SavedCamera {
+        camera: camera.to_string(),
+        session_id: session_id.to_string(),
+    });
+    write_private(&path, &bout)?;
+    Ok(path)
+}
+
+/// Loads the state of bout `id`.
+pub fn load_bout(id: &str) -> Result<SavedBout, ClientError> {
+    let path = bout_path(id)?;
+    find_bout(id).ok_or_else(|| ClientError::ResumeState {
+        path,
+        reason: "no such bout: a bout can only be resumed by the client (user and machine) that started it, until every camera is complete".into(),
+    })
+}
+
+fn find_bout(id: &str) -> Option<SavedBout> {
+    let text = fs::read_to_string(bout_path(id).ok()?).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Forgets bout `id` (every camera is complete).
+pub fn remove_bout(id: &str) {
+    let Ok(path) = bout_path(id) else { return };
+    if let Err(err) = fs::remove_file(&path) {
+        tracing::debug!("cannot remove {}: {err}", path.display());
+    }
+}
+
+fn bout_path(id: &str) -> Result<PathBuf, ClientError> {
+    let session = path_of(id)?;
+    Ok(session.with_file_name(format!("bout-{id}.json")))
+}
+
 /// The directory of the state files.
 pub fn state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("REFEREE_STATE_DIR") {
@@ -70,21 +148,26 @@ fn path_of(id: &str) -> Result<PathBuf, ClientError> {
 /// Saves the state of a session.
 pub fn save(session: &SavedSession) -> Result<PathBuf, ClientError> {
     let path = path_of(&session.session_id)?;
+    write_private(&path, session)?;
+    Ok(path)
+}
+
+/// Writes `value` as JSON to `path`, readable by its owner only.
+fn write_private(path: &std::path::Path, value: &impl Serialize) -> Result<(), ClientError> {
     let failed = |reason: String| ClientError::ResumeState {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason,
     };
     let dir = state_dir();
     fs::create_dir_all(&dir)
         .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
-    let json = serde_json::to_vec_pretty(session).map_err(|e| failed(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(value).map_err(|e| failed(e.to_string()))?;
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path).map_err(|e| failed(e.to_string()))?;
-    file.write_all(&json).map_err(|e| failed(e.to_string()))?;
-    Ok(path)
+    let mut file = options.open(path).map_err(|e| failed(e.to_string()))?;
+    file.write_all(&json).map_err(|e| failed(e.to_string()))
 }
 
 /// Loads the state of session `id`.

@@ -411,3 +411,90 @@ async fn a_cut_on_one_camera_then_a_killed_server_lose_nothing_of_either_camera(
         );
     });
 }
+
+#[test]
+fn a_bout_whose_client_was_killed_is_resumed_whole_with_its_bout_id() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let [left, right, signal] = two_cameras(work.path());
+    let state = tempfile::tempdir().unwrap();
+    let args = |extra: &[&str]| {
+        let mut command = Command::new(referee_tests::workspace_binary("referee-client"));
+        command
+            .arg(server.http_url())
+            .arg("--video")
+            .arg(format!("left={}", left.display()))
+            .arg("--video")
+            .arg(format!("right={}", right.display()))
+            .arg("--signal")
+            .arg(&signal)
+            .args(extra)
+            .env("REFEREE_STATE_DIR", state.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    // Slow, so that both cameras are half way when the client is killed.
+    let mut client = args(&["--max-fps", "20"]).spawn().unwrap();
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    let bout = loop {
+        let line = lines
+            .next()
+            .expect("the client ended before the bout started")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("Bout ") {
+            break rest.split(':').next().unwrap().to_string();
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, list) = server.get_json("/api/sessions");
+        let sessions = list["sessions"].as_array().unwrap().clone();
+        if sessions.len() == 2
+            && sessions
+                .iter()
+                .all(|s| s["frames_stored"].as_u64() >= Some(10))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{list}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    client.kill().unwrap();
+    client.wait().unwrap();
+
+    // The same command with --resume BOUT_ID: both cameras go on from where they stopped.
+    let output = args(&["--resume", &bout]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.matches("Resumed session").count(), 2, "{stdout}");
+    let (_, list) = server.get_json("/api/sessions");
+    let mut cameras: Vec<(String, u64, String)> = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["bout"]["camera"].as_str().unwrap().to_string(),
+                s["frames_stored"].as_u64().unwrap(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    cameras.sort();
+    assert_eq!(
+        cameras,
+        [
+            ("left".to_string(), 150, "complete".to_string()),
+            ("right".to_string(), 115, "complete".to_string())
+        ]
+    );
+    assert!(
+        !state.path().join(format!("bout-{bout}.json")).exists(),
+        "the bout's state file is removed once every camera is complete"
+    );
+}
