@@ -34,6 +34,7 @@ export function listPage(root) {
     if (row) return row;
     const link = el('a', { href: sessionLink(id) });
     const idText = el('span', { class: 'id' });
+    const camera = el('span', { class: 'camera-tag', hidden: true });
     const status = el('span');
     const error = el('span', { class: 'error-text', hidden: true });
     const frames = el('td', { class: 'num', 'data-label': 'Frames' });
@@ -41,7 +42,7 @@ export function listPage(root) {
     const progressLabel = el('span', { class: 'bar-label' });
     const createdCell = el('td', { class: 'when', 'data-label': 'Created' });
     const tr = el('tr', { class: 'session', 'data-id': id },
-      el('td', { class: 'name' }, link, idText),
+      el('td', { class: 'name' }, link, camera, idText),
       el('td', { 'data-label': 'Status' }, status, error),
       frames,
       el('td', { class: 'progress', 'data-label': 'Progress' }, progress, progressLabel),
@@ -49,7 +50,7 @@ export function listPage(root) {
     tr.addEventListener('click', (e) => {
       if (!e.target.closest('a')) location.hash = link.getAttribute('href');
     });
-    row = { tr, link, idText, status, error, frames, progress, progressLabel, createdCell };
+    row = { tr, link, idText, camera, status, error, frames, progress, progressLabel, createdCell };
     rows.set(id, row);
     // Newest first.
     const mine = created(sessions.get(id) || {});
@@ -67,6 +68,10 @@ export function listPage(root) {
     const row = rowOf(id);
     row.link.textContent = text(s.name) || id;
     row.idText.textContent = id;
+    // A camera of a bout recorded by several: which, and how many the bout has.
+    const bout = s.bout && typeof s.bout === 'object' ? s.bout : null;
+    row.camera.textContent = bout ? 'camera ' + text(bout.camera) + ' of ' + (Array.isArray(bout.cameras) ? bout.cameras.length : '?') : '';
+    row.camera.hidden = !bout;
     row.tr.dataset.status = text(s.status);
     row.status.className = statusClass(s.status);
     row.status.textContent = statusLabel(s.status);

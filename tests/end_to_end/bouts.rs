@@ -344,6 +344,18 @@ fn the_dashboard_steps_every_camera_of_a_bout_to_the_same_bout_time_and_switches
     );
     // Right frame 20 is 0.8 s on its clock, 1.2 s of the bout: left frame 36.
     wait("20,36");
+    // The session list says which camera each session is.
+    browser.goto(&format!("{}/#/", server.http_url()));
+    let tags = browser.wait_for(
+        "the cameras in the session list",
+        Duration::from_secs(30),
+        "const t = [...document.querySelectorAll('tr.session .camera-tag:not([hidden])')].map((e) => e.textContent).sort();
+         return t.length === 2 && t;",
+    );
+    assert_eq!(
+        tags,
+        serde_json::json!(["camera left of 2", "camera right of 2"])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
