@@ -369,6 +369,9 @@ pub struct SessionEvent {
     /// The clip of a `clip_ready` event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<Clip>,
+    /// The bout the session is a camera of, when it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bout: Option<BoutMembership>,
 }
 
 impl SessionEvent {

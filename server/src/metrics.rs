@@ -60,6 +60,8 @@ impl Drop for Gauged {
 pub struct Metrics {
     registry: Registry,
     pub sessions_created: Counter,
+    /// Sessions that are cameras of a bout (started one, or joined one).
+    pub bout_cameras: Counter,
     pub frames_received: Counter,
     pub bytes_received: Counter,
     pub frames_stored: Counter,
@@ -100,6 +102,10 @@ impl Default for Metrics {
             counter
         };
         let sessions_created = counter("referee_sessions_created", "Sessions created");
+        let bout_cameras = counter(
+            "referee_bout_cameras",
+            "Sessions created as a camera of a bout recorded by several",
+        );
         let frames_received = counter("referee_frames_received", "Frames received and checked");
         let bytes_received = counter("referee_bytes_received", "Frame payload bytes received");
         let frames_stored = counter(
@@ -176,6 +182,7 @@ impl Default for Metrics {
         Self {
             registry,
             sessions_created,
+            bout_cameras,
             frames_received,
             bytes_received,
             frames_stored,

@@ -111,6 +111,11 @@ async fn the_cameras_of_a_bout_join_it_once_each_and_every_bad_join_is_a_clear_e
     }
     let (_, report) = server.get_json(&format!("/api/sessions/{right_id}/report.json"));
     assert_eq!(report["camera"]["camera"], "right", "{report}");
+    let metrics = referee_tests::http_request(server.addr, "GET", "/metrics", &[]);
+    assert!(
+        String::from_utf8_lossy(&metrics.body).contains("referee_bout_cameras_total 2"),
+        "the metrics count the cameras"
+    );
 
     // Every camera has finished: none may join any more.
     let late = camera_start_message("final", (W, H), None, "a", &["a", "b"]);

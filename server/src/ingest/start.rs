@@ -131,6 +131,9 @@ where
             self.app.reservations.remove(&meta.id);
         } else {
             Metrics::add(&self.app.metrics.sessions_created, 1);
+            if meta.bout.is_some() {
+                Metrics::add(&self.app.metrics.bout_cameras, 1);
+            }
             self.app.events.publish(EventKind::Created, &meta);
         }
         self.app.events.publish(EventKind::Started, &meta);

@@ -26,6 +26,7 @@ pub fn event_of(kind: EventKind, meta: &SessionMeta) -> SessionEvent {
         percent: meta.percent,
         error: meta.error.clone(),
         clip: None,
+        bout: meta.bout.clone(),
     }
 }
 
