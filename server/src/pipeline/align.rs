@@ -14,8 +14,11 @@ use super::offset::{estimate_offset, OffsetOptions};
 use super::StageError;
 use crate::store::{FrameSource, SessionMeta, SessionStatus, SessionStore};
 
-/// How long a camera waits for the first camera's upload to end, at most.
+/// How long a camera waits for the first camera's upload to end, at most (only while that
+/// upload streams: a detached one is not waited for).
 pub const REFERENCE_WAIT: Duration = Duration::from_secs(600);
+/// How long it waits for a first camera whose upload is detached (its client reconnecting).
+const DETACHED_WAIT: Duration = Duration::from_secs(60);
 /// How often it looks.
 const REFERENCE_POLL: Duration = Duration::from_millis(250);
 
@@ -97,6 +100,7 @@ fn wait_for_reference(
     camera: &str,
 ) -> Result<SessionMeta, String> {
     let deadline = Instant::now() + REFERENCE_WAIT;
+    let mut detached_since: Option<Instant> = None;
     loop {
         let sessions = store
             .list()
@@ -108,9 +112,26 @@ fn wait_for_reference(
         });
         match reference {
             Some(meta) if meta.ended_at.is_some() || uploaded(meta.status) => return Ok(meta),
-            Some(meta) if meta.status == SessionStatus::Abandoned => {
-                return Err(format!("camera {camera}'s upload was abandoned"))
+            // Waited for while it streams, and a short while once detached (its client
+            // reconnecting): a worker is held meanwhile.
+            Some(meta)
+                if meta.status == SessionStatus::Detached
+                    && *detached_since.get_or_insert_with(Instant::now) + DETACHED_WAIT
+                        < Instant::now() =>
+            {
+                return Err(format!(
+                    "camera {camera}'s upload stopped (detached) before it ended: give the offset with --offset"
+                ))
             }
+            Some(meta)
+                if !matches!(meta.status, SessionStatus::Receiving | SessionStatus::Detached) =>
+            {
+                return Err(format!(
+                    "camera {camera}'s upload is {} (not finished): give the offset with --offset",
+                    meta.status.as_str()
+                ))
+            }
+            None => return Err(format!("the bout has no session of camera {camera} yet")),
             _ if Instant::now() >= deadline => {
                 return Err(format!(
                 "camera {camera}'s upload did not end within {} s; give the offset with --offset",
