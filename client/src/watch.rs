@@ -110,7 +110,7 @@ pub enum Verdict {
 /// `not_found`, and any event this client does not know).
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchEvent {
-    Session(SessionEvent),
+    Session(Box<SessionEvent>),
     Note(String),
 }
 
@@ -118,7 +118,7 @@ impl WatchEvent {
     /// The data of an event, read as the API's [`SessionEvent`] when it is one.
     pub fn parse(data: &str) -> Self {
         match serde_json::from_str::<SessionEvent>(data) {
-            Ok(event) => WatchEvent::Session(event),
+            Ok(event) => WatchEvent::Session(Box::new(event)),
             Err(_) => WatchEvent::Note(
                 serde_json::from_str::<String>(data).unwrap_or_else(|_| data.to_string()),
             ),
