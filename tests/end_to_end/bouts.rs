@@ -143,6 +143,27 @@ async fn the_cameras_of_a_bout_join_it_once_each_and_every_bad_join_is_a_clear_e
     }
 }
 
+/// Checks that the session list `list` holds the two cameras of [`two_cameras`], complete
+/// with every frame (`context`: the client's output, for a failure).
+fn assert_both_complete(list: &serde_json::Value, context: &str) {
+    let mut cameras: Vec<(String, u64, String)> = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["bout"]["camera"].as_str().unwrap_or("-").to_string(),
+                s["frames_stored"].as_u64().unwrap_or(0),
+                s["status"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect();
+    cameras.sort();
+    let expected = [("left", 150, "complete"), ("right", 115, "complete")]
+        .map(|(c, f, s)| (c.to_string(), f, s.to_string()));
+    assert_eq!(cameras, expected, "{context}");
+}
+
 /// The sample bout's two cameras (`make-sample --cameras`) in `dir`: `left.mp4` (the bout's
 /// own, 30 fps) and `right.mp4` (started 0.4 s later, 25 fps, 480x360), and the signal file.
 fn two_cameras(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
@@ -405,27 +426,7 @@ async fn a_cut_on_one_camera_then_a_killed_server_lose_nothing_of_either_camera(
         // its frames (SESSION_END), so what it stored is what the client sent.
         let (_, list) = server.get("/api/sessions").unwrap();
         let list: serde_json::Value = serde_json::from_str(&list).unwrap();
-        let mut cameras: Vec<(String, u64, String)> = list["sessions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["bout"]["camera"].as_str().unwrap().to_string(),
-                    s["frames_stored"].as_u64().unwrap(),
-                    s["status"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect();
-        cameras.sort();
-        assert_eq!(
-            cameras,
-            [
-                ("left".to_string(), 150, "complete".to_string()),
-                ("right".to_string(), 115, "complete".to_string())
-            ],
-            "{stdout}"
-        );
+        assert_both_complete(&list, &stdout);
     });
 }
 
@@ -490,26 +491,7 @@ fn a_bout_whose_client_was_killed_is_resumed_whole_with_its_bout_id() {
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert_eq!(stdout.matches("Resumed session").count(), 2, "{stdout}");
     let (_, list) = server.get_json("/api/sessions");
-    let mut cameras: Vec<(String, u64, String)> = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["bout"]["camera"].as_str().unwrap().to_string(),
-                s["frames_stored"].as_u64().unwrap(),
-                s["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    cameras.sort();
-    assert_eq!(
-        cameras,
-        [
-            ("left".to_string(), 150, "complete".to_string()),
-            ("right".to_string(), 115, "complete".to_string())
-        ]
-    );
+    assert_both_complete(&list, &stdout);
     assert!(
         !state.path().join(format!("bout-{bout}.json")).exists(),
         "the bout's state file is removed once every camera is complete"
