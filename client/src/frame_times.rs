@@ -39,6 +39,18 @@ pub fn audio_codec(path: &Path) -> Option<String> {
     Some(stream.parameters().id().name().to_string())
 }
 
+/// The recording's start time as `path`'s container gives it (`creation_time`, RFC 3339), of
+/// the file or else of its video stream.
+pub fn recorded_at(path: &Path) -> Option<String> {
+    let input = ffmpeg::init().and_then(|()| format::input(path)).ok()?;
+    if let Some(at) = input.metadata().get("creation_time") {
+        return Some(at.to_string());
+    }
+    let stream = input.streams().best(media::Type::Video)?;
+    let at = stream.metadata().get("creation_time").map(str::to_string);
+    at
+}
+
 impl FrameTimes {
     /// Opens `path`'s best video stream; `None` when FFmpeg cannot read it (the reason is
     /// logged at debug level: the frames then get times from the announced rate).

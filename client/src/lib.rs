@@ -38,6 +38,7 @@ pub mod saved;
 pub mod scoring_box;
 pub mod signal;
 pub mod source;
+pub mod start_times;
 pub mod stream;
 pub mod upload;
 pub mod watch;
@@ -102,6 +103,7 @@ pub async fn run_bout(args: Args) -> Result<Vec<Summary>, ClientError> {
         return Ok(vec![run(args).await?]);
     };
     let resuming = args.resume.as_deref().map(saved::load_bout).transpose()?;
+    let cameras = with_start_times(cameras);
     let name = args
         .name
         .clone()
@@ -211,6 +213,39 @@ pub async fn run_bout(args: Args) -> Result<Vec<Summary>, ClientError> {
             }),
         }),
     }
+}
+
+/// `cameras` with the offsets their recordings' start times give, for those given none (see
+/// [`start_times`]); as they are otherwise, the server then lining them up by their motion.
+fn with_start_times(mut cameras: Vec<cli::BoutVideo>) -> Vec<cli::BoutVideo> {
+    if cameras.iter().all(|c| c.offset_s.is_some()) {
+        return cameras;
+    }
+    let times: Vec<Option<String>> = cameras
+        .iter()
+        .map(|c| frame_times::recorded_at(&c.path))
+        .collect();
+    let Some(offsets) = start_times::offsets(&times) else {
+        if times.iter().all(Option::is_some) {
+            println!(
+                "The recordings' start times are too coarse to line the cameras up by (whole seconds): the server finds the offsets from their motion"
+            );
+        }
+        return cameras;
+    };
+    let base = cameras[0].offset_s.unwrap_or(0.0);
+    // The first camera's clock is the signal's unless its offset is given.
+    for (camera, offset) in cameras.iter_mut().zip(offsets).skip(1) {
+        if camera.offset_s.is_none() {
+            camera.offset_s = Some(base + offset);
+            println!(
+                "[{}] started {:.3} s after the signal's clock, by the recordings' start times",
+                camera.camera,
+                base + offset
+            );
+        }
+    }
+    cameras
 }
 
 async fn run_session(args: Args, mut camera: Option<Camera>) -> Result<Summary, ClientError> {

@@ -44,6 +44,8 @@ pub struct TimedVideo {
     pub height: i32,
     pub codec: TimedCodec,
     pub stretches: Vec<Stretch>,
+    /// The recording's start time written in the container (`creation_time`, RFC 3339).
+    pub recorded_at: Option<String>,
 }
 
 impl TimedVideo {
@@ -65,6 +67,7 @@ impl TimedVideo {
                     fps_den: 1,
                 },
             ],
+            recorded_at: None,
         }
     }
 
@@ -79,6 +82,7 @@ impl TimedVideo {
                 fps_num: 30_000,
                 fps_den: 1001,
             }],
+            recorded_at: None,
         }
     }
 
@@ -190,6 +194,11 @@ pub fn write_timed_video(path: &Path, spec: &TimedVideo) -> Result<Vec<i64>, Sam
     let mut stream = output.add_stream(codec).map_err(ff("adding the stream"))?;
     stream.set_parameters(&encoder);
     stream.set_time_base(time_base);
+    if let Some(at) = &spec.recorded_at {
+        let mut metadata = Dictionary::new();
+        metadata.set("creation_time", at);
+        output.set_metadata(metadata);
+    }
     output.write_header().map_err(ff("writing the header"))?;
     let stream_time_base = output.stream(0).map_or(time_base, |s| s.time_base());
 
