@@ -252,6 +252,26 @@ fn clipped(text: &str) -> String {
 }
 
 /// The whole page.
+/// What the page says of a camera of a bout: which, of which cameras, and its offset.
+fn camera_line(camera: &referee_protocol::api::BoutMembership) -> String {
+    let offset = match (camera.offset_s, camera.offset_confidence, &camera.offset_note) {
+        (Some(s), Some(c), _) => format!(
+            "; it started {s:.3} s after the signal's clock (found from the motion, confidence {c:.2}), and its event times are on its own clock"
+        ),
+        (Some(s), None, _) => format!(
+            "; it started {s:.3} s after the signal's clock, and its event times are on its own clock"
+        ),
+        (None, _, Some(note)) => format!("; no offset: {note}"),
+        (None, _, None) => String::new(),
+    };
+    format!(
+        "Camera {} of bout {} (cameras {}){offset}.",
+        camera.camera,
+        camera.bout_id,
+        camera.cameras.join(", ")
+    )
+}
+
 pub fn render(report: &Report) -> String {
     let mut page = String::with_capacity(16 * 1024);
     let title = format!("{} – referee report", report.name);
@@ -288,6 +308,13 @@ pub fn render(report: &Report) -> String {
         events = report.events.len(),
         segments = report.segments.len(),
     );
+    if let Some(camera) = &report.camera {
+        let _ = writeln!(
+            page,
+            "<p class=\"summary camera\">{}</p>",
+            escape(&camera_line(camera))
+        );
+    }
 
     page.push_str("<section class=\"card\">\n");
     let _ = writeln!(
@@ -883,6 +910,25 @@ mod tests {
             energy(),
             (160, 120),
         )
+    }
+
+    #[test]
+    fn a_camera_of_a_bout_says_which_and_its_offset() {
+        let mut report = report("1.0 touch_left score=1-0\n");
+        assert!(!render(&report).contains("Camera "));
+        report.camera = Some(referee_protocol::api::BoutMembership {
+            bout_id: "b1".into(),
+            camera: "right".into(),
+            cameras: vec!["left".into(), "right".into()],
+            offset_s: Some(0.395893),
+            offset_confidence: Some(0.72),
+            offset_note: None,
+        });
+        let page = render(&report);
+        assert!(
+            page.contains("Camera right of bout b1 (cameras left, right); it started 0.396 s after the signal&#39;s clock (found from the motion, confidence 0.72)"),
+            "{page}"
+        );
     }
 
     #[test]
